@@ -1,0 +1,3 @@
+//! Authentication: the token store (auth methods join in the identity issue).
+
+pub(crate) mod token;

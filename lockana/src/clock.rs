@@ -1,0 +1,136 @@
+//! Time, behind a trait so TTL, lockout and version-expiry tests run on a fake clock.
+
+use std::time::{Duration, SystemTime};
+
+/// A source of wall-clock time.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// A clock tests move by hand.
+#[derive(Debug)]
+pub struct FakeClock(parking_lot::Mutex<SystemTime>);
+
+impl FakeClock {
+    /// A clock stopped at `start`.
+    pub fn new(start: SystemTime) -> Self {
+        FakeClock(parking_lot::Mutex::new(start))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        *self.0.lock() += by;
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> SystemTime {
+        *self.0.lock()
+    }
+}
+
+/// RFC 3339 with nanoseconds, as Vault prints times.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
+/// Parses a time written by [`rfc3339`].
+pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339(s).ok()
+}
+
+/// Formats seconds as Go's `time.Duration` prints them (`0s`, `1h30m0s`).
+pub(crate) fn go_duration(secs: u64) -> String {
+    if secs == 0 {
+        return "0s".into();
+    }
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// Parses a duration the way Vault's API accepts it: an integer number of seconds
+/// (number or string) or a Go-style duration (`90s`, `1h30m`, `10m`, `2d` is not Go but
+/// Vault's parseutil accepts `d`).
+pub(crate) fn parse_duration(v: &serde_json::Value) -> Option<u64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => parse_duration_str(s),
+        _ => None,
+    }
+}
+
+fn parse_duration_str(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Some(0);
+    }
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(n);
+    }
+    let mut total: f64 = 0.0;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        if c == 'm' && chars.peek() == Some(&'s') {
+            unit.push(chars.next()?);
+        }
+        let value: f64 = num.parse().ok()?;
+        num.clear();
+        let mult = match unit.as_str() {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return None,
+        };
+        total += value * mult;
+        any = true;
+    }
+    if !num.is_empty() || !any || !total.is_finite() || !(0.0..=1e15).contains(&total) {
+        return None;
+    }
+    Some(total as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn durations_parse_like_vault() {
+        assert_eq!(parse_duration(&json!(30)), Some(30));
+        assert_eq!(parse_duration(&json!("30")), Some(30));
+        assert_eq!(parse_duration(&json!("1h30m")), Some(5400));
+        assert_eq!(parse_duration(&json!("10m5s")), Some(605));
+        assert_eq!(parse_duration(&json!("2d")), Some(172800));
+        assert_eq!(parse_duration(&json!("abc")), None);
+        assert_eq!(parse_duration(&json!("5x")), None);
+        assert_eq!(parse_duration(&json!(-1)), None);
+        assert_eq!(go_duration(5400), "1h30m0s");
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(61), "1m1s");
+    }
+}

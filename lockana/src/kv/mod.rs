@@ -1,0 +1,134 @@
+//! The KV secrets engines (v1 and v2) and the pieces they share.
+
+pub(crate) mod v1;
+pub(crate) mod v2;
+
+use std::time::SystemTime;
+
+use parking_lot::{Mutex, MutexGuard};
+use serde_json::{Map, Value};
+
+use crate::barrier::{Barrier, Op};
+use crate::mounts::MountEntry;
+use crate::{Error, Result};
+
+/// Everything an engine needs to answer one request.
+pub(crate) struct Ctx<'a> {
+    pub barrier: &'a Barrier,
+    pub mount: &'a MountEntry,
+    pub now: SystemTime,
+    pub locks: &'a KeyLocks,
+}
+
+impl Ctx<'_> {
+    fn key(&self, rel: &str) -> String {
+        let mut k = self.mount.view_prefix();
+        k.push_str(rel);
+        k
+    }
+
+    pub(crate) fn get_json<T: serde::de::DeserializeOwned>(&self, rel: &str) -> Result<Option<T>> {
+        match self.barrier.get(&self.key(rel))? {
+            None => Ok(None),
+            Some(b) => Ok(Some(
+                serde_json::from_slice(&b).map_err(|_| crate::StorageError::Corrupt)?,
+            )),
+        }
+    }
+
+    pub(crate) fn put_op<T: serde::Serialize>(&self, rel: &str, v: &T) -> Result<Op> {
+        let bytes = serde_json::to_vec(v).map_err(|_| crate::StorageError::Corrupt)?;
+        Ok(Op::Put(self.key(rel), bytes))
+    }
+
+    pub(crate) fn delete_op(&self, rel: &str) -> Op {
+        Op::Delete(self.key(rel))
+    }
+
+    pub(crate) fn apply(&self, ops: Vec<Op>) -> Result<()> {
+        self.barrier.apply(ops)
+    }
+
+    pub(crate) fn list(&self, rel_prefix: &str) -> Result<Vec<String>> {
+        self.barrier.list(&self.key(rel_prefix))
+    }
+
+    /// Serializes writers of one key (read-modify-write of KV v2 metadata).
+    pub(crate) fn lock(&self, rel: &str) -> MutexGuard<'_, ()> {
+        self.locks.lock(&self.key(rel))
+    }
+}
+
+/// Striped locks: writers of the same key serialize, others rarely contend.
+pub(crate) struct KeyLocks(Vec<Mutex<()>>);
+
+impl Default for KeyLocks {
+    fn default() -> Self {
+        KeyLocks((0..64).map(|_| Mutex::new(())).collect())
+    }
+}
+
+impl KeyLocks {
+    fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        self.0[(h.finish() as usize) % self.0.len()].lock()
+    }
+}
+
+/// Reads an optional non-negative integer parameter (number or numeric string).
+pub(crate) fn opt_u64(data: &Map<String, Value>, name: &str) -> Result<Option<u64>> {
+    match data.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| Error::invalid(format!("'{name}' must be a non-negative integer"))),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::invalid(format!("'{name}' must be a non-negative integer"))),
+        Some(_) => Err(Error::invalid(format!(
+            "'{name}' must be a non-negative integer"
+        ))),
+    }
+}
+
+/// Reads an optional boolean parameter (bool or `"true"`/`"false"`).
+pub(crate) fn opt_bool(data: &Map<String, Value>, name: &str) -> Result<Option<bool>> {
+    match data.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) => match s.trim() {
+            "true" | "1" => Ok(Some(true)),
+            "false" | "0" | "" => Ok(Some(false)),
+            _ => Err(Error::invalid(format!("'{name}' must be a boolean"))),
+        },
+        Some(_) => Err(Error::invalid(format!("'{name}' must be a boolean"))),
+    }
+}
+
+/// Reads an optional duration parameter (seconds or `"1h30m"`).
+pub(crate) fn opt_duration(data: &Map<String, Value>, name: &str) -> Result<Option<u64>> {
+    match data.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => crate::clock::parse_duration(v).map(Some).ok_or_else(|| {
+            Error::invalid(format!(
+                "'{name}' must be a duration such as \"30s\" or \"1h\", or a number of seconds"
+            ))
+        }),
+    }
+}
+
+/// A list answer: `{"keys": [...]}`, or 404 when there is nothing.
+pub(crate) fn list_response(keys: Vec<String>) -> Result<crate::Response> {
+    if keys.is_empty() {
+        return Err(Error::NotFound);
+    }
+    let mut m = Map::new();
+    m.insert("keys".into(), Value::from(keys));
+    Ok(crate::Response::with_data(m))
+}

@@ -1,0 +1,616 @@
+//! KV version 2: versioned secrets with soft delete, undelete, destroy, check-and-set
+//! and per-key metadata, answering exactly as Vault's `kv` plugin (version 2) does.
+//!
+//! Storage under the mount's view:
+//! - `config`: the mount-wide settings;
+//! - `meta/<key>`: one record per secret with its versions map (listed for `metadata/` LIST);
+//! - `versions/<sha256(key)>/<n>`: the data of version `n`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{Ctx, list_response, opt_bool, opt_duration, opt_u64};
+use crate::clock::{go_duration, parse_rfc3339, rfc3339};
+use crate::{Error, Operation, Request, Response, Result};
+
+/// Versions kept when neither the mount nor the key sets `max_versions`.
+const DEFAULT_MAX_VERSIONS: u64 = 10;
+const MAX_CUSTOM_METADATA_KEYS: usize = 64;
+const MAX_CUSTOM_METADATA_KEY_LEN: usize = 128;
+const MAX_CUSTOM_METADATA_VALUE_LEN: usize = 512;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Config {
+    max_versions: u64,
+    cas_required: bool,
+    delete_version_after: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct VersionMeta {
+    created_time: String,
+    deletion_time: String,
+    destroyed: bool,
+}
+
+impl VersionMeta {
+    fn deleted(&self, now: SystemTime) -> bool {
+        !self.deletion_time.is_empty()
+            && parse_rfc3339(&self.deletion_time).is_none_or(|t| t <= now)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Meta {
+    versions: BTreeMap<u64, VersionMeta>,
+    current_version: u64,
+    oldest_version: u64,
+    max_versions: u64,
+    cas_required: bool,
+    delete_version_after: u64,
+    custom_metadata: Option<BTreeMap<String, String>>,
+    created_time: String,
+    updated_time: String,
+}
+
+impl Meta {
+    fn new(now: SystemTime) -> Self {
+        Meta {
+            versions: BTreeMap::new(),
+            current_version: 0,
+            oldest_version: 0,
+            max_versions: 0,
+            cas_required: false,
+            delete_version_after: 0,
+            custom_metadata: None,
+            created_time: rfc3339(now),
+            updated_time: rfc3339(now),
+        }
+    }
+
+    fn version_json(&self, version: u64) -> Value {
+        let (created, deletion, destroyed) = match self.versions.get(&version) {
+            Some(v) => (
+                v.created_time.as_str(),
+                v.deletion_time.as_str(),
+                v.destroyed,
+            ),
+            None => ("", "", false),
+        };
+        json!({
+            "created_time": created,
+            "custom_metadata": self.custom_metadata,
+            "deletion_time": deletion,
+            "destroyed": destroyed,
+            "version": version,
+        })
+    }
+
+    fn to_json(&self) -> Map<String, Value> {
+        let versions: Map<String, Value> = self
+            .versions
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    json!({"created_time": v.created_time, "deletion_time": v.deletion_time, "destroyed": v.destroyed}),
+                )
+            })
+            .collect();
+        let v = json!({
+            "cas_required": self.cas_required,
+            "created_time": self.created_time,
+            "current_version": self.current_version,
+            "custom_metadata": self.custom_metadata,
+            "delete_version_after": go_duration(self.delete_version_after),
+            "max_versions": self.max_versions,
+            "oldest_version": self.oldest_version,
+            "updated_time": self.updated_time,
+            "versions": versions,
+        });
+        into_map(v)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct VersionData {
+    data: Map<String, Value>,
+}
+
+fn into_map(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn meta_key(key: &str) -> String {
+    format!("meta/{key}")
+}
+
+fn version_key(key: &str, version: u64) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    format!("versions/{}/{version}", hex::encode(digest))
+}
+
+pub(crate) fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Response> {
+    let (section, key) = match rel.split_once('/') {
+        Some((s, k)) => (s, k),
+        None => (rel, ""),
+    };
+    let op = req.operation;
+    let d = &req.data;
+    let mut resp = match (section, op) {
+        ("config", Operation::Read) => read_config(ctx)?,
+        ("config", Operation::Create | Operation::Update) => write_config(ctx, d)?,
+        ("metadata", Operation::List) => list_response(ctx.list(&meta_key(key))?)?,
+        (_, Operation::List) => return Err(Error::UnsupportedOperation),
+        ("data" | "metadata" | "delete" | "undelete" | "destroy" | "subkeys", _)
+            if key.is_empty() || key.ends_with('/') =>
+        {
+            return Err(Error::invalid(
+                "missing secret path: give the key after the mount, as in secret/data/my-app",
+            ));
+        }
+        ("data", Operation::Read) => read_data(ctx, key, d, false)?,
+        ("data", Operation::Create | Operation::Update) => write_data(ctx, key, d, false)?,
+        ("data", Operation::Patch) => write_data(ctx, key, d, true)?,
+        ("data", Operation::Delete) => delete_latest(ctx, key)?,
+        ("subkeys", Operation::Read) => read_data(ctx, key, d, true)?,
+        ("delete", Operation::Create | Operation::Update) => {
+            change_versions(ctx, key, d, Change::Delete)?
+        }
+        ("undelete", Operation::Create | Operation::Update) => {
+            change_versions(ctx, key, d, Change::Undelete)?
+        }
+        ("destroy", Operation::Create | Operation::Update) => {
+            change_versions(ctx, key, d, Change::Destroy)?
+        }
+        ("metadata", Operation::Read) => {
+            let meta: Meta = ctx.get_json(&meta_key(key))?.ok_or(Error::NotFound)?;
+            Response::with_data(meta.to_json())
+        }
+        ("metadata", Operation::Create | Operation::Update) => write_metadata(ctx, key, d, false)?,
+        ("metadata", Operation::Patch) => write_metadata(ctx, key, d, true)?,
+        ("metadata", Operation::Delete) => delete_metadata(ctx, key)?,
+        ("config" | "delete" | "undelete" | "destroy" | "subkeys", _) => {
+            return Err(Error::UnsupportedOperation);
+        }
+        _ => {
+            return Err(Error::NoRoute(format!("{}{rel}", ctx.mount.path)));
+        }
+    };
+    resp.mount_type = "kv".into();
+    Ok(resp)
+}
+
+fn load_config(ctx: &Ctx<'_>) -> Result<Config> {
+    Ok(ctx.get_json("config")?.unwrap_or_default())
+}
+
+fn read_config(ctx: &Ctx<'_>) -> Result<Response> {
+    let c = load_config(ctx)?;
+    Ok(Response::with_data(into_map(json!({
+        "cas_required": c.cas_required,
+        "delete_version_after": go_duration(c.delete_version_after),
+        "max_versions": c.max_versions,
+    }))))
+}
+
+fn write_config(ctx: &Ctx<'_>, d: &Map<String, Value>) -> Result<Response> {
+    let _g = ctx.lock("config");
+    let mut c = load_config(ctx)?;
+    if let Some(v) = opt_u64(d, "max_versions")? {
+        c.max_versions = v;
+    }
+    if let Some(v) = opt_bool(d, "cas_required")? {
+        c.cas_required = v;
+    }
+    if let Some(v) = opt_duration(d, "delete_version_after")? {
+        c.delete_version_after = v;
+    }
+    ctx.apply(vec![ctx.put_op("config", &c)?])?;
+    Ok(Response::empty())
+}
+
+/// Reads a version (`data/`) or its key tree (`subkeys/`).
+fn read_data(ctx: &Ctx<'_>, key: &str, d: &Map<String, Value>, subkeys: bool) -> Result<Response> {
+    let requested = opt_u64(d, "version")?.unwrap_or(0);
+    let depth = if subkeys {
+        opt_u64(d, "depth")?.unwrap_or(0)
+    } else {
+        0
+    };
+    let meta: Meta = ctx.get_json(&meta_key(key))?.ok_or(Error::NotFound)?;
+    let version = if requested == 0 {
+        meta.current_version
+    } else {
+        requested
+    };
+    let vm = meta.versions.get(&version).ok_or(Error::NotFound)?;
+    let payload_name = if subkeys { "subkeys" } else { "data" };
+    if vm.destroyed || vm.deleted(ctx.now) {
+        let mut m = Map::new();
+        m.insert(payload_name.into(), Value::Null);
+        m.insert("metadata".into(), meta.version_json(version));
+        let mut r = Response::with_data(m);
+        r.status = Some(404);
+        return Ok(r);
+    }
+    let vd: VersionData = ctx
+        .get_json(&version_key(key, version))?
+        .ok_or(Error::NotFound)?;
+    let payload = if subkeys {
+        subkey_tree(&vd.data, depth, 1)
+    } else {
+        Value::Object(vd.data)
+    };
+    let mut m = Map::new();
+    m.insert(payload_name.into(), payload);
+    m.insert("metadata".into(), meta.version_json(version));
+    Ok(Response::with_data(m))
+}
+
+/// Replaces leaves with `null`, descending into objects up to `depth` levels (0: all).
+fn subkey_tree(data: &Map<String, Value>, depth: u64, level: u64) -> Value {
+    let out: Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| {
+            let sub = match v {
+                Value::Object(inner) if depth == 0 || level < depth => {
+                    subkey_tree(inner, depth, level + 1)
+                }
+                _ => Value::Null,
+            };
+            (k.clone(), sub)
+        })
+        .collect();
+    Value::Object(out)
+}
+
+fn cas_param(d: &Map<String, Value>) -> Result<Option<u64>> {
+    match d.get("options") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(o)) => opt_u64(o, "cas"),
+        Some(_) => Err(Error::invalid("'options' must be an object")),
+    }
+}
+
+fn effective_max_versions(meta: &Meta, config: &Config) -> u64 {
+    [meta.max_versions, config.max_versions]
+        .into_iter()
+        .find(|v| *v > 0)
+        .unwrap_or(DEFAULT_MAX_VERSIONS)
+}
+
+/// Writes a new version: the body's `data` (`PUT`/`POST`), or the current version
+/// with `data` applied as a JSON merge patch (RFC 7386, `PATCH`).
+fn write_data(ctx: &Ctx<'_>, key: &str, d: &Map<String, Value>, patch: bool) -> Result<Response> {
+    let input = match d.get("data") {
+        Some(Value::Object(m)) => m,
+        None | Some(Value::Null) => return Err(Error::invalid("no data provided")),
+        Some(_) => return Err(Error::invalid("'data' must be a JSON object")),
+    };
+    let cas = cas_param(d)?;
+    let _g = ctx.lock(&meta_key(key));
+    let config = load_config(ctx)?;
+    let existing: Option<Meta> = ctx.get_json(&meta_key(key))?;
+    if patch {
+        let usable = existing
+            .as_ref()
+            .and_then(|m| m.versions.get(&m.current_version))
+            .is_some_and(|v| !v.destroyed && !v.deleted(ctx.now));
+        if !usable {
+            return Err(Error::NotFound);
+        }
+    }
+    let mut meta = existing.unwrap_or_else(|| Meta::new(ctx.now));
+    if (config.cas_required || meta.cas_required) && cas.is_none() {
+        return Err(Error::invalid(
+            "check-and-set parameter required for this call",
+        ));
+    }
+    if let Some(cas) = cas
+        && cas != meta.current_version
+    {
+        return Err(Error::invalid(
+            "check-and-set parameter did not match the current version",
+        ));
+    }
+    let new_data = if patch {
+        let current: VersionData = ctx
+            .get_json(&version_key(key, meta.current_version))?
+            .ok_or(Error::NotFound)?;
+        let mut merged = Value::Object(current.data);
+        merge_patch(&mut merged, &Value::Object(input.clone()));
+        match merged {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    } else {
+        input.clone()
+    };
+    let version = meta.current_version + 1;
+    let dva = if meta.delete_version_after > 0 {
+        meta.delete_version_after
+    } else {
+        config.delete_version_after
+    };
+    let deletion_time = if dva > 0 {
+        rfc3339(ctx.now + Duration::from_secs(dva))
+    } else {
+        String::new()
+    };
+    meta.versions.insert(
+        version,
+        VersionMeta {
+            created_time: rfc3339(ctx.now),
+            deletion_time,
+            destroyed: false,
+        },
+    );
+    meta.current_version = version;
+    meta.updated_time = rfc3339(ctx.now);
+    let mut ops = vec![ctx.put_op(&version_key(key, version), &VersionData { data: new_data })?];
+    let max = effective_max_versions(&meta, &config);
+    ops.extend(prune(ctx, key, &mut meta, max));
+    ops.push(ctx.put_op(&meta_key(key), &meta)?);
+    ctx.apply(ops)?;
+    Ok(Response::with_data(into_map(meta.version_json(version))))
+}
+
+/// Drops the oldest versions beyond `max`, returning the deletions to commit.
+fn prune(ctx: &Ctx<'_>, key: &str, meta: &mut Meta, max: u64) -> Vec<crate::barrier::Op> {
+    let mut ops = Vec::new();
+    while meta.versions.len() as u64 > max {
+        let Some((&oldest, _)) = meta.versions.iter().next() else {
+            break;
+        };
+        meta.versions.remove(&oldest);
+        ops.push(ctx.delete_op(&version_key(key, oldest)));
+        meta.oldest_version = meta.versions.keys().next().copied().unwrap_or(0);
+    }
+    ops
+}
+
+/// RFC 7386 JSON merge patch: `null` removes, objects merge, everything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+}
+
+fn delete_latest(ctx: &Ctx<'_>, key: &str) -> Result<Response> {
+    let _g = ctx.lock(&meta_key(key));
+    let Some(mut meta) = ctx.get_json::<Meta>(&meta_key(key))? else {
+        return Ok(Response::empty());
+    };
+    let now = ctx.now;
+    let current = meta.current_version;
+    if let Some(v) = meta.versions.get_mut(&current)
+        && !v.destroyed
+        && !v.deleted(now)
+    {
+        v.deletion_time = rfc3339(now);
+        ctx.apply(vec![ctx.put_op(&meta_key(key), &meta)?])?;
+    }
+    Ok(Response::empty())
+}
+
+enum Change {
+    Delete,
+    Undelete,
+    Destroy,
+}
+
+fn versions_param(d: &Map<String, Value>) -> Result<Vec<u64>> {
+    let bad = || Error::invalid("'versions' must be a list of version numbers");
+    let list: Vec<u64> = match d.get("versions") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                Value::Number(n) => n.as_u64().ok_or_else(bad),
+                Value::String(s) => s.trim().parse().map_err(|_| bad()),
+                _ => Err(bad()),
+            })
+            .collect::<Result<_>>()?,
+        Some(Value::Number(n)) => vec![n.as_u64().ok_or_else(bad)?],
+        Some(Value::String(s)) => s
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| p.trim().parse().map_err(|_| bad()))
+            .collect::<Result<_>>()?,
+        Some(_) => return Err(bad()),
+    };
+    if list.is_empty() {
+        return Err(Error::invalid("no version number provided"));
+    }
+    Ok(list)
+}
+
+fn change_versions(
+    ctx: &Ctx<'_>,
+    key: &str,
+    d: &Map<String, Value>,
+    change: Change,
+) -> Result<Response> {
+    let versions = versions_param(d)?;
+    let _g = ctx.lock(&meta_key(key));
+    let Some(mut meta) = ctx.get_json::<Meta>(&meta_key(key))? else {
+        return Ok(Response::empty());
+    };
+    let now = ctx.now;
+    let mut ops = Vec::new();
+    for n in versions {
+        let Some(v) = meta.versions.get_mut(&n) else {
+            continue;
+        };
+        match change {
+            Change::Delete if !v.destroyed && !v.deleted(now) => v.deletion_time = rfc3339(now),
+            Change::Undelete if !v.destroyed => v.deletion_time = String::new(),
+            Change::Destroy if !v.destroyed => {
+                v.destroyed = true;
+                ops.push(ctx.delete_op(&version_key(key, n)));
+            }
+            _ => {}
+        }
+    }
+    ops.push(ctx.put_op(&meta_key(key), &meta)?);
+    ctx.apply(ops)?;
+    Ok(Response::empty())
+}
+
+fn custom_metadata_param(
+    d: &Map<String, Value>,
+    patch: bool,
+) -> Result<Option<BTreeMap<String, Option<String>>>> {
+    let m = match d.get("custom_metadata") {
+        None => return Ok(None),
+        Some(Value::Null) => return Ok(Some(BTreeMap::new())),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(Error::invalid(
+                "'custom_metadata' must be an object of string values",
+            ));
+        }
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in m {
+        let v = match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Null if patch => None,
+            _ => return Err(Error::invalid("'custom_metadata' values must be strings")),
+        };
+        if k.is_empty() || k.len() > MAX_CUSTOM_METADATA_KEY_LEN {
+            return Err(Error::invalid(format!(
+                "custom_metadata keys must be 1 to {MAX_CUSTOM_METADATA_KEY_LEN} bytes long"
+            )));
+        }
+        if v.as_ref()
+            .is_some_and(|v| v.len() > MAX_CUSTOM_METADATA_VALUE_LEN)
+        {
+            return Err(Error::invalid(format!(
+                "custom_metadata values must be at most {MAX_CUSTOM_METADATA_VALUE_LEN} bytes long"
+            )));
+        }
+        out.insert(k.clone(), v);
+    }
+    Ok(Some(out))
+}
+
+fn write_metadata(
+    ctx: &Ctx<'_>,
+    key: &str,
+    d: &Map<String, Value>,
+    patch: bool,
+) -> Result<Response> {
+    let max_versions = opt_u64(d, "max_versions")?;
+    let cas_required = opt_bool(d, "cas_required")?;
+    let dva = opt_duration(d, "delete_version_after")?;
+    let custom = custom_metadata_param(d, patch)?;
+    let _g = ctx.lock(&meta_key(key));
+    let existing: Option<Meta> = ctx.get_json(&meta_key(key))?;
+    if patch && existing.is_none() {
+        return Err(Error::NotFound);
+    }
+    let mut meta = existing.unwrap_or_else(|| Meta::new(ctx.now));
+    if let Some(v) = max_versions {
+        meta.max_versions = v;
+    }
+    if let Some(v) = cas_required {
+        meta.cas_required = v;
+    }
+    if let Some(v) = dva {
+        meta.delete_version_after = v;
+    }
+    if let Some(custom) = custom {
+        let mut merged = if patch {
+            meta.custom_metadata.take().unwrap_or_default()
+        } else {
+            BTreeMap::new()
+        };
+        for (k, v) in custom {
+            match v {
+                Some(v) => {
+                    merged.insert(k, v);
+                }
+                None => {
+                    merged.remove(&k);
+                }
+            }
+        }
+        if merged.len() > MAX_CUSTOM_METADATA_KEYS {
+            return Err(Error::invalid(format!(
+                "custom_metadata may hold at most {MAX_CUSTOM_METADATA_KEYS} keys"
+            )));
+        }
+        meta.custom_metadata = if merged.is_empty() && !patch {
+            None
+        } else {
+            Some(merged)
+        };
+    }
+    meta.updated_time = rfc3339(ctx.now);
+    let config = load_config(ctx)?;
+    let max = effective_max_versions(&meta, &config);
+    let mut ops = prune(ctx, key, &mut meta, max);
+    ops.push(ctx.put_op(&meta_key(key), &meta)?);
+    ctx.apply(ops)?;
+    Ok(Response::empty())
+}
+
+fn delete_metadata(ctx: &Ctx<'_>, key: &str) -> Result<Response> {
+    let _g = ctx.lock(&meta_key(key));
+    let Some(meta) = ctx.get_json::<Meta>(&meta_key(key))? else {
+        return Ok(Response::empty());
+    };
+    let mut ops: Vec<_> = meta
+        .versions
+        .keys()
+        .map(|n| ctx.delete_op(&version_key(key, *n)))
+        .collect();
+    ops.push(ctx.delete_op(&meta_key(key)));
+    ctx.apply(ops)?;
+    Ok(Response::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_patch_follows_rfc7386() {
+        let mut t = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut t, &json!({"a": "z", "c": {"f": null}, "n": [1]}));
+        assert_eq!(t, json!({"a": "z", "c": {"d": "e"}, "n": [1]}));
+    }
+
+    #[test]
+    fn subkeys_respect_depth() {
+        let d = into_map(json!({"a": {"b": {"c": 1}}, "x": 2}));
+        assert_eq!(
+            subkey_tree(&d, 0, 1),
+            json!({"a": {"b": {"c": null}}, "x": null})
+        );
+        assert_eq!(subkey_tree(&d, 1, 1), json!({"a": null, "x": null}));
+        assert_eq!(subkey_tree(&d, 2, 1), json!({"a": {"b": null}, "x": null}));
+    }
+}

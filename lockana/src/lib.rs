@@ -1,0 +1,25 @@
+//! Lockana: a secrets vault that speaks HashiCorp Vault's API.
+//!
+//! The library holds the whole vault — storage, the encryption barrier, seal and
+//! unseal, the mount table and its secrets engines — and has no HTTP in it. Every
+//! transport (the `lockana` server, the Python module, a Rust program) calls
+//! [`Vault::handle`] with a [`Request`] and gets the same checks.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod auth;
+mod barrier;
+mod clock;
+mod error;
+mod kv;
+mod logical;
+mod mounts;
+mod storage;
+mod sys;
+mod vault;
+
+pub use barrier::Cipher;
+pub use clock::{Clock, FakeClock, SystemClock};
+pub use error::{BarrierError, Error, Result, StorageError};
+pub use logical::{Auth, ClientToken, Connection, Operation, Request, Response, ResponseFormat};
+pub use vault::{DevCredentials, InitResult, SealStatus, StorageConfig, Vault};

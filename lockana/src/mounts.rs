@@ -1,0 +1,350 @@
+//! The mount table and router: a request path goes to the engine mounted at its
+//! longest matching prefix. Each mount's data lives under its own storage view
+//! (`logical/<uuid>/`), so disabling a mount deletes exactly its data.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::barrier::{Barrier, Op};
+use crate::{Error, Result};
+
+const MOUNTS_PATH: &str = "core/mounts";
+/// Default and max lease TTL of a mount when unset: Vault's 768h.
+pub(crate) const SYSTEM_MAX_TTL: u64 = 768 * 3600;
+/// Paths no secrets engine may be mounted at or below.
+const RESERVED: [&str; 4] = ["sys/", "auth/", "cubbyhole/", "identity/"];
+
+/// The engines Lockana can mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EngineKind {
+    KvV1,
+    KvV2,
+}
+
+/// Per-mount settings that `sys/mounts/<path>/tune` changes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct MountConfig {
+    #[serde(default)]
+    pub default_lease_ttl: u64,
+    #[serde(default)]
+    pub max_lease_ttl: u64,
+    #[serde(default)]
+    pub force_no_cache: bool,
+}
+
+/// One row of the mount table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MountEntry {
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub description: String,
+    pub accessor: String,
+    pub uuid: String,
+    pub options: BTreeMap<String, String>,
+    pub config: MountConfig,
+    #[serde(default)]
+    pub local: bool,
+    #[serde(default)]
+    pub seal_wrap: bool,
+}
+
+impl MountEntry {
+    pub(crate) fn engine(&self) -> EngineKind {
+        if self.options.get("version").map(String::as_str) == Some("2") {
+            EngineKind::KvV2
+        } else {
+            EngineKind::KvV1
+        }
+    }
+
+    /// The storage prefix of this mount's data.
+    pub(crate) fn view_prefix(&self) -> String {
+        format!("logical/{}/", self.uuid)
+    }
+
+    /// Vault's JSON for one mount (`sys/mounts`, `sys/internal/ui/mounts`).
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "accessor": self.accessor,
+            "config": {
+                "default_lease_ttl": self.config.default_lease_ttl,
+                "force_no_cache": self.config.force_no_cache,
+                "max_lease_ttl": self.config.max_lease_ttl,
+            },
+            "description": self.description,
+            "external_entropy_access": false,
+            "local": self.local,
+            "options": self.options,
+            "plugin_version": "",
+            "running_plugin_version": format!("v{}+builtin.lockana", env!("CARGO_PKG_VERSION")),
+            "running_sha256": "",
+            "seal_wrap": self.seal_wrap,
+            "type": self.kind,
+            "uuid": self.uuid,
+        })
+    }
+
+    /// The lease TTL KV v1 reports for its reads.
+    pub(crate) fn effective_ttl(&self) -> u64 {
+        match self.config.default_lease_ttl {
+            0 => SYSTEM_MAX_TTL,
+            t => t,
+        }
+    }
+}
+
+/// Builds a new mount entry after validating the request of `sys/mounts/<path>`.
+pub(crate) fn new_entry(path: &str, data: &Map<String, Value>) -> Result<MountEntry> {
+    let path = normalize_mount_path(path)?;
+    let kind = match data.get("type") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::String(_)) | None => {
+            return Err(Error::invalid("backend type must be specified"));
+        }
+        Some(_) => return Err(Error::invalid("'type' must be a string")),
+    };
+    let mut options = parse_options(data.get("options"))?;
+    let (kind, version) = match kind.as_str() {
+        "kv" | "generic" => (
+            "kv",
+            options
+                .get("version")
+                .cloned()
+                .unwrap_or_else(|| "1".into()),
+        ),
+        "kv-v1" => ("kv", "1".into()),
+        "kv-v2" => ("kv", "2".into()),
+        _ => {
+            return Err(Error::invalid(format!(
+                "plugin not found in the catalog: {}; Lockana mounts the secrets engine types kv, kv-v1 and kv-v2",
+                sanitize(&kind)
+            )));
+        }
+    };
+    if version != "1" && version != "2" {
+        return Err(Error::invalid(
+            "kv mount option 'version' must be \"1\" or \"2\"",
+        ));
+    }
+    options.insert("version".into(), version);
+    let mut config = MountConfig::default();
+    if let Some(c) = data.get("config") {
+        apply_tune(&mut config, c)?;
+    }
+    let description = match data.get("description") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(Error::invalid("'description' must be a string")),
+    };
+    let uuid = uuid::Uuid::new_v4().to_string();
+    Ok(MountEntry {
+        path,
+        kind: kind.into(),
+        description,
+        accessor: format!("kv_{}", &uuid.replace('-', "")[..8]),
+        uuid,
+        options,
+        config,
+        local: matches!(data.get("local"), Some(Value::Bool(true))),
+        seal_wrap: matches!(data.get("seal_wrap"), Some(Value::Bool(true))),
+    })
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+        .take(64)
+        .collect()
+}
+
+fn parse_options(v: Option<&Value>) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    match v {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                let s = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => return Err(Error::invalid("mount options must be strings")),
+                };
+                out.insert(k.clone(), s);
+            }
+        }
+        Some(_) => return Err(Error::invalid("'options' must be an object")),
+    }
+    Ok(out)
+}
+
+/// Applies `default_lease_ttl` / `max_lease_ttl` / `force_no_cache` from a tune body.
+pub(crate) fn apply_tune(config: &mut MountConfig, v: &Value) -> Result<()> {
+    let Value::Object(m) = v else {
+        return Err(Error::invalid("'config' must be an object"));
+    };
+    for (key, slot) in [
+        ("default_lease_ttl", &mut config.default_lease_ttl),
+        ("max_lease_ttl", &mut config.max_lease_ttl),
+    ] {
+        match m.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s == "system" => *slot = 0,
+            Some(v) => {
+                *slot = crate::clock::parse_duration(v).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "'{key}' must be a number of seconds or a duration such as \"1h\""
+                    ))
+                })?
+            }
+        }
+    }
+    if config.max_lease_ttl != 0 && config.default_lease_ttl > config.max_lease_ttl {
+        return Err(Error::invalid(
+            "default lease TTL cannot be greater than max lease TTL",
+        ));
+    }
+    if let Some(b) = m.get("force_no_cache") {
+        config.force_no_cache = b
+            .as_bool()
+            .ok_or_else(|| Error::invalid("'force_no_cache' must be a boolean"))?;
+    }
+    Ok(())
+}
+
+/// `secret` / `/secret/` -> `secret/`; refuses empty, reserved and odd paths.
+pub(crate) fn normalize_mount_path(path: &str) -> Result<String> {
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty() {
+        return Err(Error::invalid("mount path must not be empty"));
+    }
+    let p = format!("{trimmed}/");
+    if RESERVED.iter().any(|r| p.starts_with(r)) {
+        return Err(Error::invalid(format!(
+            "cannot mount under reserved path '{}'",
+            RESERVED
+                .iter()
+                .find(|r| p.starts_with(*r))
+                .copied()
+                .unwrap_or("")
+        )));
+    }
+    Ok(p)
+}
+
+/// The in-memory mount table, loaded from storage at unseal.
+#[derive(Default)]
+pub(crate) struct MountTable {
+    entries: Vec<MountEntry>,
+}
+
+impl MountTable {
+    pub(crate) fn load(barrier: &Barrier) -> Result<Self> {
+        let entries = match barrier.get(MOUNTS_PATH)? {
+            None => Vec::new(),
+            Some(b) => serde_json::from_slice(&b).map_err(|_| crate::StorageError::Corrupt)?,
+        };
+        Ok(MountTable { entries })
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        Ok(serde_json::to_vec(&self.entries).map_err(|_| crate::StorageError::Corrupt)?)
+    }
+
+    pub(crate) fn entries(&self) -> &[MountEntry] {
+        &self.entries
+    }
+
+    /// The mount whose path is the longest prefix of `path`.
+    pub(crate) fn route(&self, path: &str) -> Option<&MountEntry> {
+        self.entries
+            .iter()
+            .filter(|e| path.starts_with(&e.path) || e.path.strip_suffix('/') == Some(path))
+            .max_by_key(|e| e.path.len())
+    }
+
+    pub(crate) fn get(&self, mount_path: &str) -> Option<&MountEntry> {
+        self.entries.iter().find(|e| e.path == mount_path)
+    }
+
+    /// Adds a mount and persists the table.
+    pub(crate) fn add(&mut self, barrier: &Barrier, entry: MountEntry) -> Result<()> {
+        if let Some(conflict) = self
+            .entries
+            .iter()
+            .find(|e| entry.path.starts_with(&e.path) || e.path.starts_with(&entry.path))
+        {
+            return Err(Error::invalid(format!(
+                "path is already in use at {}",
+                conflict.path
+            )));
+        }
+        self.entries.push(entry);
+        if let Err(e) = barrier.put(MOUNTS_PATH, &self.encode()?) {
+            self.entries.pop();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Replaces a mount's entry (tune) and persists the table.
+    pub(crate) fn update(&mut self, barrier: &Barrier, entry: MountEntry) -> Result<()> {
+        let Some(i) = self.entries.iter().position(|e| e.path == entry.path) else {
+            return Err(Error::invalid(format!("no mount at {}", entry.path)));
+        };
+        let old = std::mem::replace(&mut self.entries[i], entry);
+        if let Err(e) = barrier.put(MOUNTS_PATH, &self.encode()?) {
+            self.entries[i] = old;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Removes a mount and all of its data in one commit.
+    pub(crate) fn remove(&mut self, barrier: &Barrier, mount_path: &str) -> Result<bool> {
+        let Some(i) = self.entries.iter().position(|e| e.path == mount_path) else {
+            return Ok(false);
+        };
+        let old = self.entries.remove(i);
+        let mut ops: Vec<Op> = barrier
+            .scan(&old.view_prefix())?
+            .into_iter()
+            .map(Op::Delete)
+            .collect();
+        ops.push(Op::Put(MOUNTS_PATH.into(), self.encode()?));
+        if let Err(e) = barrier.apply(ops) {
+            self.entries.insert(i, old);
+            return Err(e);
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_paths_normalize_and_reserved_are_refused() {
+        assert_eq!(normalize_mount_path("/secret").unwrap(), "secret/");
+        assert_eq!(normalize_mount_path("a/b/").unwrap(), "a/b/");
+        assert!(normalize_mount_path("sys").is_err());
+        assert!(normalize_mount_path("auth/x").is_err());
+        assert!(normalize_mount_path("//").is_err());
+    }
+
+    #[test]
+    fn unknown_engine_type_is_refused() {
+        let d = json!({"type": "aws"});
+        assert!(new_entry("x", d.as_object().unwrap()).is_err());
+        let d = json!({"type": "kv", "options": {"version": "3"}});
+        assert!(new_entry("x", d.as_object().unwrap()).is_err());
+        let d = json!({"type": "kv-v2"});
+        assert_eq!(
+            new_entry("x", d.as_object().unwrap()).unwrap().engine(),
+            EngineKind::KvV2
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! Physical storage: opaque bytes under string keys. Everything written here by the
+//! vault (except the seal configuration and the wrapped root key) has already been
+//! encrypted by the barrier.
+
+mod memory;
+mod redb;
+
+pub(crate) use self::memory::MemoryBackend;
+pub(crate) use self::redb::RedbBackend;
+
+use crate::StorageError;
+
+/// One change in an atomic batch.
+pub(crate) enum BatchOp {
+    Put(String, Vec<u8>),
+    Delete(String),
+}
+
+/// A key-value store. Every method that writes returns only once the change is
+/// durable (or, for the memory backend, visible).
+pub(crate) trait Backend: Send + Sync {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    // Single-key shorthands; the vault itself always writes through `batch`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.batch(vec![BatchOp::Put(key.to_owned(), value.to_vec())])
+    }
+    #[cfg_attr(not(test), allow(dead_code))]
+    fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.batch(vec![BatchOp::Delete(key.to_owned())])
+    }
+    /// All keys that start with `prefix`, full keys, in order.
+    fn scan(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+    /// Applies all changes or none.
+    fn batch(&self, ops: Vec<BatchOp>) -> Result<(), StorageError>;
+    /// The immediate children of `prefix`, Vault style: `a`, and `dir/` for deeper keys.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        Ok(children(prefix, self.scan(prefix)?))
+    }
+    /// A short name for `sys/seal-status` (`storage_type`).
+    fn kind(&self) -> &'static str;
+}
+
+/// Folds full keys under `prefix` into immediate children (`name` or `dir/`).
+pub(crate) fn children(prefix: &str, keys: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for key in keys {
+        let Some(rest) = key.strip_prefix(prefix) else {
+            continue;
+        };
+        let child = match rest.find('/') {
+            Some(i) => &rest[..=i],
+            None => rest,
+        };
+        if child.is_empty() {
+            continue;
+        }
+        if out.last().map(String::as_str) != Some(child) {
+            out.push(child.to_owned());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn exercise(b: &dyn Backend) {
+        b.put("a/b", b"1").unwrap();
+        b.put("a/c/d", b"2").unwrap();
+        b.put("a/c/e", b"3").unwrap();
+        b.put("b", b"4").unwrap();
+        assert_eq!(b.get("a/b").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(b.get("missing").unwrap(), None);
+        assert_eq!(b.list("a/").unwrap(), vec!["b", "c/"]);
+        assert_eq!(b.list("").unwrap(), vec!["a/", "b"]);
+        assert_eq!(b.scan("a/c/").unwrap(), vec!["a/c/d", "a/c/e"]);
+        b.batch(vec![
+            BatchOp::Delete("a/b".into()),
+            BatchOp::Put("z".into(), b"5".to_vec()),
+        ])
+        .unwrap();
+        assert_eq!(b.get("a/b").unwrap(), None);
+        assert_eq!(b.get("z").unwrap().as_deref(), Some(&b"5"[..]));
+        b.delete("z").unwrap();
+        assert_eq!(b.get("z").unwrap(), None);
+    }
+
+    #[test]
+    fn memory_backend_semantics() {
+        exercise(&MemoryBackend::default());
+    }
+
+    #[test]
+    fn redb_backend_semantics_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.redb");
+        {
+            let b = RedbBackend::open(&path).unwrap();
+            exercise(&b);
+            b.put("kept", b"yes").unwrap();
+        }
+        let b = RedbBackend::open(&path).unwrap();
+        assert_eq!(b.get("kept").unwrap().as_deref(), Some(&b"yes"[..]));
+        assert_eq!(b.get("a/c/d").unwrap().as_deref(), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn redb_second_open_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.redb");
+        let _first = RedbBackend::open(&path).unwrap();
+        let err = RedbBackend::open(&path)
+            .err()
+            .expect("second open must fail");
+        assert!(matches!(err, StorageError::AlreadyOpen), "{err}");
+    }
+}

@@ -1,0 +1,345 @@
+//! The `sys/` backend: health, init, seal and unseal, and the mount table.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Map, Value, json};
+
+use crate::barrier::{Cipher, decode_share};
+use crate::kv::{opt_bool, opt_u64};
+use crate::mounts::{apply_tune, new_entry, normalize_mount_path};
+use crate::vault::Core;
+use crate::{Error, Operation, Request, Response, ResponseFormat, Result};
+
+/// The version string Lockana reports where Vault reports its own.
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn sys_response(data: Map<String, Value>) -> Response {
+    let mut r = Response::with_data(data);
+    r.mount_type = "system".into();
+    r
+}
+
+fn seal_status_json(core: &Core) -> Map<String, Value> {
+    let s = core.seal_status();
+    let (_, nonce) = core.barrier.progress();
+    let mut m = obj(json!({
+        "type": "shamir",
+        "initialized": s.initialized,
+        "sealed": s.sealed,
+        "t": s.threshold,
+        "n": s.shares,
+        "progress": s.progress,
+        "nonce": nonce,
+        "version": VERSION,
+        "build_date": "",
+        "migration": false,
+        "recovery_seal": false,
+        "storage_type": core.barrier.storage_kind(),
+    }));
+    if !s.sealed {
+        m.insert("cluster_name".into(), json!("lockana"));
+        m.insert("cluster_id".into(), json!(cluster_id(core)));
+    }
+    m
+}
+
+fn cluster_id(core: &Core) -> String {
+    core.barrier
+        .seal_config()
+        .ok()
+        .flatten()
+        .map(|c| c.nonce_seed)
+        .unwrap_or_default()
+}
+
+/// Paths that answer without a token (and while sealed).
+pub(crate) fn handle_unauthenticated(core: &Core, req: &Request) -> Result<Response> {
+    match (req.path.as_str(), req.operation) {
+        ("sys/health", Operation::Read) => health(core, &req.data),
+        ("sys/seal-status", Operation::Read) => Ok(Response::raw(seal_status_json(core))),
+        ("sys/leader", Operation::Read) => Ok(Response::raw(obj(json!({
+            "ha_enabled": false,
+            "is_self": false,
+            "active_time": "0001-01-01T00:00:00Z",
+            "leader_address": "",
+            "leader_cluster_address": "",
+            "performance_standby": false,
+            "performance_standby_last_remote_wal": 0,
+        })))),
+        ("sys/init", Operation::Read) => Ok(Response::raw(obj(
+            json!({"initialized": core.seal_status().initialized}),
+        ))),
+        ("sys/init", Operation::Create | Operation::Update) => init(core, &req.data),
+        ("sys/unseal", Operation::Create | Operation::Update) => unseal(core, &req.data),
+        _ => Err(Error::UnsupportedOperation),
+    }
+}
+
+fn health(core: &Core, q: &Map<String, Value>) -> Result<Response> {
+    let s = core.seal_status();
+    let code = |name: &str, default: u16| -> Result<u16> {
+        match opt_u64(q, name)? {
+            Some(c) if (100..=599).contains(&c) => Ok(c as u16),
+            Some(_) => Err(Error::invalid(format!(
+                "'{name}' must be an HTTP status code"
+            ))),
+            None => Ok(default),
+        }
+    };
+    // Validate every override so a typo is an error whatever the state.
+    let (active, uninit, sealed) = (
+        code("activecode", 200)?,
+        code("uninitcode", 501)?,
+        code("sealedcode", 503)?,
+    );
+    let _ = (
+        code("standbycode", 429)?,
+        code("perfstandbyokcode", 473)?,
+        opt_bool(q, "standbyok")?,
+    );
+    let status = if !s.initialized {
+        uninit
+    } else if s.sealed {
+        sealed
+    } else {
+        active
+    };
+    let mut r = Response::raw(obj(json!({
+        "initialized": s.initialized,
+        "sealed": s.sealed,
+        "standby": false,
+        "performance_standby": false,
+        "replication_performance_mode": "disabled",
+        "replication_dr_mode": "disabled",
+        "server_time_utc": core.now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "version": VERSION,
+        "enterprise": false,
+        "cluster_name": if s.sealed { Value::Null } else { json!("lockana") },
+        "cluster_id": if s.sealed { Value::Null } else { json!(cluster_id(core)) },
+    })));
+    r.status = Some(status);
+    Ok(r)
+}
+
+fn init(core: &Core, d: &Map<String, Value>) -> Result<Response> {
+    if d.get("pgp_keys").is_some_and(|v| !v.is_null())
+        || d.get("root_token_pgp_key")
+            .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+    {
+        return Err(Error::invalid(
+            "PGP-encrypted unseal keys are not supported by Lockana yet; omit pgp_keys and root_token_pgp_key",
+        ));
+    }
+    let small = |name: &str| -> Result<u8> {
+        let v = opt_u64(d, name)?.ok_or_else(|| Error::invalid(format!("'{name}' is required")))?;
+        u8::try_from(v).map_err(|_| Error::invalid(format!("'{name}' must be at most 255")))
+    };
+    let shares = small("secret_shares")?;
+    let threshold = small("secret_threshold")?;
+    let cipher = match d.get("cipher") {
+        None | Some(Value::Null) => Cipher::default(),
+        Some(Value::String(s)) => Cipher::from_name(s).ok_or_else(|| {
+            Error::invalid(
+                "unknown cipher: use chacha20-poly1305, xchacha20-poly1305 or aes-256-gcm",
+            )
+        })?,
+        Some(_) => return Err(Error::invalid("'cipher' must be a string")),
+    };
+    let result = core.init(shares, threshold, cipher, None)?;
+    let keys: Vec<String> = result.keys.iter().map(|k| hex::encode(&k[..])).collect();
+    let keys_b64: Vec<String> = result.keys.iter().map(|k| B64.encode(&k[..])).collect();
+    Ok(Response::raw(obj(json!({
+        "keys": keys,
+        "keys_base64": keys_b64,
+        "root_token": result.root_token.expose(),
+    }))))
+}
+
+fn unseal(core: &Core, d: &Map<String, Value>) -> Result<Response> {
+    if !core.seal_status().initialized {
+        return Err(Error::invalid("Vault is not initialized"));
+    }
+    if opt_bool(d, "reset")? == Some(true) {
+        core.barrier.reset_progress();
+        return Ok(Response::raw(seal_status_json(core)));
+    }
+    let key = match d.get("key") {
+        Some(Value::String(s)) if !s.is_empty() => s,
+        _ => {
+            return Err(Error::invalid(
+                "'key' must be specified in request body as JSON, or 'reset' set to true",
+            ));
+        }
+    };
+    core.submit_share(decode_share(key)?)?;
+    Ok(Response::raw(seal_status_json(core)))
+}
+
+/// Authenticated `sys/` paths; `rest` is the path after `sys/`.
+pub(crate) fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response> {
+    let op = req.operation;
+    let d = &req.data;
+    match (rest, op) {
+        ("seal", Operation::Create | Operation::Update) => {
+            core.seal();
+            Ok(Response::empty())
+        }
+        ("mounts", Operation::Read) => {
+            let mounts = core.mounts.read();
+            let mut m = Map::new();
+            for e in mounts.entries() {
+                m.insert(e.path.clone(), e.to_json());
+            }
+            m.insert("sys/".into(), system_mount_json());
+            let mut r = sys_response(m);
+            r.format = ResponseFormat::EnvelopeWithTopLevelData;
+            Ok(r)
+        }
+        ("internal/ui/mounts", Operation::Read) => {
+            let mounts = core.mounts.read();
+            let mut secret = Map::new();
+            for e in mounts.entries() {
+                secret.insert(e.path.clone(), e.to_json());
+            }
+            secret.insert("sys/".into(), system_mount_json());
+            Ok(sys_response(obj(
+                json!({"secret": secret, "auth": {"token/": token_auth_json()}}),
+            )))
+        }
+        ("auth", Operation::Read) => {
+            let mut r = sys_response(obj(json!({"token/": token_auth_json()})));
+            r.format = ResponseFormat::EnvelopeWithTopLevelData;
+            Ok(r)
+        }
+        _ => {
+            if let Some(p) = rest.strip_prefix("internal/ui/mounts/") {
+                return ui_mount(core, p);
+            }
+            if let Some(p) = rest.strip_prefix("mounts/") {
+                return mounts(core, req, p);
+            }
+            let _ = (d, op);
+            Err(Error::NoRoute(req.path.clone()))
+        }
+    }
+}
+
+fn system_mount_json() -> Value {
+    json!({
+        "accessor": "system_lockana",
+        "config": {"default_lease_ttl": 0, "force_no_cache": false, "max_lease_ttl": 0},
+        "description": "system endpoints used for control, policy and debugging",
+        "external_entropy_access": false,
+        "local": false,
+        "options": null,
+        "plugin_version": "",
+        "running_plugin_version": format!("v{VERSION}+builtin.lockana"),
+        "running_sha256": "",
+        "seal_wrap": true,
+        "type": "system",
+        "uuid": "",
+    })
+}
+
+fn token_auth_json() -> Value {
+    json!({
+        "accessor": "auth_token_lockana",
+        "config": {"default_lease_ttl": 0, "force_no_cache": false, "max_lease_ttl": 0, "token_type": "default-service"},
+        "description": "token based credentials",
+        "external_entropy_access": false,
+        "local": false,
+        "options": null,
+        "plugin_version": "",
+        "running_plugin_version": format!("v{VERSION}+builtin.lockana"),
+        "running_sha256": "",
+        "seal_wrap": false,
+        "type": "token",
+        "uuid": "",
+    })
+}
+
+/// `sys/internal/ui/mounts/<path>`: the mount serving `path` (the CLI uses this to
+/// learn a KV mount's version).
+fn ui_mount(core: &Core, path: &str) -> Result<Response> {
+    let mounts = core.mounts.read();
+    let e = mounts.route(path).ok_or_else(|| {
+        Error::invalid(format!(
+            "preflight capability check returned 403, please ensure client's policies grant access to path \"{path}\""
+        ))
+    })?;
+    let mut m = obj(e.to_json());
+    m.insert("path".into(), json!(e.path));
+    Ok(sys_response(m))
+}
+
+fn mounts(core: &Core, req: &Request, p: &str) -> Result<Response> {
+    let d = &req.data;
+    if let Some(mount) = p.strip_suffix("/tune").or_else(|| p.strip_suffix("/tune/")) {
+        let path = normalize_mount_path(mount)?;
+        let mut table = core.mounts.write();
+        let mut entry = table
+            .get(&path)
+            .cloned()
+            .ok_or_else(|| Error::invalid(format!("cannot fetch sysview for path \"{path}\"")))?;
+        return match req.operation {
+            Operation::Read => Ok(sys_response(obj(json!({
+                "default_lease_ttl": if entry.config.default_lease_ttl == 0 { crate::mounts::SYSTEM_MAX_TTL } else { entry.config.default_lease_ttl },
+                "max_lease_ttl": if entry.config.max_lease_ttl == 0 { crate::mounts::SYSTEM_MAX_TTL } else { entry.config.max_lease_ttl },
+                "force_no_cache": entry.config.force_no_cache,
+                "description": entry.description,
+                "options": entry.options,
+            })))),
+            Operation::Create | Operation::Update => {
+                apply_tune(&mut entry.config, &Value::Object(d.clone()))?;
+                match d.get("description") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(s)) => entry.description = s.clone(),
+                    Some(_) => return Err(Error::invalid("'description' must be a string")),
+                }
+                if let Some(Value::Object(opts)) = d.get("options")
+                    && let Some(v) = opts.get("version")
+                {
+                    let v = v
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string());
+                    if entry.options.get("version") != Some(&v) {
+                        return Err(Error::invalid(
+                            "changing a KV mount's version is not supported by Lockana yet; mount a new kv-v2 engine and copy the secrets",
+                        ));
+                    }
+                }
+                table.update(&core.barrier, entry)?;
+                Ok(Response::empty())
+            }
+            _ => Err(Error::UnsupportedOperation),
+        };
+    }
+    let path = normalize_mount_path(p)?;
+    match req.operation {
+        Operation::Read => {
+            let table = core.mounts.read();
+            let e = table
+                .get(&path)
+                .ok_or_else(|| Error::invalid(format!("no matching mount at \"{path}\"")))?;
+            Ok(sys_response(obj(e.to_json())))
+        }
+        Operation::Create | Operation::Update => {
+            let entry = new_entry(&path, d)?;
+            core.mounts.write().add(&core.barrier, entry)?;
+            Ok(Response::empty())
+        }
+        Operation::Delete => {
+            core.mounts.write().remove(&core.barrier, &path)?;
+            Ok(Response::empty())
+        }
+        _ => Err(Error::UnsupportedOperation),
+    }
+}
