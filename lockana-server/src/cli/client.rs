@@ -1,0 +1,155 @@
+//! A small blocking HTTP client for the operator commands (ureq).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+use super::ClientArgs;
+
+/// Talks to a Lockana (or Vault) server's HTTP API.
+pub(crate) struct Client {
+    agent: ureq::Agent,
+    base: String,
+    token: Option<String>,
+}
+
+/// A non-2xx answer, printed like the vault CLI does.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) method: &'static str,
+    pub(crate) url: String,
+    pub(crate) status: u16,
+    pub(crate) errors: Vec<String>,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Error making API request.\n\nURL: {} {}\nCode: {}.",
+            self.method, self.url, self.status
+        )?;
+        if !self.errors.is_empty() {
+            f.write_str(" Errors:\n")?;
+            for e in &self.errors {
+                write!(f, "\n* {e}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl Client {
+    pub(crate) fn new(args: &ClientArgs) -> anyhow::Result<Client> {
+        let base = args.address.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            bail!(
+                "the address {base:?} must start with http:// or https:// (set VAULT_ADDR or --address)"
+            );
+        }
+        let roots = match &args.ca_cert {
+            Some(path) => RootCerts::Specific(Arc::new(load_ca(path)?)),
+            None => RootCerts::WebPki,
+        };
+        let tls = TlsConfig::builder()
+            .root_certs(roots)
+            .disable_verification(args.tls_skip_verify)
+            .build();
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .tls_config(tls)
+            .build();
+        Ok(Client {
+            agent: ureq::Agent::new_with_config(config),
+            base,
+            token: args.token.clone().filter(|t| !t.is_empty()),
+        })
+    }
+
+    /// Sends a request to `/v1/<path>`; returns the status and the JSON body (if any),
+    /// or an [`ApiError`] for non-2xx answers.
+    pub(crate) fn call(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Option<Value>)> {
+        let url = format!("{}/v1/{path}", self.base);
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("X-Vault-Request", "true");
+        if let Some(token) = &self.token {
+            req = req.header("X-Vault-Token", token);
+        }
+        let bytes = match body {
+            Some(v) => {
+                req = req.header("Content-Type", "application/json");
+                serde_json::to_vec(v)?
+            }
+            None => Vec::new(),
+        };
+        let req = req.body(bytes).context("building the request")?;
+        let resp = self
+            .agent
+            .run(req)
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .into_body()
+            .read_to_string()
+            .with_context(|| format!("reading the answer from {url}"))?;
+        let json =
+            if text.trim().is_empty() {
+                None
+            } else {
+                Some(serde_json::from_str::<Value>(&text).with_context(|| {
+                    format!("the answer from {url} (HTTP {status}) is not JSON")
+                })?)
+            };
+        if !(200..300).contains(&status) {
+            let errors = json
+                .as_ref()
+                .and_then(|v| v.get("errors"))
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Err(ApiError {
+                method,
+                url,
+                status,
+                errors,
+            }
+            .into());
+        }
+        Ok((status, json))
+    }
+}
+
+fn load_ca(path: &Path) -> anyhow::Result<Vec<Certificate<'static>>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read the CA certificate file {}", path.display()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let PemItem::Certificate(cert) =
+            item.with_context(|| format!("invalid PEM in {}", path.display()))?
+        {
+            certs.push(cert);
+        }
+    }
+    if certs.is_empty() {
+        bail!("no CERTIFICATE found in {}", path.display());
+    }
+    Ok(certs)
+}

@@ -1,0 +1,354 @@
+//! The `lockana` command line: `server` and `operator` commands.
+//!
+//! This is the binary's edge: errors are `anyhow`, and output goes to stdout/stderr.
+// Printing is this module's job (banners, tables, keys for the operator).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod client;
+mod operator;
+mod server;
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ROOT_EXAMPLES: &str = "\
+Examples:
+  Start a throwaway in-memory server, unsealed, with root token \"root\":
+    $ lockana server --dev --dev-root-token-id=root
+
+  Start a server from a config file:
+    $ lockana server --config /etc/lockana/lockana.hcl
+
+  Initialize and unseal it:
+    $ export VAULT_ADDR='https://127.0.0.1:8200'
+    $ lockana operator init --key-shares 5 --key-threshold 3
+    $ lockana operator unseal      # repeat with 3 different keys
+
+Vault-style single-dash flags (-dev, -key-shares=5) are accepted too.";
+
+/// Lockana: a secrets manager that speaks HashiCorp Vault's HTTP API.
+#[derive(Debug, Parser)]
+#[command(name = "lockana", version, after_help = ROOT_EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a Lockana server (Vault's HTTP API).
+    #[command(after_help = server::EXAMPLES)]
+    Server(ServerArgs),
+    /// Initialize, unseal, seal a server and show its seal status.
+    Operator(OperatorArgs),
+}
+
+/// `lockana server` flags.
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// Path to the HCL config file (storage, listener, auto_unseal, log_level).
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "dev",
+        conflicts_with = "dev"
+    )]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Development mode: in-memory storage, initialized and unsealed, plain HTTP,
+    /// root token printed. Never use it for real secrets.
+    #[arg(long)]
+    pub(crate) dev: bool,
+
+    /// Dev mode: use this as the root token instead of a random one
+    /// (also VAULT_DEV_ROOT_TOKEN_ID).
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "LOCKANA_DEV_ROOT_TOKEN_ID",
+        hide_env_values = true
+    )]
+    pub(crate) dev_root_token_id: Option<String>,
+
+    /// Dev mode: address to listen on (also VAULT_DEV_LISTEN_ADDRESS).
+    #[arg(long, value_name = "ADDR", env = "LOCKANA_DEV_LISTEN_ADDRESS")]
+    pub(crate) dev_listen_address: Option<SocketAddr>,
+
+    /// Log level: trace, debug, info, warn or error (overrides the config file;
+    /// LOCKANA_LOG takes a full tracing filter).
+    #[arg(long, value_name = "LEVEL")]
+    pub(crate) log_level: Option<String>,
+}
+
+/// `lockana operator` flags shared by its subcommands.
+#[derive(Debug, Args)]
+struct OperatorArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: OperatorCommand,
+}
+
+/// How the operator commands reach the server.
+#[derive(Debug, Args)]
+pub(crate) struct ClientArgs {
+    /// Server address.
+    #[arg(
+        long,
+        global = true,
+        env = "VAULT_ADDR",
+        default_value = "http://127.0.0.1:8200",
+        value_name = "URL"
+    )]
+    pub(crate) address: String,
+
+    /// Token for authenticated calls (`operator seal`).
+    #[arg(long, global = true, env = "VAULT_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+
+    /// PEM file with the CA certificate(s) that signed the server's certificate.
+    #[arg(long, global = true, env = "VAULT_CACERT", value_name = "FILE")]
+    pub(crate) ca_cert: Option<PathBuf>,
+
+    /// Do not verify the server's TLS certificate (insecure; for testing only).
+    #[arg(long, global = true, env = "VAULT_SKIP_VERIFY")]
+    pub(crate) tls_skip_verify: bool,
+
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+}
+
+/// Output format of the operator commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Human-readable.
+    Table,
+    /// The server's JSON answer.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorCommand {
+    /// Initialize a new server: prints the unseal key shares and the root token.
+    #[command(after_help = "\
+Examples:
+  $ lockana operator init
+  $ lockana operator init --key-shares 1 --key-threshold 1 --format json
+  $ lockana operator init --cipher aes-256-gcm")]
+    Init {
+        /// Number of unseal key shares to split the unseal key into.
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        key_shares: u8,
+        /// Number of shares needed to unseal.
+        #[arg(long, default_value_t = 3, value_name = "T")]
+        key_threshold: u8,
+        /// Cipher for data at rest (default: the server's, chacha20-poly1305).
+        #[arg(long, value_enum)]
+        cipher: Option<CipherArg>,
+    },
+    /// Submit one unseal key share (prompted for, hidden, if not given).
+    #[command(after_help = "\
+Examples:
+  $ lockana operator unseal                 # prompts for the key
+  $ lockana operator unseal abcd1234...     # key on the command line (lands in shell history)
+  $ lockana operator unseal --reset         # forget shares submitted so far")]
+    Unseal {
+        /// The unseal key share (hex or base64). Omit to be prompted.
+        key: Option<String>,
+        /// Discard the shares submitted so far.
+        #[arg(long, conflicts_with = "key")]
+        reset: bool,
+    },
+    /// Seal the server (needs a token allowed to `update` sys/seal).
+    Seal,
+    /// Show seal status. Exit code: 0 unsealed, 2 sealed, 1 error.
+    Status,
+}
+
+/// Ciphers `sys/init` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CipherArg {
+    /// ChaCha20-Poly1305 (default).
+    #[value(name = "chacha20-poly1305")]
+    ChaCha20Poly1305,
+    /// XChaCha20-Poly1305 (192-bit nonces).
+    #[value(name = "xchacha20-poly1305")]
+    XChaCha20Poly1305,
+    /// AES-256-GCM.
+    #[value(name = "aes-256-gcm")]
+    Aes256Gcm,
+}
+
+impl CipherArg {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CipherArg::ChaCha20Poly1305 => "chacha20-poly1305",
+            CipherArg::XChaCha20Poly1305 => "xchacha20-poly1305",
+            CipherArg::Aes256Gcm => "aes-256-gcm",
+        }
+    }
+}
+
+/// Long flags that Vault spells with one dash (`-dev`, `-key-shares=5`).
+const VAULT_STYLE_FLAGS: &[&str] = &[
+    "dev",
+    "dev-root-token-id",
+    "dev-listen-address",
+    "config",
+    "log-level",
+    "key-shares",
+    "key-threshold",
+    "cipher",
+    "reset",
+    "format",
+    "address",
+    "token",
+    "ca-cert",
+    "tls-skip-verify",
+];
+
+/// Rewrites Vault's single-dash long flags to clap's double-dash form.
+fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut rest_verbatim = false;
+    for arg in args {
+        if rest_verbatim {
+            out.push(arg);
+            continue;
+        }
+        let rewritten = arg.to_str().and_then(|s| {
+            if s == "--" {
+                return None;
+            }
+            let flag = s.strip_prefix('-').filter(|f| !f.starts_with('-'))?;
+            let name = flag.split_once('=').map_or(flag, |(n, _)| n);
+            VAULT_STYLE_FLAGS
+                .contains(&name)
+                .then(|| OsString::from(format!("-{s}")))
+        });
+        if arg == "--" {
+            rest_verbatim = true;
+        }
+        out.push(rewritten.unwrap_or(arg));
+    }
+    out
+}
+
+/// Parses the command line, runs the command and returns the process exit code.
+pub(crate) fn run() -> ExitCode {
+    let cli = Cli::parse_from(normalize_args(std::env::args_os()));
+    let result = match cli.command {
+        Command::Server(args) => server::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Operator(op) => operator::run(&op.client, op.command),
+    };
+    result.unwrap_or_else(|err| {
+        eprintln!("Error: {err:#}");
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(normalize_args(args.iter().map(OsString::from)))
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn vault_style_single_dash_flags_are_accepted() {
+        let cli = parse(&["lockana", "server", "-dev", "-dev-root-token-id=root"]).expect("parse");
+        let Command::Server(args) = cli.command else {
+            panic!("not server")
+        };
+        assert!(args.dev);
+        assert_eq!(args.dev_root_token_id.as_deref(), Some("root"));
+    }
+
+    #[test]
+    fn both_flag_value_forms_are_accepted() {
+        for argv in [
+            &[
+                "lockana",
+                "server",
+                "--dev",
+                "--dev-listen-address",
+                "127.0.0.1:0",
+            ][..],
+            &[
+                "lockana",
+                "server",
+                "--dev",
+                "--dev-listen-address=127.0.0.1:0",
+            ][..],
+        ] {
+            let Command::Server(args) = parse(argv).expect("parse").command else {
+                panic!("not server")
+            };
+            assert_eq!(
+                args.dev_listen_address,
+                Some("127.0.0.1:0".parse().expect("addr"))
+            );
+        }
+    }
+
+    #[test]
+    fn server_needs_dev_or_config() {
+        assert!(parse(&["lockana", "server"]).is_err());
+        assert!(parse(&["lockana", "server", "--dev", "--config", "x.hcl"]).is_err());
+        assert!(parse(&["lockana", "server", "--config", "x.hcl"]).is_ok());
+    }
+
+    #[test]
+    fn operator_init_defaults_and_cipher() {
+        let cli = parse(&[
+            "lockana",
+            "operator",
+            "init",
+            "-cipher=aes-256-gcm",
+            "--format",
+            "json",
+        ])
+        .expect("parse");
+        let Command::Operator(op) = cli.command else {
+            panic!("not operator")
+        };
+        assert_eq!(op.client.format, Format::Json);
+        let OperatorCommand::Init {
+            key_shares,
+            key_threshold,
+            cipher,
+        } = op.command
+        else {
+            panic!("not init")
+        };
+        assert_eq!((key_shares, key_threshold), (5, 3));
+        assert_eq!(cipher.map(CipherArg::as_str), Some("aes-256-gcm"));
+    }
+
+    #[test]
+    fn unseal_reset_conflicts_with_key() {
+        assert!(parse(&["lockana", "operator", "unseal", "--reset", "abc"]).is_err());
+        assert!(parse(&["lockana", "operator", "unseal", "abc"]).is_ok());
+    }
+
+    #[test]
+    fn arguments_after_double_dash_are_untouched() {
+        let out = normalize_args(["lockana", "--", "-dev"].map(OsString::from));
+        assert_eq!(out[2], "-dev");
+        let out = normalize_args(["lockana", "-x", "-dev"].map(OsString::from));
+        assert_eq!(out[1], "-x");
+        assert_eq!(out[2], "--dev");
+    }
+}

@@ -1,0 +1,229 @@
+//! `lockana operator init | unseal | seal | status`, over HTTP like the vault CLI.
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use super::client::Client;
+use super::{ClientArgs, Format, OperatorCommand};
+
+/// Exit code of `operator status` for a sealed server (as `vault status`).
+const EXIT_SEALED: u8 = 2;
+
+pub(super) fn run(args: &ClientArgs, command: OperatorCommand) -> anyhow::Result<ExitCode> {
+    let client = Client::new(args)?;
+    match command {
+        OperatorCommand::Init {
+            key_shares,
+            key_threshold,
+            cipher,
+        } => init(
+            &client,
+            args.format,
+            key_shares,
+            key_threshold,
+            cipher.map(|c| c.as_str()),
+        ),
+        OperatorCommand::Unseal { key, reset } => unseal(&client, args.format, key, reset),
+        OperatorCommand::Seal => {
+            client.call("PUT", "sys/seal", None)?;
+            println!("Success! Vault is sealed.");
+            Ok(ExitCode::SUCCESS)
+        }
+        OperatorCommand::Status => status(&client, args.format),
+    }
+}
+
+fn init(
+    client: &Client,
+    format: Format,
+    shares: u8,
+    threshold: u8,
+    cipher: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    if threshold == 0 || shares == 0 {
+        bail!("--key-shares and --key-threshold must be at least 1");
+    }
+    if threshold > shares {
+        bail!("--key-threshold ({threshold}) cannot be larger than --key-shares ({shares})");
+    }
+    let mut body = json!({ "secret_shares": shares, "secret_threshold": threshold });
+    if let (Some(cipher), Value::Object(map)) = (cipher, &mut body) {
+        map.insert("cipher".into(), Value::String(cipher.into()));
+    }
+    let (_, answer) = client.call("PUT", "sys/init", Some(&body))?;
+    let answer = answer.context("the server answered sys/init with an empty body")?;
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let keys = answer
+        .get("keys_base64")
+        .or_else(|| answer.get("keys"))
+        .and_then(Value::as_array)
+        .context("the sys/init answer has no keys")?;
+    for (i, key) in keys.iter().enumerate() {
+        println!("Unseal Key {}: {}", i + 1, key.as_str().unwrap_or_default());
+    }
+    let root = answer
+        .get("root_token")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    println!(
+        "\nInitial Root Token: {root}\n\n\
+Vault initialized with {shares} key shares and a key threshold of {threshold}. Please securely
+distribute the key shares printed above. When the Vault is re-sealed,
+restarted, or stopped, you must supply at least {threshold} of these keys to unseal it
+before it can start servicing requests.
+
+Vault does not store the generated root key. Without at least {threshold} keys to
+reconstruct the root key, Vault will remain permanently sealed!
+
+It is possible to generate new unseal keys, provided you have a quorum of
+existing unseal keys shares."
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn unseal(
+    client: &Client,
+    format: Format,
+    key: Option<String>,
+    reset: bool,
+) -> anyhow::Result<ExitCode> {
+    let body = if reset {
+        json!({ "reset": true })
+    } else {
+        let key = match key {
+            Some(key) => Zeroizing::new(key),
+            None => prompt_key()?,
+        };
+        let key = key.trim();
+        if key.is_empty() {
+            bail!("no unseal key given");
+        }
+        json!({ "key": key })
+    };
+    let (_, answer) = client.call("PUT", "sys/unseal", Some(&body))?;
+    let answer = answer.context("the server answered sys/unseal with an empty body")?;
+    print_status(&answer, format)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prompt_key() -> anyhow::Result<Zeroizing<String>> {
+    if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Unseal Key (will be hidden): ")
+            .map(Zeroizing::new)
+            .context("reading the unseal key from the terminal")
+    } else {
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the unseal key from stdin")?;
+        Ok(line)
+    }
+}
+
+fn status(client: &Client, format: Format) -> anyhow::Result<ExitCode> {
+    let (_, answer) = client.call("GET", "sys/seal-status", None)?;
+    let answer = answer.context("the server answered sys/seal-status with an empty body")?;
+    print_status(&answer, format)?;
+    let sealed = answer
+        .get("sealed")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    Ok(if sealed {
+        ExitCode::from(EXIT_SEALED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Prints a seal status like `vault status` does.
+fn print_status(status: &Value, format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(status)?);
+        return Ok(());
+    }
+    for (key, value) in status_rows(status) {
+        println!("{key:<18} {value}");
+    }
+    Ok(())
+}
+
+fn status_rows(status: &Value) -> Vec<(&'static str, String)> {
+    let field = |k: &str| -> Option<String> {
+        match status.get(k)? {
+            Value::Null => None,
+            Value::String(s) if s.is_empty() => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    };
+    let sealed = status
+        .get("sealed")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let mut rows = vec![("Key", "Value".to_owned()), ("---", "-----".to_owned())];
+    let mut push = |name: &'static str, value: Option<String>| {
+        if let Some(v) = value {
+            rows.push((name, v));
+        }
+    };
+    push("Seal Type", field("type"));
+    push("Initialized", field("initialized"));
+    push("Sealed", field("sealed"));
+    push("Total Shares", field("n"));
+    push("Threshold", field("t"));
+    if sealed {
+        push(
+            "Unseal Progress",
+            Some(format!(
+                "{}/{}",
+                field("progress").unwrap_or_else(|| "0".into()),
+                field("t").unwrap_or_else(|| "0".into())
+            )),
+        );
+        push(
+            "Unseal Nonce",
+            Some(
+                field("nonce")
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| "n/a".into()),
+            ),
+        );
+    }
+    push("Version", field("version"));
+    push("Build Date", field("build_date"));
+    push("Storage Type", field("storage_type"));
+    push("Cluster Name", field("cluster_name"));
+    push("HA Enabled", field("ha_enabled"));
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_status_shows_progress() {
+        let rows = status_rows(&json!({
+            "type": "shamir", "initialized": true, "sealed": true,
+            "t": 3, "n": 5, "progress": 1, "nonce": "", "version": "0.1.0"
+        }));
+        assert!(rows.contains(&("Unseal Progress", "1/3".to_owned())));
+        assert!(rows.contains(&("Unseal Nonce", "n/a".to_owned())));
+        assert!(rows.contains(&("Seal Type", "shamir".to_owned())));
+    }
+
+    #[test]
+    fn unsealed_status_hides_progress() {
+        let rows = status_rows(&json!({"sealed": false, "t": 1, "n": 1}));
+        assert!(!rows.iter().any(|(k, _)| *k == "Unseal Progress"));
+        assert!(rows.contains(&("Sealed", "false".to_owned())));
+    }
+}

@@ -1,0 +1,187 @@
+//! `lockana server`: dev mode or a config file.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use lockana::{StorageConfig, Vault};
+use lockana_server::{
+    Config, DEFAULT_ADDRESS, Server, ServerOptions, auto_unseal, shutdown_signal,
+};
+use tracing_subscriber::EnvFilter;
+
+use super::ServerArgs;
+
+pub(crate) const EXAMPLES: &str = "\
+Examples:
+  In-memory dev server on 127.0.0.1:8200 with root token \"root\":
+    $ lockana server --dev --dev-root-token-id root
+
+  Dev server on another address:
+    $ lockana server --dev --dev-listen-address=127.0.0.1:8300
+
+  Production-style server:
+    $ lockana server --config /etc/lockana/lockana.hcl
+
+  Config file:
+    storage \"redb\" { path = \"/var/lib/lockana/lockana.redb\" }
+    listener \"tcp\" {
+      address       = \"0.0.0.0:8200\"
+      tls_cert_file = \"/etc/lockana/tls.crt\"
+      tls_key_file  = \"/etc/lockana/tls.key\"
+    }
+    auto_unseal { key_file = \"/etc/lockana/unseal.keys\" }   # optional
+    log_level = \"info\"";
+
+pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    if args.dev {
+        dev(&args, &runtime)
+    } else {
+        let path = args
+            .config
+            .as_deref()
+            .context("either --dev or --config FILE is required")?;
+        let config =
+            Config::from_file(path).with_context(|| format!("config file {}", path.display()))?;
+        init_logging(args.log_level.as_deref().or(config.log_level.as_deref()))?;
+        for warning in &config.warnings {
+            tracing::warn!("config: {warning}");
+        }
+        with_config(&config, &runtime)
+    }
+}
+
+fn init_logging(level: Option<&str>) -> anyhow::Result<()> {
+    let filter = match std::env::var("LOCKANA_LOG") {
+        Ok(spec) => EnvFilter::try_new(spec).context("LOCKANA_LOG is not a valid log filter")?,
+        Err(_) => EnvFilter::try_new(level.unwrap_or("info")).with_context(|| {
+            format!("log level {level:?} is not one of trace, debug, info, warn, error")
+        })?,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    Ok(())
+}
+
+fn dev(args: &ServerArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    init_logging(args.log_level.as_deref())?;
+    let root_token_id = args
+        .dev_root_token_id
+        .clone()
+        .or_else(|| std::env::var("VAULT_DEV_ROOT_TOKEN_ID").ok())
+        .filter(|t| !t.is_empty());
+    let address = match args.dev_listen_address {
+        Some(address) => address,
+        None => match std::env::var("VAULT_DEV_LISTEN_ADDRESS") {
+            Ok(text) => text
+                .parse()
+                .with_context(|| format!("VAULT_DEV_LISTEN_ADDRESS={text:?} is not host:port"))?,
+            Err(_) => DEFAULT_ADDRESS.parse::<SocketAddr>()?,
+        },
+    };
+    let (vault, creds) = Vault::dev(root_token_id).context("starting the dev vault")?;
+    let options = ServerOptions {
+        address,
+        tls: None,
+        ..ServerOptions::default()
+    };
+    let server = runtime
+        .block_on(Server::bind(vault, options))
+        .context("starting the listener")?;
+    let addr = format!("http://{}", server.local_addr());
+    println!(
+        "\
+==> Lockana server configuration:
+
+             Api Address: {addr}
+                     Cgo: disabled
+         Cluster Address: n/a
+              Listener 1: tcp (addr: \"{local}\", tls: \"disabled\")
+               Log Level: {level}
+                 Storage: inmem
+                 Version: Lockana v{version}
+
+==> Lockana server started! Log data will stream in below:
+
+WARNING! dev mode is enabled! In this mode, Lockana runs entirely in-memory
+and starts unsealed with a single unseal key. The root token is already
+authenticated to the CLI, so you can immediately begin using Lockana.
+
+You may need to set the following environment variables:
+
+    $ export VAULT_ADDR='{addr}'
+
+The unseal key and root token are displayed below in case you want to
+seal/unseal the Vault or re-authenticate.
+
+Unseal Key: {unseal}
+Root Token: {root}
+
+Development mode should NOT be used in production installations!
+",
+        local = server.local_addr(),
+        level = args.log_level.as_deref().unwrap_or("info"),
+        version = env!("CARGO_PKG_VERSION"),
+        unseal = creds.unseal_key_base64,
+        root = creds.root_token.expose(),
+    );
+    runtime
+        .block_on(server.run(shutdown_signal()))
+        .context("server stopped with an error")
+}
+
+fn with_config(config: &Config, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let storage = match &config.storage {
+        StorageConfig::Memory => "inmem".to_owned(),
+        StorageConfig::Redb(path) => format!("redb ({})", path.display()),
+    };
+    let vault = Vault::open(config.storage.clone())
+        .with_context(|| format!("opening the {storage} storage"))?;
+    if let Some(source) = &config.auto_unseal {
+        auto_unseal(&vault, source)?;
+    }
+    let server = runtime
+        .block_on(Server::bind(vault.clone(), config.server_options()))
+        .context("starting the listener")?;
+    let scheme = if server.is_tls() { "https" } else { "http" };
+    println!(
+        "\
+==> Lockana server configuration:
+
+             Api Address: {scheme}://{addr}
+              Listener 1: tcp (addr: \"{addr}\", tls: \"{tls}\", max_request_size: \"{max}\")
+                 Storage: {storage}
+                 Version: Lockana v{version}
+
+==> Lockana server started! Log data will stream in below:
+",
+        addr = server.local_addr(),
+        tls = if server.is_tls() {
+            "enabled"
+        } else {
+            "disabled"
+        },
+        max = config.listener.max_request_size,
+        version = env!("CARGO_PKG_VERSION"),
+    );
+    let status = vault.seal_status();
+    if !status.initialized {
+        tracing::warn!("the vault is not initialized: run `lockana operator init`");
+    } else if status.sealed {
+        tracing::warn!(
+            threshold = status.threshold,
+            "the vault is sealed: run `lockana operator unseal` with {} key share(s)",
+            status.threshold
+        );
+    }
+    runtime
+        .block_on(server.run(shutdown_signal()))
+        .context("server stopped with an error")
+}

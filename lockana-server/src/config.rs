@@ -1,0 +1,608 @@
+//! The server's configuration file, in Vault's HCL shape.
+//!
+//! ```hcl
+//! storage "redb" { path = "./data/lockana.redb" }   # or: storage "inmem" {}
+//! listener "tcp" {
+//!   address          = "127.0.0.1:8200"
+//!   tls_cert_file    = "/etc/lockana/tls.crt"     # or: tls_disable = true
+//!   tls_key_file     = "/etc/lockana/tls.key"
+//!   max_request_size = 33554432
+//! }
+//! auto_unseal { key_file = "/etc/lockana/unseal.keys" }  # or: key_env = "LOCKANA_UNSEAL_KEYS"
+//! log_level = "info"
+//! ```
+//!
+//! The file is walked by hand rather than derived with serde so every error can name
+//! the block and field at fault and say what to write instead.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hcl::{Map, Value};
+use lockana::StorageConfig;
+
+use crate::http::{DEFAULT_MAX_REQUEST_SIZE, DEFAULT_REQUEST_TIMEOUT, Limits};
+use crate::server::ServerOptions;
+use crate::tls::TlsFiles;
+use crate::unseal::AutoUnseal;
+
+/// The address Vault (and Lockana) listen on by default.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8200";
+
+/// Log levels the `log_level` setting accepts.
+const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
+
+/// Vault settings that mean nothing to Lockana: accepted with a warning so a Vault
+/// config file can be reused.
+const IGNORED_TOP_LEVEL: &[&str] = &[
+    "ui",
+    "api_addr",
+    "cluster_addr",
+    "cluster_name",
+    "disable_mlock",
+    "disable_cache",
+    "plugin_directory",
+    "telemetry",
+    "pid_file",
+    "default_lease_ttl",
+    "max_lease_ttl",
+];
+const IGNORED_LISTENER: &[&str] = &["cluster_address", "tls_min_version", "telemetry"];
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the file {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid HCL.
+    #[error("the config file is not valid HCL: {0}")]
+    Syntax(String),
+    /// A setting is missing, unknown or has a bad value; the message says which and
+    /// what to write instead.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(msg.into())
+}
+
+/// Where the listener takes its address, TLS and limits from.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Address to listen on.
+    pub address: SocketAddr,
+    /// Certificate and key; `None` only with `tls_disable = true`.
+    pub tls: Option<TlsFiles>,
+    /// Largest accepted request body in bytes.
+    pub max_request_size: usize,
+}
+
+/// A parsed and checked configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the vault keeps its data.
+    pub storage: StorageConfig,
+    /// The one TCP listener.
+    pub listener: ListenerConfig,
+    /// Unseal key shares to submit at start, if configured.
+    pub auto_unseal: Option<AutoUnseal>,
+    /// `log_level`, if set (one of trace, debug, info, warn, error).
+    pub log_level: Option<String>,
+    /// `default_max_request_duration` (default 90 s).
+    pub request_timeout: Duration,
+    /// Settings that were accepted but ignored, to be logged at start.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Parses and checks configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let value: Value = hcl::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let Value::Object(top) = value else {
+            return Err(invalid("the config file must be a set of HCL blocks"));
+        };
+        let mut warnings = Vec::new();
+        let mut storage = None;
+        let mut listener = None;
+        let mut auto_unseal = None;
+        let mut log_level = None;
+        let mut request_timeout = DEFAULT_REQUEST_TIMEOUT;
+        for (key, value) in &top {
+            match key.as_str() {
+                "storage" => storage = Some(parse_storage(value)?),
+                "listener" => listener = Some(parse_listener(value, &mut warnings)?),
+                "auto_unseal" => auto_unseal = Some(parse_auto_unseal(value)?),
+                "log_level" => log_level = Some(parse_log_level(value)?),
+                "default_max_request_duration" => {
+                    request_timeout = parse_duration(value, "default_max_request_duration")?;
+                }
+                "seal" => {
+                    return Err(invalid(
+                        "`seal` blocks are not supported: use `auto_unseal { key_file = \"...\" }` \
+                         (or `key_env = \"VAR\"`) with the unseal key shares",
+                    ));
+                }
+                "ha_storage" => {
+                    return Err(invalid(
+                        "`ha_storage` is not supported: use a single `storage` block",
+                    ));
+                }
+                k if IGNORED_TOP_LEVEL.contains(&k) => {
+                    warnings.push(format!("`{k}` is a Vault setting Lockana ignores"));
+                }
+                k => {
+                    return Err(invalid(format!(
+                        "unknown setting `{k}`: the config file knows storage, listener, \
+                         auto_unseal, log_level and default_max_request_duration"
+                    )));
+                }
+            }
+        }
+        let storage = storage.ok_or_else(|| {
+            invalid(
+                "missing `storage` block: add `storage \"redb\" { path = \"./data/lockana.redb\" }` \
+                 (or `storage \"inmem\" {}` for a throwaway vault)",
+            )
+        })?;
+        let listener = listener.ok_or_else(|| {
+            invalid(
+                "missing `listener \"tcp\"` block: add `listener \"tcp\" { address = \"127.0.0.1:8200\" \
+                 tls_cert_file = \"...\" tls_key_file = \"...\" }`",
+            )
+        })?;
+        Ok(Config {
+            storage,
+            listener,
+            auto_unseal,
+            log_level,
+            request_timeout,
+            warnings,
+        })
+    }
+
+    /// The listener options this configuration gives.
+    pub fn server_options(&self) -> ServerOptions {
+        ServerOptions {
+            address: self.listener.address,
+            tls: self.listener.tls.clone(),
+            limits: Limits {
+                max_request_size: self.listener.max_request_size,
+                request_timeout: self.request_timeout,
+                ..Limits::default()
+            },
+        }
+    }
+}
+
+/// `name "label" { ... }`: exactly one block with one label.
+fn single_labeled<'a>(
+    name: &str,
+    value: &'a Value,
+) -> Result<(&'a str, &'a Map<String, Value>), ConfigError> {
+    let one = match value {
+        Value::Array(blocks) if blocks.len() == 1 => &blocks[0],
+        Value::Array(_) => {
+            return Err(invalid(format!("only one `{name}` block is supported")));
+        }
+        other => other,
+    };
+    let shape = || {
+        invalid(format!(
+            "`{name}` must be a block with one label, like `{name} \"{}\" {{ ... }}`",
+            if name == "storage" { "redb" } else { "tcp" }
+        ))
+    };
+    let Value::Object(labels) = one else {
+        return Err(shape());
+    };
+    let mut iter = labels.iter();
+    match (iter.next(), iter.next()) {
+        (Some((label, Value::Object(body))), None) => Ok((label, body)),
+        // hcl-rs groups repeated `name "label" {}` blocks into a list under the label.
+        (Some((_, Value::Array(_))), None) | (Some(_), Some(_)) => {
+            Err(invalid(format!("only one `{name}` block is supported")))
+        }
+        _ => Err(shape()),
+    }
+}
+
+fn parse_storage(value: &Value) -> Result<StorageConfig, ConfigError> {
+    let (kind, body) = single_labeled("storage", value)?;
+    let ctx = format!("storage \"{kind}\"");
+    match kind {
+        "redb" => {
+            check_fields(&ctx, body, &["path"], &[], &mut Vec::new())?;
+            let path = get_str(&ctx, body, "path")?.ok_or_else(|| {
+                invalid(format!(
+                    "{ctx}: missing `path`: set it to the database file, e.g. `path = \"./data/lockana.redb\"`"
+                ))
+            })?;
+            if path.is_empty() {
+                return Err(invalid(format!("{ctx}: `path` must not be empty")));
+            }
+            Ok(StorageConfig::Redb(PathBuf::from(path)))
+        }
+        "inmem" => {
+            check_fields(&ctx, body, &[], &[], &mut Vec::new())?;
+            Ok(StorageConfig::Memory)
+        }
+        other => Err(invalid(format!(
+            "storage \"{other}\" is not supported: use `storage \"redb\" {{ path = \"...\" }}` \
+             or `storage \"inmem\" {{}}`"
+        ))),
+    }
+}
+
+fn parse_listener(
+    value: &Value,
+    warnings: &mut Vec<String>,
+) -> Result<ListenerConfig, ConfigError> {
+    let (kind, body) = single_labeled("listener", value)?;
+    if kind != "tcp" {
+        return Err(invalid(format!(
+            "listener \"{kind}\" is not supported: use `listener \"tcp\" {{ ... }}`"
+        )));
+    }
+    let ctx = "listener \"tcp\"";
+    check_fields(
+        ctx,
+        body,
+        &[
+            "address",
+            "tls_disable",
+            "tls_cert_file",
+            "tls_key_file",
+            "max_request_size",
+        ],
+        IGNORED_LISTENER,
+        warnings,
+    )?;
+    let address_text = get_str(ctx, body, "address")?.unwrap_or_else(|| DEFAULT_ADDRESS.into());
+    let address = resolve_address(&address_text).ok_or_else(|| {
+        invalid(format!(
+            "{ctx}: `address` = \"{address_text}\" is not a host:port address, e.g. \"127.0.0.1:8200\""
+        ))
+    })?;
+    let tls_disable = get_bool(ctx, body, "tls_disable")?.unwrap_or(false);
+    let cert = get_str(ctx, body, "tls_cert_file")?;
+    let key = get_str(ctx, body, "tls_key_file")?;
+    let tls = match (tls_disable, cert, key) {
+        (true, None, None) => None,
+        (true, _, _) => {
+            return Err(invalid(format!(
+                "{ctx}: `tls_disable = true` conflicts with `tls_cert_file`/`tls_key_file`: \
+                 remove one or the other"
+            )));
+        }
+        (false, Some(cert_file), Some(key_file)) => Some(TlsFiles {
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+        }),
+        (false, None, None) => {
+            return Err(invalid(format!(
+                "{ctx}: TLS is on but `tls_cert_file` and `tls_key_file` are not set: set both, \
+                 or set `tls_disable = true` for plain HTTP (only on localhost or behind a TLS proxy)"
+            )));
+        }
+        (false, Some(_), None) => {
+            return Err(invalid(format!(
+                "{ctx}: `tls_cert_file` is set but `tls_key_file` is missing"
+            )));
+        }
+        (false, None, Some(_)) => {
+            return Err(invalid(format!(
+                "{ctx}: `tls_key_file` is set but `tls_cert_file` is missing"
+            )));
+        }
+    };
+    let max_request_size = match get_int(ctx, body, "max_request_size")? {
+        None | Some(0) => DEFAULT_MAX_REQUEST_SIZE,
+        Some(n) if n < 0 => {
+            return Err(invalid(format!(
+                "{ctx}: `max_request_size` must be positive (Lockana always limits request size; \
+                 0 means the default of {DEFAULT_MAX_REQUEST_SIZE})"
+            )));
+        }
+        Some(n) => usize::try_from(n).map_err(|_| {
+            invalid(format!(
+                "{ctx}: `max_request_size` is too large for this machine"
+            ))
+        })?,
+    };
+    Ok(ListenerConfig {
+        address,
+        tls,
+        max_request_size,
+    })
+}
+
+fn parse_auto_unseal(value: &Value) -> Result<AutoUnseal, ConfigError> {
+    let ctx = "auto_unseal";
+    let body = match value {
+        Value::Object(body) => body,
+        Value::Array(blocks) if blocks.len() == 1 => match &blocks[0] {
+            Value::Object(body) => body,
+            _ => {
+                return Err(invalid(
+                    "`auto_unseal` must be a block: auto_unseal { key_file = \"...\" }",
+                ));
+            }
+        },
+        _ => {
+            return Err(invalid(
+                "`auto_unseal` must be one block: auto_unseal { key_file = \"...\" }",
+            ));
+        }
+    };
+    check_fields(ctx, body, &["key_file", "key_env"], &[], &mut Vec::new())?;
+    match (
+        get_str(ctx, body, "key_file")?,
+        get_str(ctx, body, "key_env")?,
+    ) {
+        (Some(file), None) => Ok(AutoUnseal::KeyFile(file.into())),
+        (None, Some(var)) => Ok(AutoUnseal::KeyEnv(var)),
+        (Some(_), Some(_)) => Err(invalid(format!(
+            "{ctx}: set either `key_file` or `key_env`, not both"
+        ))),
+        (None, None) => Err(invalid(format!(
+            "{ctx}: set `key_file = \"/path/to/unseal.keys\"` or `key_env = \"LOCKANA_UNSEAL_KEYS\"`"
+        ))),
+    }
+}
+
+fn parse_log_level(value: &Value) -> Result<String, ConfigError> {
+    let Value::String(level) = value else {
+        return Err(invalid(
+            "`log_level` must be a string, e.g. log_level = \"info\"",
+        ));
+    };
+    let level = level.to_ascii_lowercase();
+    let level = match level.as_str() {
+        "err" => "error".to_owned(),
+        "warning" => "warn".to_owned(),
+        _ => level,
+    };
+    if !LOG_LEVELS.contains(&level.as_str()) {
+        return Err(invalid(format!(
+            "`log_level` = \"{level}\" is not a level: use one of {}",
+            LOG_LEVELS.join(", ")
+        )));
+    }
+    Ok(level)
+}
+
+fn parse_duration(value: &Value, name: &str) -> Result<Duration, ConfigError> {
+    let d = match value {
+        Value::Number(n) => n.as_u64().map(Duration::from_secs),
+        Value::String(s) => humantime::parse_duration(s).ok(),
+        _ => None,
+    };
+    match d {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(invalid(format!(
+            "`{name}` must be a positive duration, e.g. \"90s\" or \"5m\""
+        ))),
+    }
+}
+
+fn resolve_address(text: &str) -> Option<SocketAddr> {
+    text.parse()
+        .ok()
+        .or_else(|| text.to_socket_addrs().ok()?.next())
+}
+
+fn check_fields(
+    ctx: &str,
+    body: &Map<String, Value>,
+    known: &[&str],
+    ignored: &[&str],
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    for key in body.keys() {
+        if known.contains(&key.as_str()) {
+            continue;
+        }
+        if ignored.contains(&key.as_str()) {
+            warnings.push(format!("{ctx}: `{key}` is a Vault setting Lockana ignores"));
+            continue;
+        }
+        let hint = if known.is_empty() {
+            "this block takes no settings".to_owned()
+        } else {
+            format!("known settings: {}", known.join(", "))
+        };
+        return Err(invalid(format!("{ctx}: unknown setting `{key}` ({hint})")));
+    }
+    Ok(())
+}
+
+fn get_str(ctx: &str, body: &Map<String, Value>, key: &str) -> Result<Option<String>, ConfigError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(format!(
+            "{ctx}: `{key}` must be a string in double quotes"
+        ))),
+    }
+}
+
+/// Booleans as Vault reads them: `true`, `"true"`, `1`, `"1"`...
+fn get_bool(ctx: &str, body: &Map<String, Value>, key: &str) -> Result<Option<bool>, ConfigError> {
+    let bad = || invalid(format!("{ctx}: `{key}` must be true or false"));
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(0) => Ok(Some(false)),
+            Some(1) => Ok(Some(true)),
+            _ => Err(bad()),
+        },
+        Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+            "true" | "1" => Ok(Some(true)),
+            "false" | "0" => Ok(Some(false)),
+            _ => Err(bad()),
+        },
+        Some(_) => Err(bad()),
+    }
+}
+
+fn get_int(ctx: &str, body: &Map<String, Value>, key: &str) -> Result<Option<i64>, ConfigError> {
+    let bad = || invalid(format!("{ctx}: `{key}` must be a whole number"));
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(bad),
+        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| bad()),
+        Some(_) => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text)
+            .expect_err("config should be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn full_config() {
+        let c = Config::parse(
+            r#"
+            storage "redb" { path = "./data/lockana.redb" }
+            listener "tcp" {
+              address          = "127.0.0.1:8300"
+              tls_cert_file    = "/etc/lockana/tls.crt"
+              tls_key_file     = "/etc/lockana/tls.key"
+              max_request_size = 1024
+            }
+            auto_unseal { key_file = "/etc/lockana/unseal.keys" }
+            log_level = "debug"
+            default_max_request_duration = "30s"
+            "#,
+        )
+        .expect("valid config");
+        assert!(
+            matches!(c.storage, StorageConfig::Redb(ref p) if p == Path::new("./data/lockana.redb"))
+        );
+        assert_eq!(c.listener.address, "127.0.0.1:8300".parse().expect("addr"));
+        let tls = c.listener.tls.as_ref().expect("tls");
+        assert_eq!(tls.cert_file, Path::new("/etc/lockana/tls.crt"));
+        assert_eq!(c.listener.max_request_size, 1024);
+        assert!(matches!(c.auto_unseal, Some(AutoUnseal::KeyFile(_))));
+        assert_eq!(c.log_level.as_deref(), Some("debug"));
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.server_options().limits.max_request_size, 1024);
+    }
+
+    #[test]
+    fn minimal_inmem_plain_http() {
+        let c = Config::parse(
+            r#"
+            storage "inmem" {}
+            listener "tcp" { tls_disable = true }
+            "#,
+        )
+        .expect("valid config");
+        assert!(matches!(c.storage, StorageConfig::Memory));
+        assert_eq!(c.listener.address.to_string(), DEFAULT_ADDRESS);
+        assert!(c.listener.tls.is_none());
+        assert_eq!(c.listener.max_request_size, DEFAULT_MAX_REQUEST_SIZE);
+        assert_eq!(c.request_timeout, DEFAULT_REQUEST_TIMEOUT);
+    }
+
+    #[test]
+    fn vault_style_string_booleans_and_env_unseal() {
+        let c = Config::parse(
+            r#"
+            storage "inmem" {}
+            listener "tcp" { tls_disable = "1" }
+            auto_unseal { key_env = "LOCKANA_UNSEAL_KEYS" }
+            ui = true
+            "#,
+        )
+        .expect("valid config");
+        assert!(c.listener.tls.is_none());
+        assert!(
+            matches!(c.auto_unseal, Some(AutoUnseal::KeyEnv(ref v)) if v == "LOCKANA_UNSEAL_KEYS")
+        );
+        assert_eq!(c.warnings.len(), 1);
+    }
+
+    const STORAGE: &str = "storage \"inmem\" {}\n";
+    const LISTENER: &str = "listener \"tcp\" {\n tls_disable = true\n}\n";
+
+    #[test]
+    fn tls_without_files_names_the_fix() {
+        let e = err(&format!(
+            "{STORAGE}listener \"tcp\" {{\n address = \"127.0.0.1:8200\"\n}}"
+        ));
+        assert!(
+            e.contains("tls_cert_file") && e.contains("tls_disable = true"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_blocks_are_named() {
+        assert!(err(LISTENER).contains("missing `storage`"));
+        assert!(err(STORAGE).contains("missing `listener"));
+        assert!(err(&format!("storage \"redb\" {{}}\n{LISTENER}")).contains("missing `path`"));
+    }
+
+    #[test]
+    fn unknown_and_unsupported_settings_are_named() {
+        let base = format!("{STORAGE}{LISTENER}");
+        let listener = |extra: &str| {
+            err(&format!(
+                "{STORAGE}listener \"tcp\" {{\n tls_disable = true\n {extra}\n}}\n"
+            ))
+        };
+        assert!(err(&format!("{base}foo = 1\n")).contains("unknown setting `foo`"));
+        assert!(
+            err(&format!(
+                "storage \"raft\" {{\n path = \"x\"\n}}\n{LISTENER}"
+            ))
+            .contains("storage \"raft\"")
+        );
+        assert!(listener("tls_cert = \"x\"").contains("`tls_cert`"));
+        assert!(listener("max_request_size = -1").contains("max_request_size"));
+        assert!(listener("address = \"nowhere\"").contains("address"));
+        assert!(err(&format!("{base}seal \"awskms\" {{}}\n")).contains("auto_unseal"));
+        assert!(err(&format!("{base}log_level = \"loud\"\n")).contains("log_level"));
+        assert!(err(&format!("{base}auto_unseal {{}}\n")).contains("key_file"));
+    }
+
+    #[test]
+    fn two_listeners_are_refused() {
+        let e = err(&format!("{STORAGE}{LISTENER}{LISTENER}"));
+        assert!(e.contains("only one `listener`"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_are_reported() {
+        assert!(matches!(
+            Config::parse("storage {"),
+            Err(ConfigError::Syntax(_))
+        ));
+    }
+}

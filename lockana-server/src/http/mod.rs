@@ -1,0 +1,503 @@
+//! The HTTP side of the vault: one dispatch function from an HTTP request to an HTTP
+//! answer, with the limits applied before any parsing.
+
+mod request;
+mod response;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use lockana::{Connection, Operation, Vault};
+
+pub(crate) use response::HttpResponse;
+
+/// Vault's default `max_request_size`: 32 MiB.
+pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 * 1024 * 1024;
+/// Deepest `[`/`{` nesting a JSON body may have.
+pub const DEFAULT_MAX_JSON_DEPTH: usize = 100;
+/// Vault's default `default_max_request_duration`: 90 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Limits applied to every request before it reaches the vault.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted body in bytes; larger bodies get 413 before being parsed.
+    pub max_request_size: usize,
+    /// Deepest JSON nesting accepted; deeper bodies get 400 before being parsed.
+    pub max_json_depth: usize,
+    /// Time allowed for reading the body and answering; after it the client gets 503.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            max_json_depth: DEFAULT_MAX_JSON_DEPTH,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// A failure answered before (or instead of) the vault: status plus an optional
+/// message for Vault's `{"errors": [...]}` (no message: an empty list).
+#[derive(Debug, Clone)]
+pub(crate) struct HttpError {
+    pub(crate) status: StatusCode,
+    pub(crate) message: Option<String>,
+}
+
+impl HttpError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        HttpError {
+            status,
+            message: Some(message.into()),
+        }
+    }
+
+    pub(crate) fn empty(status: StatusCode) -> Self {
+        HttpError {
+            status,
+            message: None,
+        }
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        HttpError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub(crate) fn invalid_path() -> Self {
+        HttpError::bad_request("invalid path")
+    }
+}
+
+/// What the HTTP layer needs from the vault; a trait so unit tests can use a fake.
+pub(crate) trait Handler: Clone + Send + Sync + 'static {
+    /// Answers one logical request (may block: storage and audit writes fsync).
+    fn handle(&self, req: lockana::Request) -> lockana::Result<lockana::Response>;
+}
+
+impl Handler for Vault {
+    fn handle(&self, req: lockana::Request) -> lockana::Result<lockana::Response> {
+        Vault::handle(self, req)
+    }
+}
+
+/// Whether an operation may write (and so fsync); those run on the blocking pool.
+fn runs_blocking(op: Operation) -> bool {
+    !matches!(op, Operation::Read | Operation::List)
+}
+
+/// Answers one HTTP request; never fails and never panics on input.
+pub(crate) async fn dispatch<H, B>(
+    handler: H,
+    limits: &Limits,
+    remote_addr: Option<SocketAddr>,
+    req: http::Request<B>,
+) -> HttpResponse
+where
+    H: Handler,
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let head = req.method() == Method::HEAD;
+    let result = tokio::time::timeout(
+        limits.request_timeout,
+        answer(handler, limits, remote_addr, req),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request timed out",
+        ))
+    });
+    let mut resp = match result {
+        Ok(resp) => resp,
+        Err(err) => response::render_error(&err),
+    };
+    if head {
+        *resp.body_mut() = Full::new(Bytes::new());
+    }
+    resp
+}
+
+async fn answer<H, B>(
+    handler: H,
+    limits: &Limits,
+    remote_addr: Option<SocketAddr>,
+    req: http::Request<B>,
+) -> Result<HttpResponse, HttpError>
+where
+    H: Handler,
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let (parts, body) = req.into_parts();
+    let Some(mut path) = request::logical_path(parts.uri.path())? else {
+        return Err(HttpError::empty(StatusCode::NOT_FOUND));
+    };
+    if path.is_empty() {
+        return Err(HttpError::empty(StatusCode::NOT_FOUND));
+    }
+    let query = if request::uses_query(&parts.method) {
+        request::parse_query(parts.uri.query())?
+    } else {
+        request::Query::default()
+    };
+    let operation = request::operation_for(&parts.method, query.list)
+        .ok_or_else(|| HttpError::empty(StatusCode::METHOD_NOT_ALLOWED))?;
+    if operation == Operation::List && !path.ends_with('/') {
+        // Vault lists a directory: `LIST secret/metadata` means `secret/metadata/`.
+        path.push('/');
+    }
+
+    let data = if request::uses_body(&parts.method) {
+        let limit = limits.max_request_size;
+        if request::content_length(&parts.headers).is_some_and(|len| len > limit as u64) {
+            return Err(request::too_large(limit));
+        }
+        let bytes = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                return Err(request::too_large(limit));
+            }
+            Err(_) => {
+                return Err(HttpError::bad_request("failed to read the request body"));
+            }
+        };
+        request::parse_body(&bytes, limits.max_json_depth)?
+    } else {
+        query.data
+    };
+
+    let user_agent = parts
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let logical = lockana::Request {
+        operation,
+        path,
+        data,
+        token: request::token(&parts.headers),
+        connection: Connection {
+            remote_addr,
+            user_agent,
+        },
+    };
+
+    let result = if runs_blocking(operation) {
+        tokio::task::spawn_blocking(move || handler.handle(logical))
+            .await
+            .map_err(|_| {
+                tracing::error!("request handler panicked");
+                HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            })?
+    } else {
+        handler.handle(logical)
+    };
+    match result {
+        Ok(resp) => Ok(response::render(resp)),
+        Err(err) => Err(response::error_response(&err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    use lockana::{Error, Request, Response};
+    use serde_json::{Map, Value, json};
+
+    /// What the fake saw: operation, path, data, token.
+    type Seen = (Operation, String, Map<String, Value>, Option<String>);
+
+    /// Records what it was asked and answers with the request echoed as data.
+    #[derive(Clone, Default)]
+    struct Echo {
+        seen: Arc<Mutex<Vec<Seen>>>,
+    }
+
+    impl Handler for Echo {
+        fn handle(&self, req: Request) -> lockana::Result<Response> {
+            let token = req.token.as_ref().map(|t| t.expose().to_owned());
+            if req.path == "forbidden" {
+                return Err(Error::PermissionDenied);
+            }
+            if req.path == "missing" {
+                return Err(Error::NotFound);
+            }
+            self.seen.lock().expect("lock").push((
+                req.operation,
+                req.path.clone(),
+                req.data.clone(),
+                token,
+            ));
+            let mut data = Map::new();
+            data.insert("path".into(), Value::String(req.path));
+            data.insert("op".into(), Value::String(req.operation.as_str().into()));
+            Ok(Response::with_data(data))
+        }
+    }
+
+    fn run(echo: &Echo, limits: &Limits, req: http::Request<Full<Bytes>>) -> (StatusCode, Value) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let resp = dispatch(echo.clone(), limits, None, req).await;
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+            let body = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).expect("json")
+            };
+            (status, body)
+        })
+    }
+
+    fn req(method: &str, uri: &str, body: &str) -> http::Request<Full<Bytes>> {
+        http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .expect("request")
+    }
+
+    #[test]
+    fn get_with_list_true_lists_with_trailing_slash() {
+        let echo = Echo::default();
+        let (status, body) = run(
+            &echo,
+            &Limits::default(),
+            req("GET", "/v1/secret/metadata?list=true", ""),
+        );
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["data"]["op"], "list");
+        assert_eq!(body["data"]["path"], "secret/metadata/");
+        assert!(echo.seen.lock().expect("lock")[0].2.is_empty());
+    }
+
+    #[test]
+    fn get_query_goes_to_data_and_token_is_passed() {
+        let echo = Echo::default();
+        let r = http::Request::builder()
+            .method("GET")
+            .uri("/v1/secret/data/x?version=3")
+            .header("X-Vault-Token", "hvs.tok")
+            .header("X-Vault-Request", "true")
+            .header("X-Vault-Namespace", "ns1/")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let (status, _) = run(&echo, &Limits::default(), r);
+        assert_eq!(status, StatusCode::OK);
+        let seen = echo.seen.lock().expect("lock");
+        let (op, path, data, token) = &seen[0];
+        assert_eq!(*op, Operation::Read);
+        assert_eq!(path, "secret/data/x");
+        assert_eq!(data["version"], "3");
+        assert_eq!(token.as_deref(), Some("hvs.tok"));
+    }
+
+    #[test]
+    fn post_body_becomes_data_and_query_is_ignored() {
+        let echo = Echo::default();
+        let (status, body) = run(
+            &echo,
+            &Limits::default(),
+            req("POST", "/v1/secret/data/x?foo=bar", r#"{"data":{"a":"b"}}"#),
+        );
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["data"]["op"], "update");
+        let seen = echo.seen.lock().expect("lock");
+        assert_eq!(
+            Value::Object(seen[0].2.clone()),
+            json!({"data": {"a": "b"}})
+        );
+    }
+
+    #[test]
+    fn outside_v1_is_404_with_empty_errors() {
+        for uri in ["/", "/ui", "/v1/", "/v2/x"] {
+            let (status, body) = run(&Echo::default(), &Limits::default(), req("GET", uri, ""));
+            assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+            assert_eq!(body, json!({"errors": []}), "{uri}");
+        }
+    }
+
+    #[test]
+    fn traversal_is_400_and_never_reaches_the_vault() {
+        let echo = Echo::default();
+        let (status, body) = run(
+            &echo,
+            &Limits::default(),
+            req("GET", "/v1/secret/%2e%2e/sys/seal", ""),
+        );
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body, json!({"errors": ["invalid path"]}));
+        assert!(echo.seen.lock().expect("lock").is_empty());
+    }
+
+    #[test]
+    fn oversize_body_is_413() {
+        let limits = Limits {
+            max_request_size: 16,
+            ..Limits::default()
+        };
+        let (status, body) = run(
+            &Echo::default(),
+            &limits,
+            req("PUT", "/v1/secret/data/x", r#"{"data":{"k":"0123456789"}}"#),
+        );
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(body["errors"][0].as_str().is_some());
+    }
+
+    /// A body that arrives in chunks without a size hint, like a chunked upload.
+    struct Chunks(usize);
+
+    impl hyper::body::Body for Chunks {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+            if self.0 == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            self.0 -= 1;
+            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(
+                b"{\"aaaa\":1}",
+            )))))
+        }
+    }
+
+    #[test]
+    fn oversize_body_without_content_length_is_413() {
+        let limits = Limits {
+            max_request_size: 16,
+            ..Limits::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let status = rt.block_on(async {
+            let r = http::Request::builder()
+                .method("PUT")
+                .uri("/v1/secret/data/x")
+                .body(Chunks(8))
+                .expect("request");
+            dispatch(Echo::default(), &limits, None, r).await.status()
+        });
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn deep_json_is_400() {
+        let body = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        let (status, body) = run(
+            &Echo::default(),
+            &Limits::default(),
+            req("POST", "/v1/secret/data/x", &body),
+        );
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body["errors"][0]
+                .as_str()
+                .expect("message")
+                .contains("nesting depth")
+        );
+    }
+
+    #[test]
+    fn non_object_body_is_400() {
+        let (status, body) = run(
+            &Echo::default(),
+            &Limits::default(),
+            req("PUT", "/v1/secret/data/x", "[1,2]"),
+        );
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body["errors"][0]
+                .as_str()
+                .expect("message")
+                .starts_with("failed to parse JSON input")
+        );
+    }
+
+    #[test]
+    fn unknown_method_is_405() {
+        let (status, _) = run(
+            &Echo::default(),
+            &Limits::default(),
+            req("OPTIONS", "/v1/secret/data/x", ""),
+        );
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[test]
+    fn library_errors_are_mapped() {
+        let (status, body) = run(
+            &Echo::default(),
+            &Limits::default(),
+            req("GET", "/v1/forbidden", ""),
+        );
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body, json!({"errors": ["permission denied"]}));
+        let (status, body) = run(
+            &Echo::default(),
+            &Limits::default(),
+            req("DELETE", "/v1/missing", ""),
+        );
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body, json!({"errors": []}));
+    }
+
+    #[test]
+    fn head_has_no_body() {
+        let (status, body) = run(
+            &Echo::default(),
+            &Limits::default(),
+            req("HEAD", "/v1/sys/health", ""),
+        );
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, Value::Null);
+    }
+
+    #[test]
+    fn slow_requests_time_out_with_503() {
+        #[derive(Clone)]
+        struct Slow;
+        impl Handler for Slow {
+            fn handle(&self, _: Request) -> lockana::Result<Response> {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(Response::empty())
+            }
+        }
+        let limits = Limits {
+            request_timeout: Duration::from_millis(50),
+            ..Limits::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let resp = rt.block_on(dispatch(
+            Slow,
+            &limits,
+            None,
+            req("PUT", "/v1/secret/data/x", "{}"),
+        ));
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -1,0 +1,462 @@
+//! HTTP request -> [`lockana::Request`]: method, path, token, query and JSON body.
+//!
+//! Everything here sees untrusted bytes, so each step is a small pure function that
+//! fails with an [`HttpError`] (status + Vault-style message) and never panics.
+
+use http::{HeaderMap, Method, StatusCode};
+use lockana::{ClientToken, Operation};
+use serde_json::{Map, Value};
+
+use super::HttpError;
+
+/// The API prefix every Vault path lives under.
+const API_PREFIX: &str = "/v1/";
+
+/// Maps an HTTP method (and GET's `list` query flag) to a logical operation.
+///
+/// `None` means the method is not part of Vault's API (answered with 405).
+pub(crate) fn operation_for(method: &Method, list: bool) -> Option<Operation> {
+    let op = match method.as_str() {
+        "GET" | "HEAD" if list => Operation::List,
+        "GET" | "HEAD" => Operation::Read,
+        "LIST" => Operation::List,
+        "POST" | "PUT" => Operation::Update,
+        "PATCH" => Operation::Patch,
+        "DELETE" => Operation::Delete,
+        _ => return None,
+    };
+    Some(op)
+}
+
+/// Whether the method carries its parameters in the query string rather than a body.
+pub(crate) fn uses_query(method: &Method) -> bool {
+    matches!(method.as_str(), "GET" | "HEAD" | "LIST" | "DELETE")
+}
+
+/// Whether the method carries a JSON body.
+pub(crate) fn uses_body(method: &Method) -> bool {
+    matches!(method.as_str(), "POST" | "PUT" | "PATCH")
+}
+
+/// Extracts the logical path from a URI path (`/v1/secret/data/x` -> `secret/data/x`).
+///
+/// Returns `Ok(None)` when the URI is not under `/v1/` (a plain 404, as Vault answers).
+/// The path is percent-decoded first, so `%2e%2e` is caught like `..`. A single
+/// trailing slash is kept: it is meaningful to Vault (`LIST secret/metadata/`).
+pub(crate) fn logical_path(uri_path: &str) -> Result<Option<String>, HttpError> {
+    let decoded = percent_encoding::percent_decode_str(uri_path)
+        .decode_utf8()
+        .map_err(|_| HttpError::invalid_path())?;
+    let Some(rest) = decoded.strip_prefix(API_PREFIX) else {
+        return Ok(None);
+    };
+    validate_path(rest)?;
+    Ok(Some(rest.to_owned()))
+}
+
+/// Rejects paths that could mean something else after normalisation: empty segments
+/// (`a//b`, a leading `/`), `.` and `..` segments, and control characters.
+pub(crate) fn validate_path(path: &str) -> Result<(), HttpError> {
+    if path.chars().any(char::is_control) || path.contains('\\') {
+        return Err(HttpError::invalid_path());
+    }
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    if trimmed.is_empty() {
+        // `/v1/` or `/v1//`: no route, not an attack.
+        return if path.is_empty() {
+            Ok(())
+        } else {
+            Err(HttpError::invalid_path())
+        };
+    }
+    for segment in trimmed.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(HttpError::invalid_path());
+        }
+    }
+    Ok(())
+}
+
+/// The client token: `X-Vault-Token`, else `Authorization: Bearer <token>`.
+///
+/// Headers that are not visible ASCII, and empty tokens, count as no token (the vault
+/// then answers 403 where a token is needed).
+pub(crate) fn token(headers: &HeaderMap) -> Option<ClientToken> {
+    if let Some(value) = headers.get("x-vault-token") {
+        let t = value.to_str().ok()?.trim();
+        return (!t.is_empty()).then(|| ClientToken::new(t));
+    }
+    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, t) = auth.trim().split_once(' ')?;
+    let t = t.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !t.is_empty()).then(|| ClientToken::new(t))
+}
+
+/// Parsed query string: the `list` flag and the remaining parameters as Vault's
+/// `parseQuery` builds them (one value: a string; repeated: a list of strings).
+#[derive(Debug, Default)]
+pub(crate) struct Query {
+    /// `list=true` was given.
+    pub(crate) list: bool,
+    /// Everything else except `help` (reserved by Vault).
+    pub(crate) data: Map<String, Value>,
+}
+
+/// Parses a query string (percent- and `+`-decoded, like Go's `url.ParseQuery`).
+pub(crate) fn parse_query(query: Option<&str>) -> Result<Query, HttpError> {
+    let mut out = Query::default();
+    let Some(query) = query else {
+        return Ok(out);
+    };
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "list" => {
+                out.list = parse_bool(&value).ok_or_else(|| {
+                    HttpError::bad_request("invalid value for the list parameter")
+                })?;
+            }
+            "help" => {}
+            _ => match out.data.get_mut(key.as_ref()) {
+                Some(Value::Array(values)) => values.push(Value::String(value.into_owned())),
+                Some(first) => {
+                    let first = first.take();
+                    out.data.insert(
+                        key.into_owned(),
+                        Value::Array(vec![first, Value::String(value.into_owned())]),
+                    );
+                }
+                None => {
+                    out.data
+                        .insert(key.into_owned(), Value::String(value.into_owned()));
+                }
+            },
+        }
+    }
+    Ok(out)
+}
+
+/// Go's `strconv.ParseBool`, which Vault uses for `list`.
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses a request body: empty (or whitespace) is an empty object; anything else must
+/// be a JSON object no deeper than `max_depth`. Errors never echo the body.
+pub(crate) fn parse_body(body: &[u8], max_depth: usize) -> Result<Map<String, Value>, HttpError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    if json_depth_exceeds(body, max_depth) {
+        return Err(HttpError::bad_request(format!(
+            "failed to parse JSON input: nesting depth exceeds the limit of {max_depth}"
+        )));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(HttpError::bad_request(
+            "failed to parse JSON input: the body must be a JSON object",
+        )),
+        Err(err) => Err(HttpError::bad_request(json_error_message(&err))),
+    }
+}
+
+/// A parse error described by category and position only: serde_json's own messages
+/// are safe for `Value` today, but a body may hold secrets, so we do not rely on that.
+fn json_error_message(err: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match err.classify() {
+        Category::Eof => "unexpected end of input",
+        Category::Syntax => "syntax error",
+        Category::Data => "invalid data",
+        Category::Io => "read error",
+    };
+    format!(
+        "failed to parse JSON input: {what} at line {} column {}",
+        err.line(),
+        err.column()
+    )
+}
+
+/// Whether `[`/`{` nesting (outside strings) goes deeper than `max_depth`.
+///
+/// Runs before serde so a hostile body cannot make the parser recurse; malformed
+/// input is left for serde to reject.
+pub(crate) fn json_depth_exceeds(body: &[u8], max_depth: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max_depth {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The `Content-Length` header, when present and valid.
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The error for a body over the size limit.
+pub(crate) fn too_large(limit: usize) -> HttpError {
+    HttpError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body exceeds the maximum request size of {limit} bytes"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn status(r: Result<impl std::fmt::Debug, HttpError>) -> StatusCode {
+        r.expect_err("expected an error").status
+    }
+
+    #[test]
+    fn methods_map_to_vault_operations() {
+        let cases = [
+            ("GET", false, Some(Operation::Read)),
+            ("GET", true, Some(Operation::List)),
+            ("HEAD", false, Some(Operation::Read)),
+            ("LIST", false, Some(Operation::List)),
+            ("POST", false, Some(Operation::Update)),
+            ("PUT", false, Some(Operation::Update)),
+            ("PATCH", false, Some(Operation::Patch)),
+            ("DELETE", false, Some(Operation::Delete)),
+            ("OPTIONS", false, None),
+            ("TRACE", false, None),
+        ];
+        for (m, list, want) in cases {
+            let method = Method::from_bytes(m.as_bytes()).expect("method");
+            assert_eq!(operation_for(&method, list), want, "{m} list={list}");
+        }
+    }
+
+    #[test]
+    fn list_flag_is_ignored_for_writes() {
+        assert_eq!(operation_for(&Method::POST, true), Some(Operation::Update));
+    }
+
+    #[test]
+    fn paths_outside_v1_are_not_ours() {
+        assert_eq!(logical_path("/").expect("ok"), None);
+        assert_eq!(logical_path("/ui/").expect("ok"), None);
+        assert_eq!(logical_path("/v2/secret").expect("ok"), None);
+        assert_eq!(logical_path("/v1").expect("ok"), None);
+    }
+
+    #[test]
+    fn v1_paths_are_stripped_and_trailing_slash_kept() {
+        assert_eq!(
+            logical_path("/v1/secret/data/x").expect("ok").as_deref(),
+            Some("secret/data/x")
+        );
+        assert_eq!(
+            logical_path("/v1/secret/metadata/").expect("ok").as_deref(),
+            Some("secret/metadata/")
+        );
+        assert_eq!(
+            logical_path("/v1/secret/data/a%20b")
+                .expect("ok")
+                .as_deref(),
+            Some("secret/data/a b")
+        );
+    }
+
+    #[test]
+    fn traversal_and_empty_segments_are_rejected_with_400() {
+        for p in [
+            "/v1/secret/../sys/seal",
+            "/v1/secret/..",
+            "/v1/../sys",
+            "/v1/secret/./x",
+            "/v1/./secret",
+            "/v1/secret//x",
+            "/v1//secret",
+            "/v1//",
+            "/v1/secret/%2e%2e/sys",
+            "/v1/secret/%2E/x",
+            "/v1/secret%2f%2fx",
+            "/v1/secret/x%00",
+            "/v1/secret/%ff",
+            "/v1/secret\\..\\x",
+        ] {
+            assert_eq!(status(logical_path(p)), StatusCode::BAD_REQUEST, "{p}");
+        }
+    }
+
+    #[test]
+    fn dots_inside_segments_are_fine() {
+        for p in [
+            "/v1/secret/data/.env",
+            "/v1/secret/data/a..b",
+            "/v1/secret/data/x.",
+        ] {
+            assert!(logical_path(p).expect(p).is_some(), "{p}");
+        }
+    }
+
+    #[test]
+    fn token_from_x_vault_token() {
+        let mut h = HeaderMap::new();
+        h.insert("x-vault-token", HeaderValue::from_static("hvs.abc"));
+        h.insert("authorization", HeaderValue::from_static("Bearer other"));
+        assert_eq!(
+            token(&h).map(|t| t.expose().to_owned()).as_deref(),
+            Some("hvs.abc")
+        );
+    }
+
+    #[test]
+    fn token_from_bearer_authorization() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("bearer  hvs.xyz "),
+        );
+        assert_eq!(
+            token(&h).map(|t| t.expose().to_owned()).as_deref(),
+            Some("hvs.xyz")
+        );
+    }
+
+    #[test]
+    fn no_or_empty_or_basic_token_is_none() {
+        assert!(token(&HeaderMap::new()).is_none());
+        let mut h = HeaderMap::new();
+        h.insert("x-vault-token", HeaderValue::from_static(""));
+        assert!(token(&h).is_none());
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Basic dXNlcjpwdw=="),
+        );
+        assert!(token(&h).is_none());
+    }
+
+    #[test]
+    fn query_params_become_string_data() {
+        let q = parse_query(Some("version=2&name=a%20b&plus=x+y")).expect("query");
+        assert!(!q.list);
+        assert_eq!(q.data["version"], Value::from("2"));
+        assert_eq!(q.data["name"], Value::from("a b"));
+        assert_eq!(q.data["plus"], Value::from("x y"));
+    }
+
+    #[test]
+    fn repeated_query_params_become_lists() {
+        let q = parse_query(Some("v=1&v=2&v=3")).expect("query");
+        assert_eq!(q.data["v"], serde_json::json!(["1", "2", "3"]));
+    }
+
+    #[test]
+    fn list_true_is_taken_out_of_data() {
+        let q = parse_query(Some("list=true&help=1&x=y")).expect("query");
+        assert!(q.list);
+        assert!(!q.data.contains_key("list"));
+        assert!(!q.data.contains_key("help"));
+        assert_eq!(q.data.len(), 1);
+        assert!(parse_query(Some("list=1")).expect("q").list);
+        assert!(!parse_query(Some("list=false")).expect("q").list);
+        assert_eq!(
+            status(parse_query(Some("list=yes"))),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn empty_body_is_an_empty_object() {
+        assert!(parse_body(b"", 10).expect("empty").is_empty());
+        assert!(parse_body(b" \n", 10).expect("blank").is_empty());
+    }
+
+    #[test]
+    fn body_must_be_a_json_object() {
+        let m = parse_body(br#"{"data":{"k":"v"}}"#, 10).expect("object");
+        assert_eq!(m["data"]["k"], Value::from("v"));
+        for bad in [&b"[1]"[..], b"\"s\"", b"42", b"null"] {
+            assert_eq!(status(parse_body(bad, 10)), StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[test]
+    fn json_errors_do_not_echo_the_body() {
+        let err = parse_body(br#"{"password": "hunter2" "#, 10).expect_err("bad json");
+        let msg = err.message.unwrap_or_default();
+        assert!(msg.starts_with("failed to parse JSON input"));
+        assert!(!msg.contains("hunter2"));
+        let err = parse_body(br#"{"k": tru_hunter2}"#, 10).expect_err("bad json");
+        assert!(!err.message.unwrap_or_default().contains("hunter2"));
+    }
+
+    #[test]
+    fn depth_limit_is_enforced_before_parsing() {
+        let deep = format!("{}{}", "[".repeat(101), "]".repeat(101));
+        let body = format!(r#"{{"a":{deep}}}"#);
+        assert!(json_depth_exceeds(body.as_bytes(), 100));
+        assert_eq!(
+            status(parse_body(body.as_bytes(), 100)),
+            StatusCode::BAD_REQUEST
+        );
+        // An unterminated flood is refused the same way, without recursion.
+        assert!(json_depth_exceeds("{".repeat(1_000_000).as_bytes(), 100));
+    }
+
+    #[test]
+    fn brackets_inside_strings_do_not_count() {
+        let body = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+        assert!(!json_depth_exceeds(body.as_bytes(), 2));
+        assert!(parse_body(body.as_bytes(), 2).is_ok());
+    }
+
+    #[test]
+    fn depth_at_the_limit_is_accepted() {
+        let body = format!(
+            "{}{}",
+            "{\"a\":".repeat(100),
+            "1".to_owned() + &"}".repeat(100)
+        );
+        assert!(!json_depth_exceeds(body.as_bytes(), 100));
+        assert!(parse_body(body.as_bytes(), 100).is_ok());
+    }
+
+    #[test]
+    fn content_length_parsing() {
+        let mut h = HeaderMap::new();
+        assert_eq!(content_length(&h), None);
+        h.insert("content-length", HeaderValue::from_static("42"));
+        assert_eq!(content_length(&h), Some(42));
+        h.insert("content-length", HeaderValue::from_static("nope"));
+        assert_eq!(content_length(&h), None);
+    }
+}

@@ -1,0 +1,299 @@
+//! The listener: accept loop, TLS, per-connection service and graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::service::TowerToHyperService;
+use lockana::Vault;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower_http::LatencyUnit;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::config::DEFAULT_ADDRESS;
+use crate::http::{Limits, dispatch};
+use crate::tls::{self, TlsFiles};
+
+/// Time a client gets to send its request headers (slow-loris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a client gets to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for in-flight requests before giving up on them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Failures of the server (binding, TLS setup, auto-unseal, the vault itself).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {address}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A certificate or key file could not be used.
+    #[error("TLS setup failed for {}: {reason}", path.display())]
+    Tls {
+        /// The file at fault.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Auto-unseal could not unseal the vault.
+    #[error("{0}")]
+    AutoUnseal(String),
+    /// The vault failed (opening, unsealing, closing).
+    #[error(transparent)]
+    Vault(#[from] lockana::Error),
+}
+
+/// How the server listens.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Address to bind; port 0 picks a free port (see [`Server::local_addr`]).
+    pub address: SocketAddr,
+    /// Certificate and key; `None` serves plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+impl Default for ServerOptions {
+    /// Plain HTTP on 127.0.0.1:8200 with the default limits.
+    fn default() -> Self {
+        ServerOptions {
+            address: DEFAULT_ADDRESS
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8200))),
+            tls: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A bound server, ready to [`run`](Server::run).
+pub struct Server {
+    vault: Vault,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    limits: Arc<Limits>,
+}
+
+impl Server {
+    /// Binds the listener and loads the TLS certificate, if any. Errors here (port in
+    /// use, unreadable certificate) surface before anything is served.
+    pub async fn bind(vault: Vault, options: ServerOptions) -> Result<Server, ServerError> {
+        let tls = options
+            .tls
+            .as_ref()
+            .map(|files| tls::server_config(files).map(TlsAcceptor::from))
+            .transpose()?;
+        let listener =
+            TcpListener::bind(options.address)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    address: options.address,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            address: options.address,
+            source,
+        })?;
+        Ok(Server {
+            vault,
+            listener,
+            local_addr,
+            tls,
+            limits: Arc::new(options.limits),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Whether the listener speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, lets in-flight
+    /// requests finish (up to 30 s) and closes the vault.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Server {
+            vault,
+            listener,
+            local_addr,
+            tls,
+            limits,
+        } = self;
+        let graceful = GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        tracing::info!(address = %local_addr, tls = tls.is_some(), "listening");
+
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, remote) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(err) => {
+                        // Typically EMFILE: back off instead of spinning.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let conn = Conn {
+                builder: builder.clone(),
+                watcher: graceful.watcher(),
+                vault: vault.clone(),
+                limits: Arc::clone(&limits),
+                remote,
+            };
+            match &tls {
+                None => {
+                    tokio::spawn(conn.serve(stream));
+                }
+                Some(acceptor) => {
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(stream)) => conn.serve(stream).await,
+                            Ok(Err(err)) => {
+                                tracing::debug!(%remote, error = %err, "TLS handshake failed");
+                            }
+                            Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                        }
+                    });
+                }
+            }
+        }
+
+        drop(listener);
+        tracing::info!("shutting down: waiting for in-flight requests");
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(DRAIN_TIMEOUT) => {
+                tracing::warn!("in-flight requests did not finish in time");
+            }
+        }
+        let closing = vault.clone();
+        match tokio::task::spawn_blocking(move || closing.close()).await {
+            Ok(result) => result?,
+            Err(_) => tracing::error!("closing the vault panicked"),
+        }
+        tracing::info!("vault sealed and closed");
+        Ok(())
+    }
+}
+
+/// What one connection task needs.
+struct Conn {
+    builder: auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    vault: Vault,
+    limits: Arc<Limits>,
+    remote: SocketAddr,
+}
+
+impl Conn {
+    async fn serve<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Conn {
+            builder,
+            watcher,
+            vault,
+            limits,
+            remote,
+        } = self;
+        // Only method, path, status and latency are traced: never the query string
+        // (it can carry parameters), headers (tokens) or bodies (secrets).
+        let service = tower::ServiceBuilder::new()
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &http::Request<Incoming>| {
+                        tracing::info_span!(
+                            "request",
+                            method = %req.method(),
+                            path = %req.uri().path(),
+                        )
+                    })
+                    .on_request(())
+                    .on_response(
+                        DefaultOnResponse::new()
+                            .level(Level::INFO)
+                            .latency_unit(LatencyUnit::Micros),
+                    )
+                    // 5xx are logged where they are mapped (with the reason).
+                    .on_failure(()),
+            )
+            .service_fn(move |req: http::Request<Incoming>| {
+                let vault = vault.clone();
+                let limits = Arc::clone(&limits);
+                async move { Ok::<_, Infallible>(dispatch(vault, &limits, Some(remote), req).await) }
+            });
+        let conn = builder
+            .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+            .into_owned();
+        if let Err(err) = watcher.watch(conn).await {
+            tracing::debug!(%remote, error = %err, "connection closed with an error");
+        }
+    }
+}
+
+/// Binds and serves until `shutdown` completes, then closes the vault.
+pub async fn serve(
+    vault: Vault,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    Server::bind(vault, options).await?.run(shutdown).await
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
