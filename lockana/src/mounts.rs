@@ -21,6 +21,7 @@ const RESERVED: [&str; 4] = ["sys/", "auth/", "cubbyhole/", "identity/"];
 pub(crate) enum EngineKind {
     KvV1,
     KvV2,
+    Cubbyhole,
 }
 
 /// Per-mount settings that `sys/mounts/<path>/tune` changes.
@@ -53,7 +54,9 @@ pub(crate) struct MountEntry {
 
 impl MountEntry {
     pub(crate) fn engine(&self) -> EngineKind {
-        if self.options.get("version").map(String::as_str) == Some("2") {
+        if self.kind == "cubbyhole" {
+            EngineKind::Cubbyhole
+        } else if self.options.get("version").map(String::as_str) == Some("2") {
             EngineKind::KvV2
         } else {
             EngineKind::KvV1
@@ -67,7 +70,7 @@ impl MountEntry {
 
     /// Vault's JSON for one mount (`sys/mounts`, `sys/internal/ui/mounts`).
     pub(crate) fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "accessor": self.accessor,
             "config": {
                 "default_lease_ttl": self.config.default_lease_ttl,
@@ -77,14 +80,21 @@ impl MountEntry {
             "description": self.description,
             "external_entropy_access": false,
             "local": self.local,
-            "options": self.options,
+            "options": if self.options.is_empty() { Value::Null } else { json!(self.options) },
             "plugin_version": "",
             "running_plugin_version": format!("v{}+builtin.lockana", env!("CARGO_PKG_VERSION")),
             "running_sha256": "",
             "seal_wrap": self.seal_wrap,
             "type": self.kind,
             "uuid": self.uuid,
-        })
+        });
+        // Vault reports a deprecation status for plugin engines, not for built-ins.
+        if self.kind == "kv"
+            && let Value::Object(m) = &mut v
+        {
+            m.insert("deprecation_status".into(), json!("supported"));
+        }
+        v
     }
 
     /// The lease TTL KV v1 reports for its reads.
@@ -93,6 +103,22 @@ impl MountEntry {
             0 => SYSTEM_MAX_TTL,
             t => t,
         }
+    }
+}
+
+/// The per-token private store every vault has at `cubbyhole/`.
+pub(crate) fn cubbyhole_entry() -> MountEntry {
+    let uuid = uuid::Uuid::new_v4().to_string();
+    MountEntry {
+        path: "cubbyhole/".into(),
+        kind: "cubbyhole".into(),
+        description: "per-token private secret storage".into(),
+        accessor: format!("cubbyhole_{}", &uuid.replace('-', "")[..8]),
+        uuid,
+        options: BTreeMap::new(),
+        config: MountConfig::default(),
+        local: true,
+        seal_wrap: false,
     }
 }
 
@@ -131,7 +157,7 @@ pub(crate) fn new_entry(path: &str, data: &Map<String, Value>) -> Result<MountEn
     }
     options.insert("version".into(), version);
     let mut config = MountConfig::default();
-    if let Some(c) = data.get("config") {
+    if let Some(c) = data.get("config").filter(|c| !c.is_null()) {
         apply_tune(&mut config, c)?;
     }
     let description = match data.get("description") {
@@ -270,6 +296,14 @@ impl MountTable {
     }
 
     /// Adds a mount and persists the table.
+    /// Adds the built-in mounts a fresh vault has.
+    pub(crate) fn add_builtins(&mut self, barrier: &Barrier) -> Result<()> {
+        if self.get("cubbyhole/").is_none() {
+            self.add(barrier, cubbyhole_entry())?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn add(&mut self, barrier: &Barrier, entry: MountEntry) -> Result<()> {
         if let Some(conflict) = self
             .entries

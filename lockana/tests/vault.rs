@@ -114,10 +114,11 @@ fn kv2_soft_delete_answers_404_with_metadata_then_undelete_and_destroy() {
 #[test]
 fn kv2_patch_merges_and_needs_a_live_version() {
     let d = Dev::new();
-    assert!(matches!(
-        d.call(Patch, "secret/data/p", json!({"data": {"a": "1"}})),
-        Err(Error::NotFound)
-    ));
+    let r = d.ok(Patch, "secret/data/p", json!({"data": {"a": "1"}}));
+    assert!(
+        r.status == Some(404) && r.data.is_none(),
+        "bare 404 for a missing secret"
+    );
     d.ok(
         Update,
         "secret/data/p",
@@ -405,4 +406,28 @@ fn wrong_share_combination_resets_progress() {
     let s = vault.seal_status();
     assert!(s.sealed && s.progress == 0);
     assert!(vault.unseal("not hex or base64!").is_err());
+}
+
+#[test]
+fn cubbyhole_is_mounted_and_private_to_the_token() {
+    let d = Dev::new();
+    let mounts = d.data(Read, "sys/mounts", json!({}));
+    assert_eq!(mounts["cubbyhole/"]["type"], "cubbyhole");
+    d.ok(Update, "cubbyhole/note", json!({"k": "v"}));
+    let r = d.ok(Read, "cubbyhole/note", json!({}));
+    assert_eq!(r.lease_duration, 0);
+    assert_eq!(Value::Object(r.data.unwrap()), json!({"k": "v"}));
+    assert!(d.call(Delete, "sys/mounts/cubbyhole", json!({})).is_err());
+}
+
+#[test]
+fn kv2_paths_outside_its_api_answer_404_with_a_hint() {
+    let d = Dev::new();
+    let r = d.ok(Read, "secret/foo", json!({}));
+    assert_eq!(r.status, Some(404));
+    assert!(r.warnings[0].contains("versioned K/V"));
+    assert_eq!(
+        d.ok(Update, "secret/config/x", json!({"a": 1})).status,
+        Some(404)
+    );
 }

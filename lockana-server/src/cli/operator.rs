@@ -57,7 +57,19 @@ fn init(
     let (_, answer) = client.call("PUT", "sys/init", Some(&body))?;
     let answer = answer.context("the server answered sys/init with an empty body")?;
     if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        // The field names of `vault operator init -format=json`, so scripts carry over.
+        let vault_shape = json!({
+            "unseal_keys_b64": answer.get("keys_base64"),
+            "unseal_keys_hex": answer.get("keys"),
+            "unseal_shares": shares,
+            "unseal_threshold": threshold,
+            "recovery_keys_b64": [],
+            "recovery_keys_hex": [],
+            "recovery_keys_shares": 0,
+            "recovery_keys_threshold": 0,
+            "root_token": answer.get("root_token"),
+        });
+        println!("{}", serde_json::to_string_pretty(&vault_shape)?);
         return Ok(ExitCode::SUCCESS);
     }
     let keys = answer

@@ -155,6 +155,12 @@ where
         path.push('/');
     }
 
+    if operation == Operation::Patch && !request::is_merge_patch(&parts.headers) {
+        return Err(HttpError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "PATCH requires the Content-Type application/merge-patch+json",
+        ));
+    }
     let data = if request::uses_body(&parts.method) {
         let limit = limits.max_request_size;
         if request::content_length(&parts.headers).is_some_and(|len| len > limit as u64) {

@@ -33,6 +33,18 @@ pub(crate) fn uses_query(method: &Method) -> bool {
     matches!(method.as_str(), "GET" | "HEAD" | "LIST" | "DELETE")
 }
 
+/// Whether a PATCH says its body is a JSON merge patch (RFC 7386), as Vault requires.
+pub(crate) fn is_merge_patch(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/merge-patch+json")
+        })
+}
+
 /// Whether the method carries a JSON body.
 pub(crate) fn uses_body(method: &Method) -> bool {
     matches!(method.as_str(), "POST" | "PUT" | "PATCH")
@@ -235,6 +247,24 @@ pub(crate) fn too_large(limit: usize) -> HttpError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn merge_patch_content_type_is_recognized() {
+        let mut h = http::HeaderMap::new();
+        assert!(!super::is_merge_patch(&h));
+        h.insert(
+            http::header::CONTENT_TYPE,
+            "application/json".parse().unwrap(),
+        );
+        assert!(!super::is_merge_patch(&h));
+        h.insert(
+            http::header::CONTENT_TYPE,
+            "application/merge-patch+json; charset=utf-8"
+                .parse()
+                .unwrap(),
+        );
+        assert!(super::is_merge_patch(&h));
+    }
+
     use super::*;
     use http::HeaderValue;
 

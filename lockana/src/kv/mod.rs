@@ -16,13 +16,17 @@ use crate::{Error, Result};
 pub(crate) struct Ctx<'a> {
     pub barrier: &'a Barrier,
     pub mount: &'a MountEntry,
+    /// Storage prefix of this request's data: the mount's view, or for cubbyhole the
+    /// calling token's own corner of it.
+    pub prefix: String,
     pub now: SystemTime,
     pub locks: &'a KeyLocks,
 }
 
 impl Ctx<'_> {
     fn key(&self, rel: &str) -> String {
-        let mut k = self.mount.view_prefix();
+        let mut k = String::with_capacity(self.prefix.len() + rel.len());
+        k.push_str(&self.prefix);
         k.push_str(rel);
         k
     }

@@ -1,8 +1,10 @@
-//! KV version 1: one unversioned JSON object per path.
+//! KV version 1: one unversioned JSON object per path. Also serves `cubbyhole/`, whose
+//! storage prefix is the calling token's own.
 
 use serde_json::{Map, Value};
 
 use super::{Ctx, list_response};
+use crate::mounts::EngineKind;
 use crate::{Error, Operation, Request, Response, Result};
 
 pub(crate) fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Response> {
@@ -15,7 +17,9 @@ pub(crate) fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Response
         Operation::Read => {
             let data: Map<String, Value> = ctx.get_json(&key)?.ok_or(Error::NotFound)?;
             let mut r = Response::with_data(data);
-            r.lease_duration = ctx.mount.effective_ttl();
+            if ctx.mount.engine() == EngineKind::KvV1 {
+                r.lease_duration = ctx.mount.effective_ttl();
+            }
             r
         }
         Operation::Create | Operation::Update => {
@@ -31,6 +35,6 @@ pub(crate) fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Response
         }
         Operation::Patch => return Err(Error::UnsupportedOperation),
     };
-    resp.mount_type = "kv".into();
+    resp.mount_type = ctx.mount.kind.clone();
     Ok(resp)
 }

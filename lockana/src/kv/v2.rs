@@ -145,8 +145,10 @@ pub(crate) fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Response
     let op = req.operation;
     let d = &req.data;
     let mut resp = match (section, op) {
-        ("config", Operation::Read) => read_config(ctx)?,
-        ("config", Operation::Create | Operation::Update) => write_config(ctx, d)?,
+        ("config", Operation::Read) if key.is_empty() => read_config(ctx)?,
+        ("config", Operation::Create | Operation::Update) if key.is_empty() => {
+            write_config(ctx, d)?
+        }
         ("metadata", Operation::List) => list_response(ctx.list(&meta_key(key))?)?,
         (_, Operation::List) => return Err(Error::UnsupportedOperation),
         ("data" | "metadata" | "delete" | "undelete" | "destroy" | "subkeys", _)
@@ -177,11 +179,17 @@ pub(crate) fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Response
         ("metadata", Operation::Create | Operation::Update) => write_metadata(ctx, key, d, false)?,
         ("metadata", Operation::Patch) => write_metadata(ctx, key, d, true)?,
         ("metadata", Operation::Delete) => delete_metadata(ctx, key)?,
-        ("config" | "delete" | "undelete" | "destroy" | "subkeys", _) => {
+        ("delete" | "undelete" | "destroy" | "subkeys", _) | ("config", _) if key.is_empty() => {
             return Err(Error::UnsupportedOperation);
         }
         _ => {
-            return Err(Error::NoRoute(format!("{}{rel}", ctx.mount.path)));
+            let mut r = Response::empty();
+            r.status = Some(404);
+            r.warnings.push(
+                "Invalid path for a versioned K/V secrets engine. See the API docs for the appropriate API endpoints to use. If using the Vault CLI, use 'vault kv get' for this operation."
+                    .into(),
+            );
+            r
         }
     };
     resp.mount_type = "kv".into();
@@ -305,7 +313,11 @@ fn write_data(ctx: &Ctx<'_>, key: &str, d: &Map<String, Value>, patch: bool) -> 
             .and_then(|m| m.versions.get(&m.current_version))
             .is_some_and(|v| !v.destroyed && !v.deleted(ctx.now));
         if !usable {
-            return Err(Error::NotFound);
+            // Vault answers a PATCH of a missing or deleted secret with a bare 404.
+            let mut r = Response::empty();
+            r.status = Some(404);
+            r.format = crate::ResponseFormat::Raw;
+            return Ok(r);
         }
     }
     let mut meta = existing.unwrap_or_else(|| Meta::new(ctx.now));

@@ -234,7 +234,7 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response>
 fn system_mount_json() -> Value {
     json!({
         "accessor": "system_lockana",
-        "config": {"default_lease_ttl": 0, "force_no_cache": false, "max_lease_ttl": 0},
+        "config": {"default_lease_ttl": 0, "force_no_cache": false, "max_lease_ttl": 0, "passthrough_request_headers": ["Accept"]},
         "description": "system endpoints used for control, policy and debugging",
         "external_entropy_access": false,
         "local": false,
@@ -265,15 +265,16 @@ fn token_auth_json() -> Value {
     })
 }
 
+/// `sys/internal/ui/mounts` for a caller without a valid token.
+pub(crate) fn empty_ui_mounts() -> Response {
+    sys_response(obj(json!({"secret": {}, "auth": {}})))
+}
+
 /// `sys/internal/ui/mounts/<path>`: the mount serving `path` (the CLI uses this to
 /// learn a KV mount's version).
 fn ui_mount(core: &Core, path: &str) -> Result<Response> {
     let mounts = core.mounts.read();
-    let e = mounts.route(path).ok_or_else(|| {
-        Error::invalid(format!(
-            "preflight capability check returned 403, please ensure client's policies grant access to path \"{path}\""
-        ))
-    })?;
+    let e = mounts.route(path).ok_or(Error::PermissionDenied)?;
     let mut m = obj(e.to_json());
     m.insert("path".into(), json!(e.path));
     Ok(sys_response(m))
@@ -289,13 +290,24 @@ fn mounts(core: &Core, req: &Request, p: &str) -> Result<Response> {
             .cloned()
             .ok_or_else(|| Error::invalid(format!("cannot fetch sysview for path \"{path}\"")))?;
         return match req.operation {
-            Operation::Read => Ok(sys_response(obj(json!({
-                "default_lease_ttl": if entry.config.default_lease_ttl == 0 { crate::mounts::SYSTEM_MAX_TTL } else { entry.config.default_lease_ttl },
-                "max_lease_ttl": if entry.config.max_lease_ttl == 0 { crate::mounts::SYSTEM_MAX_TTL } else { entry.config.max_lease_ttl },
-                "force_no_cache": entry.config.force_no_cache,
-                "description": entry.description,
-                "options": entry.options,
-            })))),
+            Operation::Read => {
+                let or_system = |ttl: u64| {
+                    if ttl == 0 {
+                        crate::mounts::SYSTEM_MAX_TTL
+                    } else {
+                        ttl
+                    }
+                };
+                let mut r = sys_response(obj(json!({
+                    "default_lease_ttl": or_system(entry.config.default_lease_ttl),
+                    "max_lease_ttl": or_system(entry.config.max_lease_ttl),
+                    "force_no_cache": entry.config.force_no_cache,
+                    "description": entry.description,
+                    "options": entry.options,
+                })));
+                r.format = ResponseFormat::EnvelopeWithTopLevelData;
+                Ok(r)
+            }
             Operation::Create | Operation::Update => {
                 apply_tune(&mut entry.config, &Value::Object(d.clone()))?;
                 match d.get("description") {
