@@ -28,6 +28,9 @@ pub enum Error {
     /// The path exists but does not support the operation.
     #[error("unsupported operation")]
     UnsupportedOperation,
+    /// A KV v2 check-and-set version did not match the current version.
+    #[error("check-and-set parameter did not match the current version")]
+    CasMismatch,
     /// The request is malformed: the message says what is wrong and never echoes values.
     #[error("{0}")]
     InvalidRequest(Cow<'static, str>),

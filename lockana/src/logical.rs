@@ -64,7 +64,9 @@ pub struct Connection {
 }
 
 /// One request to the vault. For reads and lists, query parameters arrive in `data`
-/// as strings, as Vault does.
+/// as strings, as Vault does. Build it with [`Request::new`] and the `with_*` methods
+/// (fields may be added, so it cannot be built as a struct literal outside the crate).
+#[non_exhaustive]
 pub struct Request {
     /// What to do.
     pub operation: Operation,
@@ -95,6 +97,12 @@ impl Request {
         if let Value::Object(map) = data {
             self.data = map;
         }
+        self
+    }
+
+    /// Sets where the request came from.
+    pub fn with_connection(mut self, connection: Connection) -> Self {
+        self.connection = connection;
         self
     }
 

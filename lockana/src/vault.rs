@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::audit::AuditBroker;
 use crate::auth::token::{TokenEntry, TokenStore};
 use crate::barrier::{Barrier, Cipher, decode_share};
 use crate::clock::{Clock, SystemClock};
@@ -66,6 +67,7 @@ pub(crate) struct Core {
     pub mounts: RwLock<MountTable>,
     pub tokens: TokenStore,
     pub locks: KeyLocks,
+    pub audit: AuditBroker,
     /// Serializes init, unseal and seal so they never interleave.
     pub lifecycle: Mutex<()>,
 }
@@ -117,6 +119,7 @@ impl Vault {
                 mounts: RwLock::new(MountTable::default()),
                 tokens: TokenStore::new(),
                 locks: KeyLocks::default(),
+                audit: AuditBroker::default(),
                 lifecycle: Mutex::new(()),
             }),
         })
@@ -294,7 +297,12 @@ impl Core {
         if !entry.is_root() {
             return Err(Error::PermissionDenied);
         }
-        self.route(&req, &entry)
+        // Fail closed: a request no audit device accepted is not served, and a response
+        // no device accepted is not returned.
+        self.audit.log_request(&req, Some(&entry))?;
+        let outcome = self.route(&req, &entry);
+        self.audit.log_response(&req, Some(&entry), &outcome)?;
+        outcome
     }
 
     fn route(&self, req: &Request, entry: &TokenEntry) -> Result<Response> {

@@ -64,7 +64,7 @@ fn kv2_write_read_versions_and_cas() {
         )
         .err()
         .unwrap();
-    assert!(matches!(err, Error::InvalidRequest(_)), "{err}");
+    assert!(matches!(err, Error::CasMismatch), "{err}");
     assert_eq!(
         err.to_string(),
         "check-and-set parameter did not match the current version"

@@ -185,16 +185,12 @@ where
         .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let logical = lockana::Request {
-        operation,
-        path,
-        data,
-        token: request::token(&parts.headers),
-        connection: Connection {
-            remote_addr,
-            user_agent,
-        },
-    };
+    let mut logical = lockana::Request::new(operation, path).with_connection(Connection {
+        remote_addr,
+        user_agent,
+    });
+    logical.data = data;
+    logical.token = request::token(&parts.headers);
 
     let result = if runs_blocking(operation) {
         tokio::task::spawn_blocking(move || handler.handle(logical))

@@ -15,7 +15,9 @@ pub(crate) type HttpResponse = http::Response<Full<Bytes>>;
 pub(crate) fn error_status(err: &Error) -> StatusCode {
     match err {
         Error::Sealed | Error::NotInitialized => StatusCode::SERVICE_UNAVAILABLE,
-        Error::AlreadyInitialized | Error::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+        Error::AlreadyInitialized | Error::InvalidRequest(_) | Error::CasMismatch => {
+            StatusCode::BAD_REQUEST
+        }
         Error::PermissionDenied => StatusCode::FORBIDDEN,
         Error::NotFound | Error::NoRoute(_) => StatusCode::NOT_FOUND,
         Error::UnsupportedOperation => StatusCode::METHOD_NOT_ALLOWED,
@@ -176,6 +178,7 @@ mod tests {
             (Error::NoRoute("x/".into()), 404),
             (Error::UnsupportedOperation, 405),
             (Error::invalid("bad"), 400),
+            (Error::CasMismatch, 400),
             (Error::Storage(StorageError::Corrupt), 500),
             (Error::Barrier(BarrierError::Authentication), 500),
         ];

@@ -329,9 +329,7 @@ fn write_data(ctx: &Ctx<'_>, key: &str, d: &Map<String, Value>, patch: bool) -> 
     if let Some(cas) = cas
         && cas != meta.current_version
     {
-        return Err(Error::invalid(
-            "check-and-set parameter did not match the current version",
-        ));
+        return Err(Error::CasMismatch);
     }
     let new_data = if patch {
         let current: VersionData = ctx
