@@ -19,3 +19,35 @@ listener "tcp" {
 # auto_unseal {
 #   key_file = "/etc/lockana/unseal.keys"
 # }
+
+# Audit devices (as OpenBao declares them). Every request and response is written as
+# one JSON line, values HMAC'd, hash-chained (`lockana audit verify FILE`). If no
+# device can write, requests fail with 500 (fail-closed). SIGHUP reopens the file.
+# audit "file" "file" {
+#   options {
+#     file_path = "./data/audit.log"     # or "stdout"
+#     # log_raw = "false"  hmac_accessor = "true"  mode = "0600"  fsync = "false"
+#   }
+# }
+# Allow `sys/audit/<path>` to enable devices through the API (off: a file device
+# lets an API user write any file the server can).
+# unsafe_allow_api_audit_creation = false
+
+# Notifications (Lockana-only): channels, and routes picking which events go where.
+# notify "telegram" "ops" {
+#   bot_token_env = "LOCKANA_TELEGRAM_TOKEN"   # or bot_token = "..."
+#   chat_id       = "-1001234567890"
+# }
+# notify "webhook" "siem" {
+#   url        = "https://siem.example.com/lockana"
+#   secret_env = "LOCKANA_WEBHOOK_SECRET"     # signs each body: X-Lockana-Signature
+# }
+# notify_route "billing" {
+#   events   = ["project_login_failed", "project_locked_out", "project_env_fetched"]
+#   projects = ["billing"]
+#   channels = ["ops"]
+# }
+# notify_route "lifecycle" {
+#   events   = ["sealed", "unsealed", "root_token_used"]
+#   channels = ["ops", "siem"]
+# }

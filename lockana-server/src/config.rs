@@ -10,6 +10,22 @@
 //! }
 //! auto_unseal { key_file = "/etc/lockana/unseal.keys" }  # or: key_env = "LOCKANA_UNSEAL_KEYS"
 //! log_level = "info"
+//!
+//! # Audit devices (OpenBao's declarative form; reopened on SIGHUP for rotation)
+//! audit "file" "file" {
+//!   description = "main audit log"
+//!   options { file_path = "/var/log/lockana/audit.log" }   # or "stdout"
+//! }
+//! unsafe_allow_api_audit_creation = false   # allow `sys/audit/<path>` PUT (default off)
+//!
+//! # Notifications (Lockana-only): channels, and routes choosing which events go where
+//! notify "telegram" "ops" { bot_token_env = "LOCKANA_TG_TOKEN"  chat_id = "-1001234" }
+//! notify "webhook" "siem" { url = "https://siem.example/hook"  secret_env = "HOOK_SECRET" }
+//! notify_route "billing" {
+//!   events   = ["project_login_failed", "project_locked_out", "project_env_fetched"]
+//!   projects = ["billing"]
+//!   channels = ["ops", "siem"]
+//! }
 //! ```
 //!
 //! The file is walked by hand rather than derived with serde so every error can name
@@ -20,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hcl::{Map, Value};
-use lockana::StorageConfig;
+use lockana::{StorageConfig, Vault};
 
 use crate::http::{DEFAULT_MAX_REQUEST_SIZE, DEFAULT_REQUEST_TIMEOUT, Limits};
 use crate::server::ServerOptions;
@@ -101,6 +117,32 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Settings that were accepted but ignored, to be logged at start.
     pub warnings: Vec<String>,
+    /// `audit "<type>" "<path>" { ... }` blocks: devices opened at every unseal.
+    pub audit_devices: Vec<Declared>,
+    /// `unsafe_allow_api_audit_creation`: whether `sys/audit/<path>` may enable devices.
+    pub allow_api_audit_creation: bool,
+    /// `notify "<type>" "<name>" { ... }` blocks: notification channels.
+    pub notify_channels: Vec<Declared>,
+    /// `notify_route "<name>" { ... }` blocks.
+    pub notify_routes: Vec<Declared>,
+}
+
+/// A named block handed to the vault as the JSON body its API takes.
+#[derive(Clone)]
+pub struct Declared {
+    /// The device path, channel or route name.
+    pub name: String,
+    /// The API body (`type`, `options`, ... for devices; `type`, `bot_token`, ... for channels).
+    pub body: serde_json::Value,
+}
+
+impl std::fmt::Debug for Declared {
+    // Bodies can hold bot tokens and webhook secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Declared")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {
@@ -125,8 +167,25 @@ impl Config {
         let mut auto_unseal = None;
         let mut log_level = None;
         let mut request_timeout = DEFAULT_REQUEST_TIMEOUT;
+        let mut audit_devices = Vec::new();
+        let mut allow_api_audit_creation = false;
+        let mut notify_channels = Vec::new();
+        let mut notify_routes = Vec::new();
         for (key, value) in &top {
             match key.as_str() {
+                "audit" => audit_devices = parse_audit(value)?,
+                "unsafe_allow_api_audit_creation" => {
+                    allow_api_audit_creation = match value {
+                        Value::Bool(b) => *b,
+                        _ => {
+                            return Err(invalid(
+                                "`unsafe_allow_api_audit_creation` must be true or false",
+                            ));
+                        }
+                    };
+                }
+                "notify" => notify_channels = parse_notify(value)?,
+                "notify_route" => notify_routes = parse_notify_routes(value)?,
                 "storage" => storage = Some(parse_storage(value)?),
                 "listener" => listener = Some(parse_listener(value, &mut warnings)?),
                 "auto_unseal" => auto_unseal = Some(parse_auto_unseal(value)?),
@@ -151,7 +210,8 @@ impl Config {
                 k => {
                     return Err(invalid(format!(
                         "unknown setting `{k}`: the config file knows storage, listener, \
-                         auto_unseal, log_level and default_max_request_duration"
+                         auto_unseal, log_level, default_max_request_duration, audit, \
+                         unsafe_allow_api_audit_creation, notify and notify_route"
                     )));
                 }
             }
@@ -175,7 +235,33 @@ impl Config {
             log_level,
             request_timeout,
             warnings,
+            audit_devices,
+            allow_api_audit_creation,
+            notify_channels,
+            notify_routes,
         })
+    }
+
+    /// Hands the audit devices and notification settings to the vault (before
+    /// unseal: they take effect at every unseal).
+    pub fn apply(&self, vault: &Vault) -> Result<(), ConfigError> {
+        vault.set_api_audit_creation(self.allow_api_audit_creation);
+        for d in &self.audit_devices {
+            vault
+                .declare_audit_device(&d.name, &d.body)
+                .map_err(|e| invalid(format!("audit \"{}\": {e}", d.name)))?;
+        }
+        for d in &self.notify_channels {
+            vault
+                .declare_notify_channel(&d.name, &d.body)
+                .map_err(|e| invalid(format!("notify \"{}\": {e}", d.name)))?;
+        }
+        for d in &self.notify_routes {
+            vault
+                .declare_notify_route(&d.name, &d.body)
+                .map_err(|e| invalid(format!("notify_route \"{}\": {e}", d.name)))?;
+        }
+        Ok(())
     }
 
     /// The listener options this configuration gives.
@@ -190,6 +276,157 @@ impl Config {
             },
         }
     }
+}
+
+/// A block's labels and body.
+type Block = (Vec<String>, Map<String, Value>);
+
+/// Every `name "l1" ... "ln" { body }` block under a top-level key, however hcl-rs
+/// grouped repeated blocks (objects keyed by label, or lists of them).
+fn labeled_blocks(
+    name: &str,
+    value: &Value,
+    depth: usize,
+    labels: &mut Vec<String>,
+    out: &mut Vec<Block>,
+) -> Result<(), ConfigError> {
+    match value {
+        Value::Array(items) => {
+            for v in items {
+                labeled_blocks(name, v, depth, labels, out)?;
+            }
+            Ok(())
+        }
+        Value::Object(m) if labels.len() == depth => {
+            out.push((labels.clone(), m.clone()));
+            Ok(())
+        }
+        Value::Object(m) => {
+            for (label, v) in m {
+                labels.push(label.clone());
+                labeled_blocks(name, v, depth, labels, out)?;
+                labels.pop();
+            }
+            Ok(())
+        }
+        _ => Err(invalid(format!(
+            "`{name}` must be a block with {depth} label(s)"
+        ))),
+    }
+}
+
+fn blocks(name: &str, value: &Value, depth: usize) -> Result<Vec<Block>, ConfigError> {
+    let mut out = Vec::new();
+    labeled_blocks(name, value, depth, &mut Vec::new(), &mut out)?;
+    Ok(out)
+}
+
+fn to_json(body: &Map<String, Value>) -> serde_json::Value {
+    serde_json::to_value(body).unwrap_or_default()
+}
+
+/// `audit "file" "<path>" { description = "..." options { file_path = "..." } }`.
+fn parse_audit(value: &Value) -> Result<Vec<Declared>, ConfigError> {
+    let mut out: Vec<Declared> = Vec::new();
+    for (labels, body) in blocks("audit", value, 2)? {
+        let (kind, path) = (&labels[0], &labels[1]);
+        let ctx = format!("audit \"{kind}\" \"{path}\"");
+        check_fields(
+            &ctx,
+            &body,
+            &["description", "options", "local"],
+            &[],
+            &mut Vec::new(),
+        )?;
+        if out
+            .iter()
+            .any(|d| d.name.trim_matches('/') == path.trim_matches('/'))
+        {
+            return Err(invalid(format!(
+                "{ctx}: two audit blocks share the path `{path}`"
+            )));
+        }
+        let mut json = to_json(&body);
+        if let serde_json::Value::Object(m) = &mut json {
+            m.insert("type".into(), serde_json::Value::String(kind.clone()));
+        }
+        out.push(Declared {
+            name: path.clone(),
+            body: json,
+        });
+    }
+    Ok(out)
+}
+
+/// Reads `<key>_env = "VAR"` into `<key>`, so secrets can stay out of the file.
+fn secret_from_env(ctx: &str, body: &mut Map<String, Value>, key: &str) -> Result<(), ConfigError> {
+    let env_key = format!("{key}_env");
+    if let Some(var) = get_str(ctx, body, &env_key)? {
+        if body.contains_key(key) {
+            return Err(invalid(format!(
+                "{ctx}: set `{key}` or `{env_key}`, not both"
+            )));
+        }
+        let v = std::env::var(&var).map_err(|_| {
+            invalid(format!(
+                "{ctx}: `{env_key}` names the environment variable {var}, which is not set"
+            ))
+        })?;
+        body.shift_remove(&env_key);
+        body.insert(key.to_owned(), Value::String(v));
+    }
+    Ok(())
+}
+
+/// `notify "telegram" "<name>" { bot_token chat_id api_url }` and
+/// `notify "webhook" "<name>" { url secret }`.
+fn parse_notify(value: &Value) -> Result<Vec<Declared>, ConfigError> {
+    let mut out = Vec::new();
+    for (labels, mut body) in blocks("notify", value, 2)? {
+        let (kind, name) = (&labels[0], &labels[1]);
+        let ctx = format!("notify \"{kind}\" \"{name}\"");
+        let known: &[&str] = match kind.as_str() {
+            "telegram" => &["bot_token", "bot_token_env", "chat_id", "api_url"],
+            "webhook" => &["url", "secret", "secret_env"],
+            _ => {
+                return Err(invalid(format!(
+                    "{ctx}: unknown channel type: use notify \"telegram\" or notify \"webhook\""
+                )));
+            }
+        };
+        check_fields(&ctx, &body, known, &[], &mut Vec::new())?;
+        secret_from_env(&ctx, &mut body, "bot_token")?;
+        secret_from_env(&ctx, &mut body, "secret")?;
+        let mut json = to_json(&body);
+        if let serde_json::Value::Object(m) = &mut json {
+            m.insert("type".into(), serde_json::Value::String(kind.clone()));
+        }
+        out.push(Declared {
+            name: name.clone(),
+            body: json,
+        });
+    }
+    Ok(out)
+}
+
+/// `notify_route "<name>" { events = [...] projects = [...] paths = [...] channels = [...] }`.
+fn parse_notify_routes(value: &Value) -> Result<Vec<Declared>, ConfigError> {
+    let mut out = Vec::new();
+    for (labels, body) in blocks("notify_route", value, 1)? {
+        let ctx = format!("notify_route \"{}\"", labels[0]);
+        check_fields(
+            &ctx,
+            &body,
+            &["events", "projects", "paths", "channels"],
+            &[],
+            &mut Vec::new(),
+        )?;
+        out.push(Declared {
+            name: labels[0].clone(),
+            body: to_json(&body),
+        });
+    }
+    Ok(out)
 }
 
 /// `name "label" { ... }`: exactly one block with one label.

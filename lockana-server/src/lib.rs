@@ -21,7 +21,7 @@ mod server;
 mod tls;
 mod unseal;
 
-pub use config::{Config, ConfigError, DEFAULT_ADDRESS, ListenerConfig};
+pub use config::{Config, ConfigError, DEFAULT_ADDRESS, Declared, ListenerConfig};
 pub use http::{DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_REQUEST_TIMEOUT, Limits};
 pub use server::{Server, ServerError, ServerOptions, serve, shutdown_signal};
 pub use tls::TlsFiles;

@@ -149,6 +149,7 @@ impl Server {
             .header_read_timeout(HEADER_READ_TIMEOUT);
         tracing::info!(address = %local_addr, tls = tls.is_some(), "listening");
 
+        let reopen = tokio::spawn(reopen_audit_on_sighup(vault.clone()));
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let (stream, remote) = tokio::select! {
@@ -163,6 +164,12 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
+            // Answers are small and written whole: don't let Nagle hold the last
+            // segment back for the client's delayed ACK (Go, and so OpenBao, does the
+            // same by default).
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!(%remote, error = %err, "TCP_NODELAY failed");
+            }
             let conn = Conn {
                 builder: builder.clone(),
                 watcher: graceful.watcher(),
@@ -199,6 +206,7 @@ impl Server {
                 tracing::warn!("in-flight requests did not finish in time");
             }
         }
+        reopen.abort();
         let closing = vault.clone();
         match tokio::task::spawn_blocking(move || closing.close()).await {
             Ok(result) => result?,
@@ -207,6 +215,30 @@ impl Server {
         tracing::info!("vault sealed and closed");
         Ok(())
     }
+}
+
+/// Reopens the audit files on SIGHUP (log rotation); the hash chain continues.
+async fn reopen_audit_on_sighup(vault: Vault) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: audit files will not be reopened");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let v = vault.clone();
+            match tokio::task::spawn_blocking(move || v.reopen_audit_devices()).await {
+                Ok(Ok(())) => tracing::info!("SIGHUP: audit devices reopened"),
+                Ok(Err(err)) => {
+                    tracing::error!(error = %err, "SIGHUP: reopening audit devices failed")
+                }
+                Err(_) => tracing::error!("SIGHUP: reopening audit devices panicked"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = vault;
 }
 
 /// What one connection task needs.
@@ -232,11 +264,13 @@ impl Conn {
         } = self;
         // Only method, path, status and latency are traced: never the query string
         // (it can carry parameters), headers (tokens) or bodies (secrets).
+        // At debug level: a line per request at info cost about a quarter of the read
+        // throughput (docs/performance.md); the audit log is the record of requests.
         let service = tower::ServiceBuilder::new()
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(|req: &http::Request<Incoming>| {
-                        tracing::info_span!(
+                        tracing::debug_span!(
                             "request",
                             method = %req.method(),
                             path = %req.uri().path(),
@@ -245,7 +279,7 @@ impl Conn {
                     .on_request(())
                     .on_response(
                         DefaultOnResponse::new()
-                            .level(Level::INFO)
+                            .level(Level::DEBUG)
                             .latency_unit(LatencyUnit::Micros),
                     )
                     // 5xx are logged where they are mapped (with the reason).

@@ -19,6 +19,9 @@ pub enum Error {
     /// No token, an unknown token, or a token whose policies do not grant the operation.
     #[error("permission denied")]
     PermissionDenied,
+    /// A token named in the request body is unknown, revoked or expired.
+    #[error("bad token")]
+    BadToken,
     /// The entry does not exist (Vault answers 404 with an empty error list).
     #[error("not found")]
     NotFound,
@@ -40,6 +43,9 @@ pub enum Error {
     /// An encryption-layer failure.
     #[error(transparent)]
     Barrier(#[from] BarrierError),
+    /// The audit log could not record the request (fail-closed: it was not served).
+    #[error(transparent)]
+    Audit(#[from] crate::AuditError),
 }
 
 impl Error {

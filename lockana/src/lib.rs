@@ -15,12 +15,19 @@ mod error;
 mod kv;
 mod logical;
 mod mounts;
+mod notify;
+mod policy;
+mod projects;
 mod storage;
 mod sys;
+mod totp;
 mod vault;
 
+pub use audit::{AuditError, ChainBreak, ChainSummary, verify_audit_chain};
 pub use barrier::Cipher;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::{BarrierError, Error, Result, StorageError};
-pub use logical::{Auth, ClientToken, Connection, Operation, Request, Response, ResponseFormat};
+pub use logical::{
+    Auth, ClientToken, Connection, Operation, RawBody, Request, Response, ResponseFormat, WrapInfo,
+};
 pub use vault::{DevCredentials, InitResult, SealStatus, StorageConfig, Vault};

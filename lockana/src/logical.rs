@@ -78,6 +78,13 @@ pub struct Request {
     pub token: Option<ClientToken>,
     /// Who is asking.
     pub connection: Connection,
+    /// `X-Vault-Wrap-TTL`: answer with a response-wrapping token of this TTL (seconds).
+    pub wrap_ttl: Option<u64>,
+    /// `X-Vault-MFA` values (`method_id:passcode`), for login MFA in one step.
+    pub mfa: Vec<String>,
+    /// `X-Lockana-TOTP`: a project's one-time code, the credential of
+    /// `lockana/projects/<name>/env` when no token is used.
+    pub totp_code: Option<String>,
 }
 
 impl Request {
@@ -89,6 +96,9 @@ impl Request {
             data: Map::new(),
             token: None,
             connection: Connection::default(),
+            wrap_ttl: None,
+            mfa: Vec::new(),
+            totp_code: None,
         }
     }
 
@@ -149,6 +159,10 @@ pub struct Auth {
     pub token_type: String,
     /// Whether the token has no parent.
     pub orphan: bool,
+    /// Uses left (0: unlimited).
+    pub num_uses: u64,
+    /// Set instead of a token when login MFA must be completed first.
+    pub mfa_requirement: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for ClientToken {
@@ -179,6 +193,57 @@ pub struct Response {
     pub status: Option<u16>,
     /// How to present the response.
     pub format: ResponseFormat,
+    /// Set when the answer was response-wrapped: the wrapping token's details.
+    pub wrap_info: Option<WrapInfo>,
+    /// A non-JSON answer (a project's variables as dotenv): sent as is, instead of
+    /// `data`, with its content type.
+    pub raw_body: Option<RawBody>,
+}
+
+/// A response body that is not JSON.
+#[derive(Clone)]
+pub struct RawBody {
+    /// The `Content-Type` to send.
+    pub content_type: &'static str,
+    /// The body.
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for RawBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The body may hold secrets.
+        f.debug_struct("RawBody")
+            .field("content_type", &self.content_type)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// A response-wrapping token, in place of the answer it wraps.
+#[derive(Clone, Default, serde::Serialize)]
+pub struct WrapInfo {
+    /// The single-use wrapping token. Held only to be sent to the client.
+    #[serde(skip)]
+    pub token: Option<ClientToken>,
+    /// The wrapping token's accessor.
+    pub accessor: String,
+    /// Seconds the wrapping token lives.
+    pub ttl: u64,
+    /// When it was made (RFC 3339).
+    pub creation_time: String,
+    /// The path whose answer it wraps.
+    pub creation_path: String,
+    /// The accessor of a token it wraps, if it wraps a token.
+    pub wrapped_accessor: String,
+}
+
+impl std::fmt::Debug for WrapInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WrapInfo")
+            .field("accessor", &self.accessor)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Response {

@@ -14,7 +14,7 @@ const MOUNTS_PATH: &str = "core/mounts";
 /// Default and max lease TTL of a mount when unset: Vault's 768h.
 pub(crate) const SYSTEM_MAX_TTL: u64 = 768 * 3600;
 /// Paths no secrets engine may be mounted at or below.
-const RESERVED: [&str; 4] = ["sys/", "auth/", "cubbyhole/", "identity/"];
+const RESERVED: [&str; 5] = ["sys/", "auth/", "cubbyhole/", "identity/", "lockana/"];
 
 /// The engines Lockana can mount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub(crate) enum EngineKind {
     KvV1,
     KvV2,
     Cubbyhole,
+    /// Vault's TOTP secrets engine.
+    Totp,
 }
 
 /// Per-mount settings that `sys/mounts/<path>/tune` changes.
@@ -56,6 +58,8 @@ impl MountEntry {
     pub(crate) fn engine(&self) -> EngineKind {
         if self.kind == "cubbyhole" {
             EngineKind::Cubbyhole
+        } else if self.kind == "totp" {
+            EngineKind::Totp
         } else if self.options.get("version").map(String::as_str) == Some("2") {
             EngineKind::KvV2
         } else {
@@ -133,6 +137,9 @@ pub(crate) fn new_entry(path: &str, data: &Map<String, Value>) -> Result<MountEn
         Some(_) => return Err(Error::invalid("'type' must be a string")),
     };
     let mut options = parse_options(data.get("options"))?;
+    if kind == "totp" {
+        return engine_entry(path, "totp", BTreeMap::new(), data);
+    }
     let (kind, version) = match kind.as_str() {
         "kv" | "generic" => (
             "kv",
@@ -145,7 +152,7 @@ pub(crate) fn new_entry(path: &str, data: &Map<String, Value>) -> Result<MountEn
         "kv-v2" => ("kv", "2".into()),
         _ => {
             return Err(Error::invalid(format!(
-                "plugin not found in the catalog: {}; Lockana mounts the secrets engine types kv, kv-v1 and kv-v2",
+                "plugin not found in the catalog: {}; Lockana mounts the secrets engine types kv, kv-v1, kv-v2 and totp",
                 sanitize(&kind)
             )));
         }
@@ -156,6 +163,16 @@ pub(crate) fn new_entry(path: &str, data: &Map<String, Value>) -> Result<MountEn
         ));
     }
     options.insert("version".into(), version);
+    engine_entry(path, kind, options, data)
+}
+
+/// The mount entry for an engine `kind` whose type and options were validated.
+fn engine_entry(
+    path: String,
+    kind: &str,
+    options: BTreeMap<String, String>,
+    data: &Map<String, Value>,
+) -> Result<MountEntry> {
     let mut config = MountConfig::default();
     if let Some(c) = data.get("config").filter(|c| !c.is_null()) {
         apply_tune(&mut config, c)?;
@@ -170,7 +187,7 @@ pub(crate) fn new_entry(path: &str, data: &Map<String, Value>) -> Result<MountEn
         path,
         kind: kind.into(),
         description,
-        accessor: format!("kv_{}", &uuid.replace('-', "")[..8]),
+        accessor: format!("{kind}_{}", &uuid.replace('-', "")[..8]),
         uuid,
         options,
         config,
@@ -261,18 +278,45 @@ pub(crate) fn normalize_mount_path(path: &str) -> Result<String> {
 }
 
 /// The in-memory mount table, loaded from storage at unseal.
-#[derive(Default)]
 pub(crate) struct MountTable {
     entries: Vec<MountEntry>,
+    /// Where the table is stored: `core/mounts` (secrets engines) or `core/auth`.
+    key: &'static str,
 }
 
+impl Default for MountTable {
+    fn default() -> Self {
+        MountTable {
+            entries: Vec::new(),
+            key: MOUNTS_PATH,
+        }
+    }
+}
+
+/// Storage key of the auth method table.
+pub(crate) const AUTH_PATH: &str = "core/auth";
+
 impl MountTable {
+    /// An empty auth method table.
+    pub(crate) fn auth() -> Self {
+        MountTable {
+            entries: Vec::new(),
+            key: AUTH_PATH,
+        }
+    }
+
+    /// Loads the secrets-engine table.
     pub(crate) fn load(barrier: &Barrier) -> Result<Self> {
-        let entries = match barrier.get(MOUNTS_PATH)? {
+        Self::load_from(barrier, MOUNTS_PATH)
+    }
+
+    /// Loads a table stored at `key`.
+    pub(crate) fn load_from(barrier: &Barrier, key: &'static str) -> Result<Self> {
+        let entries = match barrier.get(key)? {
             None => Vec::new(),
             Some(b) => serde_json::from_slice(&b).map_err(|_| crate::StorageError::Corrupt)?,
         };
-        Ok(MountTable { entries })
+        Ok(MountTable { entries, key })
     }
 
     fn encode(&self) -> Result<Vec<u8>> {
@@ -316,7 +360,7 @@ impl MountTable {
             )));
         }
         self.entries.push(entry);
-        if let Err(e) = barrier.put(MOUNTS_PATH, &self.encode()?) {
+        if let Err(e) = barrier.put(self.key, &self.encode()?) {
             self.entries.pop();
             return Err(e);
         }
@@ -329,7 +373,7 @@ impl MountTable {
             return Err(Error::invalid(format!("no mount at {}", entry.path)));
         };
         let old = std::mem::replace(&mut self.entries[i], entry);
-        if let Err(e) = barrier.put(MOUNTS_PATH, &self.encode()?) {
+        if let Err(e) = barrier.put(self.key, &self.encode()?) {
             self.entries[i] = old;
             return Err(e);
         }
@@ -347,7 +391,7 @@ impl MountTable {
             .into_iter()
             .map(Op::Delete)
             .collect();
-        ops.push(Op::Put(MOUNTS_PATH.into(), self.encode()?));
+        ops.push(Op::Put(self.key.into(), self.encode()?));
         if let Err(e) = barrier.apply(ops) {
             self.entries.insert(i, old);
             return Err(e);
@@ -380,5 +424,9 @@ mod tests {
             new_entry("x", d.as_object().unwrap()).unwrap().engine(),
             EngineKind::KvV2
         );
+        let d = json!({"type": "totp"});
+        let e = new_entry("otp", d.as_object().unwrap()).unwrap();
+        assert_eq!((e.engine(), e.kind.as_str()), (EngineKind::Totp, "totp"));
+        assert!(e.accessor.starts_with("totp_"));
     }
 }

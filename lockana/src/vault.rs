@@ -7,11 +7,14 @@ use std::time::SystemTime;
 use parking_lot::{Mutex, RwLock};
 
 use crate::audit::AuditBroker;
-use crate::auth::token::{TokenEntry, TokenStore};
+use crate::auth::token::{NewToken, TokenEntry, TokenStore};
+use crate::auth::{Answer, LoginGrant};
 use crate::barrier::{Barrier, Cipher, decode_share};
 use crate::clock::{Clock, SystemClock};
 use crate::kv::{self, KeyLocks};
 use crate::mounts::{EngineKind, MountTable};
+use crate::notify::{Event, EventKind, Notifier};
+use crate::policy::{Acl, Caps, PolicyStore};
 use crate::storage::{Backend, MemoryBackend, RedbBackend};
 use crate::{ClientToken, Error, Operation, Request, Response, Result};
 
@@ -66,8 +69,13 @@ pub(crate) struct Core {
     pub clock: Arc<dyn Clock>,
     pub mounts: RwLock<MountTable>,
     pub tokens: TokenStore,
+    pub policies: PolicyStore,
+    pub auth_mounts: RwLock<MountTable>,
     pub locks: KeyLocks,
     pub audit: AuditBroker,
+    pub notify: Notifier,
+    /// Failed-login counters of userpass and approle (in memory).
+    pub lockouts: crate::auth::lockout::Lockouts,
     /// Serializes init, unseal and seal so they never interleave.
     pub lifecycle: Mutex<()>,
 }
@@ -112,17 +120,23 @@ impl Vault {
             StorageConfig::Memory => Arc::new(MemoryBackend::default()),
             StorageConfig::Redb(path) => Arc::new(RedbBackend::open(&path)?),
         };
-        Ok(Vault {
+        let vault = Vault {
             core: Arc::new(Core {
                 barrier: Barrier::new(backend),
                 clock,
                 mounts: RwLock::new(MountTable::default()),
                 tokens: TokenStore::new(),
+                policies: PolicyStore::default(),
+                auth_mounts: RwLock::new(MountTable::auth()),
                 locks: KeyLocks::default(),
                 audit: AuditBroker::default(),
+                notify: Notifier::default(),
+                lockouts: Default::default(),
                 lifecycle: Mutex::new(()),
             }),
-        })
+        };
+        vault.core.notify.start(Arc::downgrade(&vault.core));
+        Ok(vault)
     }
 
     /// An in-memory vault, initialized with one unseal key, unsealed, with KV v2
@@ -249,28 +263,49 @@ impl Core {
                 return Err(e);
             }
             tracing::info!("vault unsealed");
+            self.emit(Event::new(EventKind::Unsealed, self.now()));
         }
         Ok(progress)
     }
 
     fn post_unseal(&self) -> Result<()> {
         self.tokens.load(&self.barrier)?;
+        self.policies.load(&self.barrier)?;
         *self.mounts.write() = MountTable::load(&self.barrier)?;
+        *self.auth_mounts.write() = MountTable::load_from(&self.barrier, crate::mounts::AUTH_PATH)?;
+        self.audit.load(&self.barrier)?;
+        self.notify.load(&self.barrier)?;
         Ok(())
     }
 
     pub(crate) fn seal(&self) {
         let _l = self.lifecycle.lock();
+        if !self.barrier.is_sealed() {
+            self.emit(Event::new(EventKind::Sealed, self.now()));
+        }
+        self.audit.unload(&self.barrier);
+        self.notify.unload();
         self.barrier.seal();
         self.tokens.unload();
+        self.policies.unload();
+        self.lockouts.clear();
         *self.mounts.write() = MountTable::default();
+        *self.auth_mounts.write() = MountTable::auth();
         tracing::info!("vault sealed");
+    }
+
+    /// Seconds since the Unix epoch on the vault's clock.
+    pub(crate) fn unix_now(&self) -> u64 {
+        self.now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
     }
 
     fn authenticate(&self, token: Option<&ClientToken>) -> Result<TokenEntry> {
         let token = token.ok_or(Error::PermissionDenied)?;
         self.tokens
-            .lookup(&self.barrier, token)?
+            .lookup(&self.barrier, token, self.now())?
             .ok_or(Error::PermissionDenied)
     }
 
@@ -285,42 +320,285 @@ impl Core {
         if self.barrier.is_sealed() {
             return Err(Error::Sealed);
         }
+        // A project's one-time code is the credential of these (auth/totp/login, env).
+        if let Some(outcome) = crate::projects::try_code_access(self, &req) {
+            return outcome;
+        }
+        if let Some(outcome) = self.try_login(&req) {
+            return outcome;
+        }
+        if let Some(outcome) = self.try_unwrap(&req) {
+            return outcome;
+        }
         let entry = match self.authenticate(req.token.as_ref()) {
             Ok(entry) => entry,
             // Vault answers the UI mount listing without a valid token, with nothing in it.
             Err(Error::PermissionDenied) if req.path == "sys/internal/ui/mounts" => {
                 return Ok(crate::sys::empty_ui_mounts());
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                let outcome = Err(e);
+                self.audit.log_request(&req, None)?;
+                self.audit.log_response(&req, None, &outcome)?;
+                return outcome;
+            }
         };
-        // The ACL policies of the identity issue plug in here; today only root exists.
-        if !entry.is_root() {
-            return Err(Error::PermissionDenied);
+        let acl = self.policies.acl(&entry.policies);
+        if let Err(e) = self.authorize(&req, &acl) {
+            let outcome = Err(e);
+            self.audit.log_request(&req, Some(&entry))?;
+            self.audit.log_response(&req, Some(&entry), &outcome)?;
+            return outcome;
         }
         // Fail closed: a request no audit device accepted is not served, and a response
         // no device accepted is not returned.
         self.audit.log_request(&req, Some(&entry))?;
-        let outcome = self.route(&req, &entry);
+        self.tokens.use_once(&self.barrier, &entry)?;
+        let mut outcome = self.route(&req, &entry, &acl);
+        if let (Some(ttl), Ok(resp)) = (req.wrap_ttl, &outcome)
+            && (resp.data.is_some() || resp.auth.is_some())
+            && resp.wrap_info.is_none()
+        {
+            outcome =
+                outcome.and_then(|resp| crate::sys::wrapping::wrap(self, resp, ttl, &req.path));
+        }
         self.audit.log_response(&req, Some(&entry), &outcome)?;
+        self.notify_request(&req, &entry, &outcome);
         outcome
     }
 
-    fn route(&self, req: &Request, entry: &TokenEntry) -> Result<Response> {
+    /// Checks the token's ACL for the request: create vs update by existence, and
+    /// `sudo` on root-protected paths.
+    fn authorize(&self, req: &Request, acl: &Acl) -> Result<()> {
+        if acl.policy_names_only(crate::sys::wrapping::WRAPPING_POLICY) {
+            // A wrapping token is good for unwrapping (served before this) and nothing else.
+            return Err(Error::PermissionDenied);
+        }
+        if acl.is_root() {
+            return Ok(());
+        }
+        let path = req.path.as_str();
+        let mut needed = Caps::for_operation(req.operation);
+        if req.operation == Operation::Update && !self.exists(path)? {
+            needed = Caps::CREATE;
+        }
+        let caps = acl.capabilities(path);
+        let mut ok = caps.contains(needed);
+        // Vault lets `update` stand in for `create` only where no existence check
+        // applies; with one, `create` is required for new entries.
+        if !ok
+            && needed == Caps::CREATE
+            && caps.contains(Caps::UPDATE)
+            && !self.has_existence_check(path)
+        {
+            ok = true;
+        }
+        if ok && needs_sudo(path, req.operation) && !caps.contains(Caps::SUDO) {
+            ok = false;
+        }
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied)
+        }
+    }
+
+    /// Whether `path` is served by an engine that tells create from update.
+    fn has_existence_check(&self, path: &str) -> bool {
+        if path.starts_with("sys/policies/acl/") || path.starts_with("sys/policy/") {
+            return true;
+        }
+        let mounts = self.mounts.read();
+        match mounts.route(path) {
+            Some(m) => match m.engine() {
+                EngineKind::KvV1 | EngineKind::Cubbyhole => true,
+                EngineKind::Totp => false,
+                EngineKind::KvV2 => {
+                    let rel = &path[m.path.len().min(path.len())..];
+                    rel.starts_with("data/") || rel.starts_with("metadata/")
+                }
+            },
+            None => false,
+        }
+    }
+
+    /// Whether the entry a write targets exists (Vault's existence check).
+    fn exists(&self, path: &str) -> Result<bool> {
+        if let Some(name) = path
+            .strip_prefix("sys/policies/acl/")
+            .or_else(|| path.strip_prefix("sys/policy/"))
+        {
+            return Ok(
+                crate::policy::normalize_name(name).is_ok_and(|n| self.policies.get(&n).is_some())
+            );
+        }
+        let mounts = self.mounts.read();
+        let Some(mount) = mounts.route(path) else {
+            return Ok(true);
+        };
+        let rel = path.get(mount.path.len()..).unwrap_or("");
+        let view = mount.view_prefix();
+        let key = match mount.engine() {
+            EngineKind::KvV1 => format!("{view}data/{rel}"),
+            // Cubbyhole keys live under the caller's own prefix; a write is always allowed
+            // by the default policy, so treat it as existing.
+            EngineKind::Cubbyhole | EngineKind::Totp => return Ok(true),
+            EngineKind::KvV2 => match rel.split_once('/') {
+                Some(("data" | "metadata", key)) => format!("{view}meta/{key}"),
+                _ => return Ok(true),
+            },
+        };
+        Ok(self.barrier.get(&key)?.is_some())
+    }
+
+    /// Serves `sys/wrapping/{unwrap,lookup,rewrap}`, which take the wrapping token in
+    /// the body or as the request's token.
+    fn try_unwrap(&self, req: &Request) -> Option<Result<Response>> {
+        let serve: fn(&Core, &Request) -> Result<Response> =
+            match (req.path.as_str(), req.operation) {
+                ("sys/wrapping/unwrap", Operation::Update | Operation::Create) => {
+                    crate::sys::wrapping::unwrap
+                }
+                (
+                    "sys/wrapping/lookup",
+                    Operation::Update | Operation::Create | Operation::Read,
+                ) => crate::sys::wrapping::lookup,
+                ("sys/wrapping/rewrap", Operation::Update | Operation::Create) => {
+                    crate::sys::wrapping::rewrap
+                }
+                _ => return None,
+            };
+        let run = || -> Result<Response> {
+            self.audit.log_request(req, None)?;
+            let outcome = serve(self, req);
+            self.audit.log_response(req, None, &outcome)?;
+            outcome
+        };
+        Some(run())
+    }
+
+    /// Serves a login path of an auth method, if the request is one.
+    fn try_login(&self, req: &Request) -> Option<Result<Response>> {
+        let rest = req.path.strip_prefix("auth/")?;
+        if rest.starts_with("token/") {
+            return None;
+        }
+        let mounts = self.auth_mounts.read();
+        let mount = mounts.route(rest)?;
+        let rel = rest.get(mount.path.len()..).unwrap_or("");
+        if !crate::auth::is_login_path(&mount.kind, rel, req.operation) {
+            return None;
+        }
+        let ctx = self.ctx(mount, mount.view_prefix());
+        let run = || -> Result<Response> {
+            self.audit.log_request(req, None)?;
+            let outcome = match crate::auth::handle(&ctx, req, rel) {
+                Ok(Answer::Login(grant)) => self.mint_login_token(mount, req, grant),
+                Ok(Answer::Response(r)) => Ok(*r),
+                Err(e) => Err(e),
+            };
+            self.audit.log_response(req, None, &outcome)?;
+            outcome
+        };
+        Some(run())
+    }
+
+    /// Turns a login grant into a token, with the mount's TTL defaults.
+    fn mint_login_token(
+        &self,
+        mount: &crate::mounts::MountEntry,
+        req: &Request,
+        grant: LoginGrant,
+    ) -> Result<Response> {
+        let mut policies: Vec<String> = Vec::new();
+        for p in &grant.policies {
+            let n = crate::policy::normalize_name(p)?;
+            // Only a root token may hand out root; a login never does.
+            if n != "root" && !policies.contains(&n) {
+                policies.push(n);
+            }
+        }
+        if !grant.no_default_policy && !policies.iter().any(|p| p == "default") {
+            policies.push("default".into());
+        }
+        policies.sort();
+        let ttl = if grant.ttl > 0 {
+            grant.ttl
+        } else {
+            mount.config.default_lease_ttl
+        };
+        let max_ttl = if grant.max_ttl > 0 {
+            grant.max_ttl
+        } else {
+            mount.config.max_lease_ttl
+        };
+        let t = NewToken {
+            policies,
+            meta: if grant.meta.is_empty() {
+                None
+            } else {
+                Some(grant.meta.clone())
+            },
+            display_name: format!(
+                "{}-{}",
+                mount.path.trim_end_matches('/').replace('/', "-"),
+                grant.alias
+            ),
+            path: req.path.clone(),
+            ttl,
+            max_ttl,
+            period: grant.period,
+            num_uses: grant.num_uses,
+            renewable: true,
+            ..Default::default()
+        };
+        let (token, entry) = self.tokens.create(&self.barrier, self.now(), t)?;
+        let mut r = Response::empty();
+        r.auth = Some(entry.to_auth(Some(token), self.unix_now()));
+        r.mount_type = mount.kind.clone();
+        Ok(r)
+    }
+
+    pub(crate) fn ctx<'a>(
+        &'a self,
+        mount: &'a crate::mounts::MountEntry,
+        prefix: String,
+    ) -> kv::Ctx<'a> {
+        kv::Ctx {
+            barrier: &self.barrier,
+            mount,
+            prefix,
+            now: self.now(),
+            locks: &self.locks,
+            lockouts: &self.lockouts,
+        }
+    }
+
+    fn route(&self, req: &Request, entry: &TokenEntry, acl: &Acl) -> Result<Response> {
         let path = req.path.as_str();
         if let Some(rest) = path.strip_prefix("sys/") {
-            return crate::sys::handle(self, req, rest);
+            return crate::sys::handle(self, req, rest, acl);
         }
-        if let Some(rest) = path.strip_prefix("auth/token/") {
-            return match (rest, req.operation) {
-                ("lookup-self", Operation::Read | Operation::Update) => {
-                    let token = req.token.as_ref().ok_or(Error::PermissionDenied)?;
-                    let mut r =
-                        Response::with_data(crate::auth::token::lookup_self_data(entry, token));
-                    r.mount_type = "token".into();
-                    Ok(r)
+        if let Some(rest) = path.strip_prefix("auth/") {
+            if let Some(rest) = rest.strip_prefix("token/") {
+                return crate::auth::token_api::handle(self, req, rest, entry, acl);
+            }
+            let mounts = self.auth_mounts.read();
+            let mount = mounts
+                .route(rest)
+                .ok_or_else(|| Error::NoRoute(path.to_owned()))?;
+            let rel = rest.get(mount.path.len()..).unwrap_or("");
+            let ctx = self.ctx(mount, mount.view_prefix());
+            return match crate::auth::handle(&ctx, req, rel)? {
+                Answer::Response(mut r) => {
+                    r.mount_type = mount.kind.clone();
+                    Ok(*r)
                 }
-                _ => Err(Error::NoRoute(path.to_owned())),
+                Answer::Login(grant) => self.mint_login_token(mount, req, grant),
             };
+        }
+        if let Some(rest) = path.strip_prefix("lockana/") {
+            return crate::projects::handle(self, req, rest);
         }
         let mounts = self.mounts.read();
         let mount = mounts
@@ -332,18 +610,26 @@ impl Core {
             prefix.push_str(&entry.accessor);
             prefix.push('/');
         }
-        let ctx = kv::Ctx {
-            barrier: &self.barrier,
-            mount,
-            prefix,
-            now: self.now(),
-            locks: &self.locks,
-        };
+        let ctx = self.ctx(mount, prefix);
         match mount.engine() {
             EngineKind::KvV1 | EngineKind::Cubbyhole => kv::v1::handle(&ctx, req, rel),
             EngineKind::KvV2 => kv::v2::handle(&ctx, req, rel),
+            EngineKind::Totp => crate::totp::handle(&ctx, req, rel),
         }
     }
+}
+
+/// Vault's root-protected paths: they need `sudo` besides the operation's capability.
+fn needs_sudo(path: &str, op: Operation) -> bool {
+    matches!(
+        path,
+        "sys/seal" | "sys/audit" | "sys/rotate" | "sys/step-down"
+    ) || path.starts_with("sys/audit/")
+        || path.starts_with("sys/raw")
+        || (path.starts_with("sys/auth/") && op != Operation::Read)
+        || path.starts_with("auth/token/revoke-orphan")
+        || path.starts_with("auth/token/accessors")
+        || path == "auth/token/create-orphan"
 }
 
 #[cfg(test)]

@@ -44,6 +44,18 @@ impl Dev {
 
 use Operation::*;
 
+// Audit devices and notifications (issue 5): a module of this one test binary.
+#[path = "audit_notify/mod.rs"]
+mod audit_notify;
+
+// TOTP engine and projects (issue 4).
+#[path = "projects/mod.rs"]
+mod projects;
+
+// approle, jwt and user lockout (issue 3): a module of this one test binary.
+#[path = "vault/auth_methods.rs"]
+mod auth_methods;
+
 #[test]
 fn kv2_write_read_versions_and_cas() {
     let d = Dev::new();
@@ -430,4 +442,492 @@ fn kv2_paths_outside_its_api_answer_404_with_a_hint() {
         d.ok(Update, "secret/config/x", json!({"a": 1})).status,
         Some(404)
     );
+}
+
+/// A vault on a fake clock, unsealed, with KV v2 at `secret/`; returns the root token.
+fn clocked() -> (Vault, Arc<FakeClock>, String) {
+    let clock = Arc::new(FakeClock::new(SystemTime::now()));
+    let vault = Vault::open_with_clock(StorageConfig::Memory, clock.clone()).unwrap();
+    let init = vault.init(1, 1, Cipher::default()).unwrap();
+    vault.unseal(&hex_encode(&init.keys[0])).unwrap();
+    let root = init.root_token.expose().to_owned();
+    vault
+        .handle(
+            Request::new(Update, "sys/mounts/secret")
+                .with_data(json!({"type": "kv-v2"}))
+                .with_token(&root),
+        )
+        .unwrap();
+    (vault, clock, root)
+}
+
+fn call_as(
+    vault: &Vault,
+    token: &str,
+    op: Operation,
+    path: &str,
+    data: Value,
+) -> Result<Response, Error> {
+    vault.handle(Request::new(op, path).with_data(data).with_token(token))
+}
+
+fn new_token(vault: &Vault, parent: &str, body: Value) -> (String, String) {
+    let r = call_as(vault, parent, Update, "auth/token/create", body).unwrap();
+    let auth = r.auth.unwrap();
+    (
+        auth.client_token.unwrap().expose().to_owned(),
+        auth.accessor,
+    )
+}
+
+#[test]
+fn token_ttl_expires_on_the_clock_and_renewal_is_capped_by_explicit_max() {
+    let (vault, clock, root) = clocked();
+    let (t, _) = new_token(
+        &vault,
+        &root,
+        json!({"policies": ["default"], "ttl": "1h", "explicit_max_ttl": "90m"}),
+    );
+    let me = call_as(&vault, &t, Read, "auth/token/lookup-self", json!({}))
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(me["ttl"], 3600);
+    assert_eq!(me["type"], "service");
+    assert_eq!(me["policies"], json!(["default"]));
+    clock.advance(Duration::from_secs(3000));
+    let r = call_as(
+        &vault,
+        &t,
+        Update,
+        "auth/token/renew-self",
+        json!({"increment": "1h"}),
+    )
+    .unwrap();
+    // 90m max from creation, 50m gone: only 40m left to give.
+    assert_eq!(r.auth.unwrap().lease_duration, 2400);
+    clock.advance(Duration::from_secs(2401));
+    assert!(matches!(
+        call_as(&vault, &t, Read, "auth/token/lookup-self", json!({})),
+        Err(Error::PermissionDenied)
+    ));
+}
+
+#[test]
+fn revoking_a_parent_revokes_children_but_revoke_orphan_keeps_them() {
+    let (vault, _, root) = clocked();
+    let maker = r#"path "auth/token/create" { capabilities = ["update"] }"#;
+    call_as(
+        &vault,
+        &root,
+        Update,
+        "sys/policies/acl/maker",
+        json!({"policy": maker}),
+    )
+    .unwrap();
+    let (parent, _) = new_token(&vault, &root, json!({"policies": ["maker"]}));
+    let (child, _) = new_token(&vault, &parent, json!({}));
+    let (grandchild, _) = new_token(&vault, &child, json!({}));
+    call_as(
+        &vault,
+        &root,
+        Update,
+        "auth/token/revoke",
+        json!({"token": parent}),
+    )
+    .unwrap();
+    for t in [&parent, &child, &grandchild] {
+        assert!(matches!(
+            call_as(&vault, t, Read, "auth/token/lookup-self", json!({})),
+            Err(Error::PermissionDenied)
+        ));
+    }
+    let (p2, _) = new_token(&vault, &root, json!({"policies": ["maker"]}));
+    let (c2, _) = new_token(&vault, &p2, json!({}));
+    call_as(
+        &vault,
+        &root,
+        Update,
+        "auth/token/revoke-orphan",
+        json!({"token": p2}),
+    )
+    .unwrap();
+    let me = call_as(&vault, &c2, Read, "auth/token/lookup-self", json!({}))
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(me["orphan"], true);
+}
+
+#[test]
+fn accessor_lookup_and_revoke_and_num_uses() {
+    let (vault, _, root) = clocked();
+    let (t, acc) = new_token(
+        &vault,
+        &root,
+        json!({"policies": ["default"], "num_uses": 2}),
+    );
+    let info = call_as(
+        &vault,
+        &root,
+        Update,
+        "auth/token/lookup-accessor",
+        json!({"accessor": acc}),
+    )
+    .unwrap()
+    .data
+    .unwrap();
+    assert_eq!(info["id"], "", "accessor lookups never reveal the token");
+    assert_eq!(info["num_uses"], 2);
+    call_as(&vault, &t, Read, "auth/token/lookup-self", json!({})).unwrap();
+    call_as(&vault, &t, Read, "auth/token/lookup-self", json!({})).unwrap();
+    assert!(
+        call_as(&vault, &t, Read, "auth/token/lookup-self", json!({})).is_err(),
+        "third use must fail"
+    );
+    let (t2, acc2) = new_token(&vault, &root, json!({"policies": ["default"]}));
+    call_as(
+        &vault,
+        &root,
+        Update,
+        "auth/token/revoke-accessor",
+        json!({"accessor": acc2}),
+    )
+    .unwrap();
+    assert!(call_as(&vault, &t2, Read, "auth/token/lookup-self", json!({})).is_err());
+    let err = call_as(
+        &vault,
+        &root,
+        Update,
+        "auth/token/lookup",
+        json!({"token": "lvs.nope"}),
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(err, Error::BadToken));
+}
+
+#[test]
+fn policy_grant_on_team_a_never_reads_team_b() {
+    let (vault, _, root) = clocked();
+    for team in ["team-a", "team-b"] {
+        call_as(
+            &vault,
+            &root,
+            Update,
+            &format!("secret/data/{team}/db"),
+            json!({"data": {"pw": team}}),
+        )
+        .unwrap();
+    }
+    let policy = r#"path "secret/data/team-a/*" { capabilities = ["read", "create"] }"#;
+    call_as(
+        &vault,
+        &root,
+        Update,
+        "sys/policies/acl/team-a",
+        json!({"policy": policy}),
+    )
+    .unwrap();
+    let (t, _) = new_token(&vault, &root, json!({"policies": ["team-a"]}));
+    let r = call_as(&vault, &t, Read, "secret/data/team-a/db", json!({})).unwrap();
+    assert_eq!(Value::Object(r.data.unwrap())["data"]["pw"], "team-a");
+    for path in [
+        "secret/data/team-b/db",
+        "secret/data/team-a/../team-b/db",
+        "secret/data/team-a//../team-b/db",
+        "secret/data/team-a",
+        "secret/metadata/team-a/db",
+    ] {
+        assert!(
+            call_as(&vault, &t, Read, path, json!({})).is_err(),
+            "{path} must be refused"
+        );
+    }
+    // `create` without `update`: new keys yes, overwriting no.
+    call_as(
+        &vault,
+        &t,
+        Update,
+        "secret/data/team-a/new",
+        json!({"data": {"x": 1}}),
+    )
+    .unwrap();
+    let err = call_as(
+        &vault,
+        &t,
+        Update,
+        "secret/data/team-a/db",
+        json!({"data": {"x": 1}}),
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(err, Error::PermissionDenied));
+    let caps = call_as(
+        &vault,
+        &root,
+        Update,
+        "sys/capabilities",
+        json!({"token": t, "paths": ["secret/data/team-a/x", "secret/data/team-b/x"]}),
+    )
+    .unwrap()
+    .data
+    .unwrap();
+    assert_eq!(caps["secret/data/team-a/x"], json!(["create", "read"]));
+    assert_eq!(caps["secret/data/team-b/x"], json!(["deny"]));
+    let own = call_as(
+        &vault,
+        &t,
+        Update,
+        "sys/capabilities-self",
+        json!({"paths": ["secret/data/team-a/x"]}),
+    )
+    .unwrap()
+    .data
+    .unwrap();
+    assert_eq!(own["capabilities"], json!(["create", "read"]));
+}
+
+#[test]
+fn root_policy_cannot_be_attached_or_written_through_lookalike_names() {
+    let (vault, _, root) = clocked();
+    let (admin, _) = new_token(&vault, &root, json!({"policies": ["lockana-admin"]}));
+    for name in [" root", "ROOT", "root\n", "Root "] {
+        let r = call_as(
+            &vault,
+            &admin,
+            Update,
+            "auth/token/create",
+            json!({"policies": [name]}),
+        );
+        assert!(r.is_err(), "{name:?} must not attach root");
+        let r = call_as(
+            &vault,
+            &root,
+            Update,
+            &format!("sys/policies/acl/{}", name.trim()),
+            json!({"policy": "path \"*\" { capabilities = [\"sudo\"] }"}),
+        );
+        assert!(r.is_err(), "{name:?} must not overwrite root");
+    }
+    // Admin can do nearly everything, but not the sudo paths.
+    call_as(
+        &vault,
+        &admin,
+        Update,
+        "secret/data/x",
+        json!({"data": {"a": 1}}),
+    )
+    .unwrap();
+    assert!(matches!(
+        call_as(&vault, &admin, Update, "sys/seal", json!({})),
+        Err(Error::PermissionDenied)
+    ));
+    let (reader, _) = new_token(&vault, &root, json!({"policies": ["lockana-reader"]}));
+    call_as(&vault, &reader, Read, "secret/data/x", json!({})).unwrap();
+    assert!(
+        call_as(
+            &vault,
+            &reader,
+            Update,
+            "secret/data/x",
+            json!({"data": {"a": 2}})
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn policies_crud_and_default_policy() {
+    let (vault, _, root) = clocked();
+    let list = call_as(&vault, &root, List, "sys/policies/acl", json!({}))
+        .unwrap()
+        .data
+        .unwrap();
+    for n in [
+        "default",
+        "lockana-admin",
+        "lockana-manager",
+        "lockana-reader",
+        "root",
+    ] {
+        assert!(list["keys"].as_array().unwrap().contains(&json!(n)), "{n}");
+    }
+    let p = r#"{"path": {"kv/*": {"capabilities": ["read"]}}}"#;
+    call_as(
+        &vault,
+        &root,
+        Update,
+        "sys/policy/json-one",
+        json!({"rules": p}),
+    )
+    .unwrap();
+    let r = call_as(&vault, &root, Read, "sys/policies/acl/json-one", json!({}))
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(r["policy"], p);
+    assert!(
+        call_as(
+            &vault,
+            &root,
+            Update,
+            "sys/policies/acl/bad",
+            json!({"policy": "path {"})
+        )
+        .is_err()
+    );
+    assert!(call_as(&vault, &root, Delete, "sys/policies/acl/default", json!({})).is_err());
+    call_as(
+        &vault,
+        &root,
+        Delete,
+        "sys/policies/acl/json-one",
+        json!({}),
+    )
+    .unwrap();
+    assert!(matches!(
+        call_as(&vault, &root, Read, "sys/policies/acl/json-one", json!({})),
+        Err(Error::NotFound)
+    ));
+    // The default policy lets any token use its cubbyhole and look itself up.
+    let (t, _) = new_token(&vault, &root, json!({"policies": ["default"]}));
+    call_as(&vault, &t, Update, "cubbyhole/x", json!({"a": "b"})).unwrap();
+    call_as(&vault, &t, Read, "auth/token/lookup-self", json!({})).unwrap();
+    assert!(call_as(&vault, &t, Read, "sys/mounts", json!({})).is_err());
+}
+
+#[test]
+fn userpass_login_is_case_insensitive_and_failures_look_alike() {
+    let (vault, _, root) = clocked();
+    call_as(
+        &vault,
+        &root,
+        Update,
+        "sys/auth/userpass",
+        json!({"type": "userpass"}),
+    )
+    .unwrap();
+    call_as(
+        &vault,
+        &root,
+        Update,
+        "auth/userpass/users/Alice",
+        json!({"password": "correct horse", "token_policies": "lockana-reader", "token_ttl": "1h"}),
+    )
+    .unwrap();
+    let login = |user: &str, pw: &str| {
+        vault.handle(
+            Request::new(Update, format!("auth/userpass/login/{user}"))
+                .with_data(json!({"password": pw})),
+        )
+    };
+    let r = login("ALICE ", "correct horse").unwrap();
+    let auth = r.auth.unwrap();
+    assert_eq!(auth.policies, vec!["default", "lockana-reader"]);
+    assert_eq!(auth.lease_duration, 3600);
+    let wrong = login("alice", "wrong").err().unwrap().to_string();
+    let unknown = login("mallory", "wrong").err().unwrap().to_string();
+    assert_eq!(wrong, unknown);
+    let users = call_as(&vault, &root, List, "auth/userpass/users", json!({}))
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(users["keys"], json!(["alice"]));
+    let info = call_as(&vault, &root, Read, "auth/userpass/users/alice", json!({}))
+        .unwrap()
+        .data
+        .unwrap();
+    assert!(info.get("password").is_none() && info.get("password_hash").is_none());
+    call_as(
+        &vault,
+        &root,
+        Update,
+        "auth/userpass/users/alice/password",
+        json!({"password": "new one"}),
+    )
+    .unwrap();
+    assert!(login("alice", "correct horse").is_err());
+    login("alice", "new one").unwrap();
+}
+
+#[test]
+fn no_raw_token_in_the_redb_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.redb");
+    let vault = Vault::open(StorageConfig::Redb(path.clone())).unwrap();
+    let init = vault.init(1, 1, Cipher::default()).unwrap();
+    vault.unseal(&hex_encode(&init.keys[0])).unwrap();
+    let root = init.root_token.expose().to_owned();
+    let (child, _) = new_token(&vault, &root, json!({"policies": ["default"]}));
+    vault.close().unwrap();
+    drop(vault);
+    let raw = std::fs::read(&path).unwrap();
+    for t in [&root, &child] {
+        assert!(
+            !raw.windows(t.len()).any(|w| w == t.as_bytes()),
+            "token found in the file"
+        );
+    }
+}
+
+#[test]
+fn response_wrapping_hands_over_an_answer_once() {
+    let (vault, clock, root) = clocked();
+    call_as(
+        &vault,
+        &root,
+        Update,
+        "secret/data/w",
+        json!({"data": {"pw": "x"}}),
+    )
+    .unwrap();
+    let mut req = Request::new(Read, "secret/data/w").with_token(&root);
+    req.wrap_ttl = Some(60);
+    let r = vault.handle(req).unwrap();
+    assert!(r.data.is_none(), "the answer itself is not returned");
+    let info = r.wrap_info.unwrap();
+    assert_eq!(info.ttl, 60);
+    assert_eq!(info.creation_path, "secret/data/w");
+    let wt = info.token.unwrap().expose().to_owned();
+    // A wrapping token opens nothing but sys/wrapping.
+    assert!(call_as(&vault, &wt, Read, "secret/data/w", json!({})).is_err());
+    let look = vault
+        .handle(Request::new(Update, "sys/wrapping/lookup").with_data(json!({"token": wt})))
+        .unwrap();
+    assert_eq!(look.data.unwrap()["creation_path"], "secret/data/w");
+    let un = call_as(&vault, &wt, Update, "sys/wrapping/unwrap", json!({})).unwrap();
+    assert_eq!(Value::Object(un.data.unwrap())["data"]["pw"], "x");
+    let again =
+        vault.handle(Request::new(Update, "sys/wrapping/unwrap").with_data(json!({"token": wt})));
+    assert!(again.is_err(), "a wrapping token works once");
+    // Wrapping a token: the unwrapped auth carries a working token; expiry ends it.
+    let mut req = Request::new(Update, "auth/token/create")
+        .with_data(json!({"policies": ["default"]}))
+        .with_token(&root);
+    req.wrap_ttl = Some(30);
+    let wrapped = vault.handle(req).unwrap().wrap_info.unwrap();
+    assert!(!wrapped.wrapped_accessor.is_empty());
+    let wt = wrapped.token.unwrap().expose().to_owned();
+    let un = vault
+        .handle(Request::new(Update, "sys/wrapping/unwrap").with_data(json!({"token": wt})))
+        .unwrap();
+    let child = un.auth.unwrap().client_token.unwrap().expose().to_owned();
+    call_as(&vault, &child, Read, "auth/token/lookup-self", json!({})).unwrap();
+    let w = call_as(
+        &vault,
+        &root,
+        Update,
+        "sys/wrapping/wrap",
+        json!({"k": "v"}),
+    )
+    .unwrap()
+    .wrap_info
+    .unwrap();
+    clock.advance(Duration::from_secs(301));
+    let gone = vault.handle(
+        Request::new(Update, "sys/wrapping/unwrap")
+            .with_data(json!({"token": w.token.unwrap().expose()})),
+    );
+    assert!(gone.is_err(), "expired wrapping tokens unwrap nothing");
 }

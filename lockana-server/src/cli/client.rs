@@ -137,6 +137,60 @@ impl Client {
     }
 }
 
+impl Client {
+    /// A request whose answer may be text rather than JSON (a project's dotenv),
+    /// with extra headers and, if `send_token` is false, without the token (a TOTP
+    /// code is the credential). Returns the body; non-2xx answers are an [`ApiError`].
+    pub(crate) fn call_text(
+        &self,
+        method: &'static str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        send_token: bool,
+    ) -> anyhow::Result<String> {
+        let url = format!("{}/v1/{path_and_query}", self.base);
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("X-Vault-Request", "true");
+        if let (true, Some(token)) = (send_token, &self.token) {
+            req = req.header("X-Vault-Token", token);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Vec::new()).context("building the request")?;
+        let resp = self
+            .agent
+            .run(req)
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .into_body()
+            .read_to_string()
+            .with_context(|| format!("reading the answer from {url}"))?;
+        if !(200..300).contains(&status) {
+            let errors = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v.get("errors").and_then(Value::as_array).cloned())
+                .map(|a| {
+                    a.iter()
+                        .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Err(ApiError {
+                method,
+                url,
+                status,
+                errors,
+            }
+            .into());
+        }
+        Ok(text)
+    }
+}
+
 fn load_ca(path: &Path) -> anyhow::Result<Vec<Certificate<'static>>> {
     let pem = std::fs::read(path)
         .with_context(|| format!("cannot read the CA certificate file {}", path.display()))?;

@@ -4,9 +4,12 @@
 // Printing is this module's job (banners, tables, keys for the operator).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod audit;
 mod client;
 mod operator;
+mod project;
 mod server;
+mod user;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -45,6 +48,18 @@ enum Command {
     Server(ServerArgs),
     /// Initialize, unseal, seal a server and show its seal status.
     Operator(OperatorArgs),
+    /// Work with audit log files.
+    Audit(audit::AuditArgs),
+    /// Manage Lockana users and their roles (reader, manager, admin) on the server.
+    #[command(after_help = user::EXAMPLES)]
+    User(user::UserArgs),
+    /// Manage projects: variables unlocked by a one-time TOTP code.
+    #[command(after_help = project::PROJECT_EXAMPLES)]
+    Project(project::ProjectArgs),
+    /// Print a project's variables (dotenv or JSON), unlocked by a TOTP code.
+    Env(project::EnvArgs),
+    /// Run a command with a project's variables in its environment (never on disk).
+    Run(project::RunArgs),
 }
 
 /// `lockana server` flags.
@@ -210,6 +225,9 @@ const VAULT_STYLE_FLAGS: &[&str] = &[
     "token",
     "ca-cert",
     "tls-skip-verify",
+    "role",
+    "password-stdin",
+    "mount",
 ];
 
 /// Rewrites Vault's single-dash long flags to clap's double-dash form.
@@ -245,6 +263,11 @@ pub(crate) fn run() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args).map(|()| ExitCode::SUCCESS),
         Command::Operator(op) => operator::run(&op.client, op.command),
+        Command::Audit(args) => Ok(audit::run(args)),
+        Command::Project(args) => project::run_project(args),
+        Command::Env(args) => project::run_env(args),
+        Command::Run(args) => project::run_command(args),
+        Command::User(args) => user::run(&args),
     };
     result.unwrap_or_else(|err| {
         eprintln!("Error: {err:#}");
@@ -341,6 +364,28 @@ mod tests {
     fn unseal_reset_conflicts_with_key() {
         assert!(parse(&["lockana", "operator", "unseal", "--reset", "abc"]).is_err());
         assert!(parse(&["lockana", "operator", "unseal", "abc"]).is_ok());
+    }
+
+    #[test]
+    fn run_takes_the_command_after_double_dash() {
+        let cli = parse(&[
+            "lockana",
+            "run",
+            "--project",
+            "p",
+            "--code",
+            "123456",
+            "--",
+            "env",
+            "-0",
+        ])
+        .expect("parse");
+        let Command::Run(_) = cli.command else {
+            panic!("not run")
+        };
+        assert!(parse(&["lockana", "run", "--project", "p"]).is_err());
+        assert!(parse(&["lockana", "env", "--project", "p", "--format", "json"]).is_ok());
+        assert!(parse(&["lockana", "project", "create", "p", "--owner", "o"]).is_ok());
     }
 
     #[test]

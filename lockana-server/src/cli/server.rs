@@ -144,6 +144,7 @@ fn with_config(config: &Config, runtime: &tokio::runtime::Runtime) -> anyhow::Re
     };
     let vault = Vault::open(config.storage.clone())
         .with_context(|| format!("opening the {storage} storage"))?;
+    config.apply(&vault)?;
     if let Some(source) = &config.auto_unseal {
         auto_unseal(&vault, source)?;
     }

@@ -191,8 +191,17 @@ where
     });
     logical.data = data;
     logical.token = request::token(&parts.headers);
+    logical.wrap_ttl = request::wrap_ttl(&parts.headers)?;
+    logical.mfa = request::mfa_values(&parts.headers);
+    // A project's one-time code; non-ASCII bytes are kept (full-width digits are
+    // normalized by the vault, anything else refused there).
+    logical.totp_code = parts
+        .headers
+        .get("x-lockana-totp")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
 
-    let result = if runs_blocking(operation) {
+    // A code check stores the used step (fsync) even on a read.
+    let result = if runs_blocking(operation) || logical.totp_code.is_some() {
         tokio::task::spawn_blocking(move || handler.handle(logical))
             .await
             .map_err(|_| {

@@ -104,6 +104,37 @@ pub(crate) fn token(headers: &HeaderMap) -> Option<ClientToken> {
     (scheme.eq_ignore_ascii_case("bearer") && !t.is_empty()).then(|| ClientToken::new(t))
 }
 
+/// `X-Vault-Wrap-TTL`: seconds or a duration such as `5m`.
+pub(crate) fn wrap_ttl(headers: &HeaderMap) -> Result<Option<u64>, HttpError> {
+    let Some(v) = headers.get("x-vault-wrap-ttl") else {
+        return Ok(None);
+    };
+    let bad = || {
+        HttpError::bad_request(
+            "X-Vault-Wrap-TTL must be a number of seconds or a duration such as \"5m\"",
+        )
+    };
+    let s = v.to_str().map_err(|_| bad())?.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(Some(n));
+    }
+    humantime::parse_duration(s)
+        .map(|d| Some(d.as_secs()))
+        .map_err(|_| bad())
+}
+
+/// `X-Vault-MFA` values (`method_id:passcode`), possibly several.
+pub(crate) fn mfa_values(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all("x-vault-mfa")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
 /// Parsed query string: the `list` flag and the remaining parameters as Vault's
 /// `parseQuery` builds them (one value: a string; repeated: a list of strings).
 #[derive(Debug, Default)]

@@ -18,10 +18,12 @@ pub(crate) fn error_status(err: &Error) -> StatusCode {
         Error::AlreadyInitialized | Error::InvalidRequest(_) | Error::CasMismatch => {
             StatusCode::BAD_REQUEST
         }
-        Error::PermissionDenied => StatusCode::FORBIDDEN,
+        Error::PermissionDenied | Error::BadToken => StatusCode::FORBIDDEN,
         Error::NotFound | Error::NoRoute(_) => StatusCode::NOT_FOUND,
         Error::UnsupportedOperation => StatusCode::METHOD_NOT_ALLOWED,
-        Error::Storage(_) | Error::Barrier(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Error::Storage(_) | Error::Barrier(_) | Error::Audit(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -51,6 +53,9 @@ pub(crate) fn render(resp: Response) -> HttpResponse {
         .status
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
+    if let Some(raw) = resp.raw_body {
+        return raw_response(status, raw);
+    }
     match resp.format {
         ResponseFormat::Raw => match resp.data {
             Some(data) => json_response(status, &Value::Object(data)),
@@ -59,6 +64,7 @@ pub(crate) fn render(resp: Response) -> HttpResponse {
         ResponseFormat::Envelope | ResponseFormat::EnvelopeWithTopLevelData => {
             if resp.data.is_none()
                 && resp.auth.is_none()
+                && resp.wrap_info.is_none()
                 && resp.warnings.is_empty()
                 && resp.status.is_none()
             {
@@ -111,7 +117,17 @@ fn envelope(resp: Response) -> Map<String, Value> {
     body.insert("renewable".into(), Value::Bool(resp.renewable));
     body.insert("lease_duration".into(), Value::from(resp.lease_duration));
     body.insert("data".into(), resp.data.map_or(Value::Null, Value::Object));
-    body.insert("wrap_info".into(), Value::Null);
+    let wrap_info = resp.wrap_info.map(|w| {
+        json!({
+            "token": w.token.as_ref().map(|t| t.expose().to_owned()).unwrap_or_default(),
+            "accessor": w.accessor,
+            "ttl": w.ttl,
+            "creation_time": w.creation_time,
+            "creation_path": w.creation_path,
+            "wrapped_accessor": w.wrapped_accessor,
+        })
+    });
+    body.insert("wrap_info".into(), wrap_info.unwrap_or(Value::Null));
     body.insert("warnings".into(), warnings);
     body.insert("auth".into(), auth.unwrap_or(Value::Null));
     body.insert("mount_type".into(), mount_type);
@@ -128,6 +144,19 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// A non-JSON answer (a project's env as dotenv), sent as the library made it.
+fn raw_response(status: StatusCode, raw: lockana::RawBody) -> HttpResponse {
+    let mut resp = http::Response::new(Full::new(Bytes::from(raw.bytes)));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(raw.content_type),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
@@ -267,6 +296,22 @@ mod tests {
         let http = render(resp);
         assert_eq!(http.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body_json(http), json!({"sealed": true}));
+    }
+
+    #[test]
+    fn raw_body_is_sent_as_is() {
+        let mut resp = Response::empty();
+        resp.raw_body = Some(lockana::RawBody {
+            content_type: "text/plain; charset=utf-8",
+            bytes: b"A='1'\n".to_vec(),
+        });
+        let http = render(resp);
+        assert_eq!(http.status(), StatusCode::OK);
+        assert_eq!(
+            http.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(&futures_body(http)[..], b"A='1'\n");
     }
 
     #[test]

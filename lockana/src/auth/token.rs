@@ -1,9 +1,15 @@
 //! The token store. Token ids are never stored: entries live under a salted HMAC of
 //! the id, so a storage dump does not reveal usable tokens, and lookup compares the
-//! fixed-length digest (via the key lookup), never the raw token.
+//! fixed-length digest (through the key lookup), never the raw token.
+//!
+//! Storage (behind the barrier):
+//! - `sys/token/salt`: the per-vault HMAC key;
+//! - `sys/token/id/<hash>`: the entry;
+//! - `sys/token/accessor/<hmac(accessor)>`: the id hash, for accessor operations;
+//! - `sys/token/parent/<parent hash>/<child hash>`: the tree, for cascading revocation.
 
-use std::collections::HashMap;
-use std::time::SystemTime;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime};
 
 use hmac::{Hmac, Mac};
 use parking_lot::RwLock;
@@ -12,31 +18,142 @@ use serde_json::{Map, Value, json};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::barrier::{Barrier, random_fill, random_key};
+use crate::barrier::{Barrier, Op, random_fill, random_key};
 use crate::clock::rfc3339;
-use crate::{ClientToken, Error, Result};
+use crate::mounts::SYSTEM_MAX_TTL;
+use crate::{Auth, ClientToken, Error, Result};
 
 const SALT_PATH: &str = "sys/token/salt";
 const ID_PREFIX: &str = "sys/token/id/";
+const ACCESSOR_PREFIX: &str = "sys/token/accessor/";
+const PARENT_PREFIX: &str = "sys/token/parent/";
 
 /// What the store knows about a token (never the token itself).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct TokenEntry {
+    /// HMAC of the token id: the storage key. Not serialized (it is the key).
+    #[serde(skip)]
+    pub hash: String,
     pub accessor: String,
+    #[serde(default)]
+    pub parent: String,
     pub policies: Vec<String>,
     pub display_name: String,
     pub path: String,
     pub creation_time: u64,
+    /// TTL asked for at creation (seconds; 0: never expires).
     pub ttl: u64,
+    /// Absolute expiry (unix seconds; 0: never).
+    #[serde(default)]
+    pub expire_time: u64,
+    /// Absolute limit renewals cannot pass (unix seconds; 0: none).
+    #[serde(default)]
+    pub max_expire_time: u64,
+    #[serde(default)]
+    pub explicit_max_ttl: u64,
+    #[serde(default)]
+    pub period: u64,
+    /// Uses left (0: unlimited).
     pub num_uses: u64,
     pub orphan: bool,
-    pub meta: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub renewable: bool,
+    #[serde(default)]
+    pub entity_id: String,
+    pub meta: Option<BTreeMap<String, String>>,
+    /// Last renewal (unix seconds; 0: never renewed).
+    #[serde(default)]
+    pub last_renewal: u64,
 }
 
 impl TokenEntry {
     pub(crate) fn is_root(&self) -> bool {
         self.policies.iter().any(|p| p == "root")
     }
+
+    fn remaining_ttl(&self, now: u64) -> u64 {
+        if self.expire_time == 0 {
+            0
+        } else {
+            self.expire_time.saturating_sub(now)
+        }
+    }
+
+    /// The `auth` block a login or create answers with.
+    pub(crate) fn to_auth(&self, token: Option<ClientToken>, now: u64) -> Auth {
+        Auth {
+            client_token: token,
+            accessor: self.accessor.clone(),
+            policies: self.policies.clone(),
+            token_policies: self.policies.clone(),
+            metadata: self.meta.clone(),
+            lease_duration: self.remaining_ttl(now),
+            renewable: self.renewable,
+            entity_id: self.entity_id.clone(),
+            token_type: "service".into(),
+            orphan: self.orphan,
+            num_uses: self.num_uses,
+            mfa_requirement: None,
+        }
+    }
+
+    /// Vault's lookup fields (External Secrets Operator reads `type`, `policies`, `ttl`,
+    /// `renewable`). `id` is only given back to the token's own holder.
+    pub(crate) fn lookup_data(&self, id: Option<&ClientToken>, now: u64) -> Map<String, Value> {
+        let at = |secs: u64| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        let v = json!({
+            "accessor": self.accessor,
+            "creation_time": self.creation_time,
+            "creation_ttl": self.ttl,
+            "display_name": self.display_name,
+            "entity_id": self.entity_id,
+            "expire_time": if self.expire_time == 0 { Value::Null } else { json!(at(self.expire_time)) },
+            "explicit_max_ttl": self.explicit_max_ttl,
+            "id": id.map(|t| t.expose().to_owned()).unwrap_or_default(),
+            "issue_time": at(self.creation_time),
+            "meta": self.meta,
+            "num_uses": self.num_uses,
+            "orphan": self.orphan,
+            "path": self.path,
+            "policies": self.policies,
+            "renewable": self.renewable,
+            "ttl": self.remaining_ttl(now),
+            "type": "service",
+        });
+        let mut m = match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        if self.period > 0 {
+            m.insert("period".into(), json!(self.period));
+        }
+        if self.last_renewal > 0 {
+            m.insert("last_renewal".into(), json!(at(self.last_renewal)));
+            m.insert("last_renewal_time".into(), json!(self.last_renewal));
+        }
+        m
+    }
+}
+
+/// What a new token should be.
+#[derive(Default)]
+pub(crate) struct NewToken {
+    /// A chosen id (root only); otherwise random.
+    pub id: Option<String>,
+    pub policies: Vec<String>,
+    pub meta: Option<BTreeMap<String, String>>,
+    pub display_name: String,
+    pub path: String,
+    pub ttl: u64,
+    pub explicit_max_ttl: u64,
+    /// The auth mount's or role's max TTL for login tokens (0: the system max).
+    pub max_ttl: u64,
+    pub period: u64,
+    pub num_uses: u64,
+    pub renewable: bool,
+    /// The parent's hash, or empty for an orphan.
+    pub parent: String,
+    pub entity_id: String,
 }
 
 pub(crate) struct TokenStore {
@@ -44,29 +161,42 @@ pub(crate) struct TokenStore {
     cache: RwLock<HashMap<String, TokenEntry>>,
 }
 
-fn hmac_hex(salt: &[u8; 32], token: &str) -> String {
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn hmac_hex(salt: &[u8; 32], input: &str) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(salt).expect("HMAC takes any key size");
-    mac.update(token.as_bytes());
+    mac.update(input.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
 
 /// A fresh random token id with Vault's service-token look (`lvs.` + 24 base62 chars).
-fn new_token_id() -> Result<String> {
+pub(crate) fn new_token_id() -> Result<String> {
+    Ok(format!("lvs.{}", random_base62(24)?))
+}
+
+/// Random characters from `[A-Za-z0-9]` (rejection sampling: no modulo bias).
+pub(crate) fn random_base62(len: usize) -> Result<String> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut raw = [0u8; 24];
-    random_fill(&mut raw)?;
-    // 256 % 62 bias is negligible for 24 chars of 5.95 bits each (143 bits of entropy).
-    let body: String = raw
-        .iter()
-        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
-        .collect();
-    Ok(format!("lvs.{body}"))
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        random_fill(&mut buf)?;
+        for b in buf {
+            // 248 = 4 * 62: bytes above it would bias the draw.
+            if b < 248 && out.len() < len {
+                out.push(ALPHABET[(b % 62) as usize] as char);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn new_accessor() -> Result<String> {
-    let mut raw = [0u8; 12];
-    random_fill(&mut raw)?;
-    Ok(hex::encode(raw))
+    random_base62(24)
 }
 
 impl TokenStore {
@@ -102,10 +232,98 @@ impl TokenStore {
         self.cache.write().clear();
     }
 
-    fn hash(&self, token: &str) -> Result<String> {
+    fn hash(&self, input: &str) -> Result<String> {
         let guard = self.salt.read();
         let salt = guard.as_ref().ok_or(Error::Sealed)?;
-        Ok(hmac_hex(salt, token))
+        Ok(hmac_hex(salt, input))
+    }
+
+    fn entry_op(&self, entry: &TokenEntry) -> Result<Op> {
+        let bytes = serde_json::to_vec(entry).map_err(|_| crate::StorageError::Corrupt)?;
+        Ok(Op::Put(format!("{ID_PREFIX}{}", entry.hash), bytes))
+    }
+
+    /// Creates a token. TTLs follow Vault: a period makes a periodic token; no TTL
+    /// means the system default (768h), except for root tokens, which never expire;
+    /// an explicit max TTL caps everything.
+    pub(crate) fn create(
+        &self,
+        barrier: &Barrier,
+        now: SystemTime,
+        t: NewToken,
+    ) -> Result<(ClientToken, TokenEntry)> {
+        let id = match t.id {
+            Some(id) if !id.trim().is_empty() => id,
+            _ => new_token_id()?,
+        };
+        let hash = self.hash(&id)?;
+        if self.get_by_hash(barrier, &hash)?.is_some() {
+            return Err(Error::invalid("a token with that id already exists"));
+        }
+        let now_s = unix(now);
+        let root_only = t.policies.iter().any(|p| p == "root");
+        let mut ttl = if t.period > 0 {
+            t.period
+        } else if t.ttl > 0 {
+            t.ttl
+        } else if root_only && t.explicit_max_ttl == 0 {
+            0
+        } else {
+            SYSTEM_MAX_TTL
+        };
+        let mut max_expire = 0;
+        if t.explicit_max_ttl > 0 {
+            ttl = if ttl == 0 {
+                t.explicit_max_ttl
+            } else {
+                ttl.min(t.explicit_max_ttl)
+            };
+            max_expire = now_s + t.explicit_max_ttl;
+        } else if t.period == 0 && ttl > 0 {
+            let max = if t.max_ttl > 0 {
+                t.max_ttl
+            } else {
+                SYSTEM_MAX_TTL
+            };
+            ttl = ttl.min(max);
+            max_expire = now_s + max;
+        }
+        let entry = TokenEntry {
+            hash: hash.clone(),
+            accessor: new_accessor()?,
+            parent: t.parent.clone(),
+            policies: t.policies,
+            display_name: t.display_name,
+            path: t.path,
+            creation_time: now_s,
+            ttl,
+            expire_time: if ttl == 0 { 0 } else { now_s + ttl },
+            max_expire_time: max_expire,
+            explicit_max_ttl: t.explicit_max_ttl,
+            period: t.period,
+            num_uses: t.num_uses,
+            orphan: t.parent.is_empty(),
+            renewable: t.renewable && ttl > 0,
+            entity_id: t.entity_id,
+            meta: t.meta,
+            last_renewal: 0,
+        };
+        let mut ops = vec![
+            self.entry_op(&entry)?,
+            Op::Put(
+                format!("{ACCESSOR_PREFIX}{}", self.hash(&entry.accessor)?),
+                hash.as_bytes().to_vec(),
+            ),
+        ];
+        if !t.parent.is_empty() {
+            ops.push(Op::Put(
+                format!("{PARENT_PREFIX}{}/{hash}", t.parent),
+                Vec::new(),
+            ));
+        }
+        barrier.apply(ops)?;
+        self.cache.write().insert(hash, entry.clone());
+        Ok((ClientToken::new(id), entry))
     }
 
     /// Creates a root token (at init, or the dev root token with a chosen id).
@@ -115,76 +333,192 @@ impl TokenStore {
         id: Option<&str>,
         now: SystemTime,
     ) -> Result<ClientToken> {
-        let id = match id {
-            Some(id) if !id.trim().is_empty() => id.to_owned(),
-            _ => new_token_id()?,
-        };
-        let entry = TokenEntry {
-            accessor: new_accessor()?,
+        let t = NewToken {
+            id: id.map(str::to_owned),
             policies: vec!["root".into()],
             display_name: "root".into(),
             path: "auth/token/root".into(),
-            creation_time: now
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-            ttl: 0,
-            num_uses: 0,
-            orphan: true,
-            meta: None,
+            ..Default::default()
         };
-        let hash = self.hash(&id)?;
-        let bytes = serde_json::to_vec(&entry).map_err(|_| crate::StorageError::Corrupt)?;
-        barrier.put(&format!("{ID_PREFIX}{hash}"), &bytes)?;
-        self.cache.write().insert(hash, entry);
-        Ok(ClientToken::new(id))
+        Ok(self.create(barrier, now, t)?.0)
     }
 
-    /// Resolves a presented token, or `None` if it is unknown.
-    pub(crate) fn lookup(
-        &self,
-        barrier: &Barrier,
-        token: &ClientToken,
-    ) -> Result<Option<TokenEntry>> {
-        let hash = self.hash(token.expose())?;
-        if let Some(e) = self.cache.read().get(&hash) {
+    fn get_by_hash(&self, barrier: &Barrier, hash: &str) -> Result<Option<TokenEntry>> {
+        if let Some(e) = self.cache.read().get(hash) {
             return Ok(Some(e.clone()));
         }
         let Some(bytes) = barrier.get(&format!("{ID_PREFIX}{hash}"))? else {
             return Ok(None);
         };
-        let entry: TokenEntry =
+        let mut entry: TokenEntry =
             serde_json::from_slice(&bytes).map_err(|_| crate::StorageError::Corrupt)?;
-        self.cache.write().insert(hash, entry.clone());
+        entry.hash = hash.to_owned();
+        self.cache.write().insert(hash.to_owned(), entry.clone());
         Ok(Some(entry))
     }
-}
 
-/// `auth/token/lookup-self`: Vault's field set (External Secrets Operator reads
-/// `type`, `policies`, `ttl`, `renewable`).
-pub(crate) fn lookup_self_data(entry: &TokenEntry, token: &ClientToken) -> Map<String, Value> {
-    let created = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(entry.creation_time);
-    let v = json!({
-        "accessor": entry.accessor,
-        "creation_time": entry.creation_time,
-        "creation_ttl": entry.ttl,
-        "display_name": entry.display_name,
-        "entity_id": "",
-        "expire_time": Value::Null,
-        "explicit_max_ttl": 0,
-        "id": token.expose(),
-        "issue_time": rfc3339(created),
-        "meta": entry.meta,
-        "num_uses": entry.num_uses,
-        "orphan": entry.orphan,
-        "path": entry.path,
-        "policies": entry.policies,
-        "renewable": false,
-        "ttl": entry.ttl,
-        "type": "service",
-    });
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
+    /// A live entry by hash: expired tokens are revoked on sight and reported missing.
+    fn live(&self, barrier: &Barrier, hash: &str, now: SystemTime) -> Result<Option<TokenEntry>> {
+        let Some(entry) = self.get_by_hash(barrier, hash)? else {
+            return Ok(None);
+        };
+        if entry.expire_time != 0 && entry.expire_time <= unix(now) {
+            self.revoke_tree(barrier, hash)?;
+            return Ok(None);
+        }
+        Ok(Some(entry))
+    }
+
+    /// Resolves a presented token, or `None` if it is unknown, revoked or expired.
+    pub(crate) fn lookup(
+        &self,
+        barrier: &Barrier,
+        token: &ClientToken,
+        now: SystemTime,
+    ) -> Result<Option<TokenEntry>> {
+        let hash = self.hash(token.expose())?;
+        self.live(barrier, &hash, now)
+    }
+
+    /// Resolves a token by its accessor.
+    pub(crate) fn lookup_accessor(
+        &self,
+        barrier: &Barrier,
+        accessor: &str,
+        now: SystemTime,
+    ) -> Result<Option<TokenEntry>> {
+        let key = format!("{ACCESSOR_PREFIX}{}", self.hash(accessor)?);
+        let Some(hash) = barrier.get(&key)? else {
+            return Ok(None);
+        };
+        let hash = String::from_utf8(hash).map_err(|_| crate::StorageError::Corrupt)?;
+        self.live(barrier, &hash, now)
+    }
+
+    /// Counts one use of a limited-use token; the last use revokes it.
+    pub(crate) fn use_once(&self, barrier: &Barrier, entry: &TokenEntry) -> Result<()> {
+        match entry.num_uses {
+            0 => Ok(()),
+            1 => self.revoke_tree(barrier, &entry.hash),
+            n => {
+                let mut e = entry.clone();
+                e.num_uses = n - 1;
+                barrier.apply(vec![self.entry_op(&e)?])?;
+                self.cache.write().insert(e.hash.clone(), e);
+                Ok(())
+            }
+        }
+    }
+
+    /// Renews a token by `increment` seconds (0: its original TTL), never past its
+    /// max; periodic tokens renew to their period.
+    pub(crate) fn renew(
+        &self,
+        barrier: &Barrier,
+        entry: &TokenEntry,
+        increment: u64,
+        now: SystemTime,
+    ) -> Result<TokenEntry> {
+        if !entry.renewable {
+            return Err(Error::invalid("lease is not renewable"));
+        }
+        let now_s = unix(now);
+        let wanted = if entry.period > 0 {
+            entry.period
+        } else if increment > 0 {
+            increment
+        } else {
+            entry.ttl
+        };
+        let mut expire = now_s + wanted;
+        if entry.max_expire_time > 0 {
+            expire = expire.min(entry.max_expire_time);
+        }
+        let mut e = entry.clone();
+        e.expire_time = expire;
+        e.last_renewal = now_s;
+        barrier.apply(vec![self.entry_op(&e)?])?;
+        self.cache.write().insert(e.hash.clone(), e.clone());
+        Ok(e)
+    }
+
+    /// Revokes a token and, recursively, every token it created.
+    pub(crate) fn revoke_tree(&self, barrier: &Barrier, hash: &str) -> Result<()> {
+        let mut ops = Vec::new();
+        let mut stack = vec![hash.to_owned()];
+        let mut gone = Vec::new();
+        while let Some(h) = stack.pop() {
+            for child_key in barrier.scan(&format!("{PARENT_PREFIX}{h}/"))? {
+                if let Some(child) = child_key.rsplit('/').next() {
+                    stack.push(child.to_owned());
+                }
+                ops.push(Op::Delete(child_key));
+            }
+            self.collect_delete(barrier, &h, &mut ops)?;
+            gone.push(h);
+        }
+        barrier.apply(ops)?;
+        let mut cache = self.cache.write();
+        for h in gone {
+            cache.remove(&h);
+        }
+        Ok(())
+    }
+
+    /// Revokes only this token; its children become orphans.
+    pub(crate) fn revoke_orphan(&self, barrier: &Barrier, hash: &str) -> Result<()> {
+        let mut ops = Vec::new();
+        let mut cache_updates = Vec::new();
+        for child_key in barrier.scan(&format!("{PARENT_PREFIX}{hash}/"))? {
+            if let Some(child) = child_key.rsplit('/').next()
+                && let Some(mut e) = self.get_by_hash(barrier, child)?
+            {
+                e.parent.clear();
+                e.orphan = true;
+                ops.push(self.entry_op(&e)?);
+                cache_updates.push(e);
+            }
+            ops.push(Op::Delete(child_key));
+        }
+        self.collect_delete(barrier, hash, &mut ops)?;
+        barrier.apply(ops)?;
+        let mut cache = self.cache.write();
+        cache.remove(hash);
+        for e in cache_updates {
+            cache.insert(e.hash.clone(), e);
+        }
+        Ok(())
+    }
+
+    fn collect_delete(&self, barrier: &Barrier, hash: &str, ops: &mut Vec<Op>) -> Result<()> {
+        if let Some(e) = self.get_by_hash(barrier, hash)? {
+            ops.push(Op::Delete(format!(
+                "{ACCESSOR_PREFIX}{}",
+                self.hash(&e.accessor)?
+            )));
+            if !e.parent.is_empty() {
+                ops.push(Op::Delete(format!("{PARENT_PREFIX}{}/{hash}", e.parent)));
+            }
+        }
+        ops.push(Op::Delete(format!("{ID_PREFIX}{hash}")));
+        Ok(())
+    }
+
+    /// Every live token's accessor (`auth/token/accessors`).
+    pub(crate) fn accessors(&self, barrier: &Barrier) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for key in barrier.scan(ID_PREFIX)? {
+            let hash = &key[ID_PREFIX.len()..];
+            if let Some(e) = self.get_by_hash(barrier, hash)? {
+                out.push(e.accessor);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The hash a presented token id would have (for revoking by id).
+    pub(crate) fn hash_of(&self, token: &str) -> Result<String> {
+        self.hash(token)
     }
 }

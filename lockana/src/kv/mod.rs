@@ -21,6 +21,8 @@ pub(crate) struct Ctx<'a> {
     pub prefix: String,
     pub now: SystemTime,
     pub locks: &'a KeyLocks,
+    /// Failed-login counters (auth methods with lockout).
+    pub lockouts: &'a crate::auth::lockout::Lockouts,
 }
 
 impl Ctx<'_> {
@@ -63,17 +65,19 @@ impl Ctx<'_> {
     }
 }
 
-/// Striped locks: writers of the same key serialize, others rarely contend.
+/// Striped locks: writers of the same key serialize, others rarely contend. A writer
+/// holds its stripe across the fsync, so stripes are plenty (1,024) to keep 64
+/// concurrent writers of different keys from waiting on each other.
 pub(crate) struct KeyLocks(Vec<Mutex<()>>);
 
 impl Default for KeyLocks {
     fn default() -> Self {
-        KeyLocks((0..64).map(|_| Mutex::new(())).collect())
+        KeyLocks((0..1024).map(|_| Mutex::new(())).collect())
     }
 }
 
 impl KeyLocks {
-    fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
+    pub(crate) fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut h);

@@ -225,6 +225,20 @@ fn write_config(ctx: &Ctx<'_>, d: &Map<String, Value>) -> Result<Response> {
     Ok(Response::empty())
 }
 
+/// The data of `key`'s current version, or `None` when there is none or it is
+/// deleted or destroyed (projects read their variables through this).
+pub(crate) fn read_current(ctx: &Ctx<'_>, key: &str) -> Result<Option<Map<String, Value>>> {
+    let Some(meta) = ctx.get_json::<Meta>(&meta_key(key))? else {
+        return Ok(None);
+    };
+    match meta.versions.get(&meta.current_version) {
+        Some(vm) if !vm.destroyed && !vm.deleted(ctx.now) => {}
+        _ => return Ok(None),
+    }
+    let vd: Option<VersionData> = ctx.get_json(&version_key(key, meta.current_version))?;
+    Ok(vd.map(|v| v.data))
+}
+
 /// Reads a version (`data/`) or its key tree (`subkeys/`).
 fn read_data(ctx: &Ctx<'_>, key: &str, d: &Map<String, Value>, subkeys: bool) -> Result<Response> {
     let requested = opt_u64(d, "version")?.unwrap_or(0);

@@ -7,20 +7,27 @@ use serde_json::{Map, Value, json};
 use crate::barrier::{Cipher, decode_share};
 use crate::kv::{opt_bool, opt_u64};
 use crate::mounts::{apply_tune, new_entry, normalize_mount_path};
+use crate::policy::Acl;
 use crate::vault::Core;
+
+mod audit;
+mod auth;
+mod notify;
+mod policy;
+pub(crate) mod wrapping;
 use crate::{Error, Operation, Request, Response, ResponseFormat, Result};
 
 /// The version string Lockana reports where Vault reports its own.
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-fn obj(v: Value) -> Map<String, Value> {
+pub(crate) fn obj(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
         _ => Map::new(),
     }
 }
 
-fn sys_response(data: Map<String, Value>) -> Response {
+pub(crate) fn sys_response(data: Map<String, Value>) -> Response {
     let mut r = Response::with_data(data);
     r.mount_type = "system".into();
     r
@@ -183,7 +190,7 @@ fn unseal(core: &Core, d: &Map<String, Value>) -> Result<Response> {
 }
 
 /// Authenticated `sys/` paths; `rest` is the path after `sys/`.
-pub(crate) fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response> {
+pub(crate) fn handle(core: &Core, req: &Request, rest: &str, acl: &Acl) -> Result<Response> {
     let op = req.operation;
     let d = &req.data;
     match (rest, op) {
@@ -210,20 +217,40 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response>
             }
             secret.insert("sys/".into(), system_mount_json());
             Ok(sys_response(obj(
-                json!({"secret": secret, "auth": {"token/": token_auth_json()}}),
+                json!({"secret": secret, "auth": auth::auth_mounts_json(core)}),
             )))
         }
-        ("auth", Operation::Read) => {
-            let mut r = sys_response(obj(json!({"token/": token_auth_json()})));
-            r.format = ResponseFormat::EnvelopeWithTopLevelData;
-            Ok(r)
+        ("auth", Operation::Read) => Ok(auth::list(core)),
+        ("wrapping/wrap", Operation::Update | Operation::Create) => wrapping::wrap_data(core, req),
+        ("policies/acl" | "policies/acl/", _) => policy::handle(core, req, None, false),
+        ("policy" | "policy/", _) => policy::handle(core, req, None, true),
+        ("capabilities" | "capabilities-self" | "capabilities-accessor", _) => {
+            policy::capabilities(core, req, rest, acl)
         }
         _ => {
+            if rest == "audit" || rest.starts_with("audit/") || rest.starts_with("audit-hash/") {
+                return audit::handle(core, req, rest);
+            }
+            if let Some(p) = rest.strip_prefix("lockana/notify/") {
+                return notify::handle(core, req, p);
+            }
+            if let Some(p) = rest.strip_prefix("locked-users") {
+                return crate::auth::lockout::sys_handle(&core.lockouts, req, p, core.now());
+            }
             if let Some(p) = rest.strip_prefix("internal/ui/mounts/") {
                 return ui_mount(core, p);
             }
             if let Some(p) = rest.strip_prefix("mounts/") {
                 return mounts(core, req, p);
+            }
+            if let Some(p) = rest.strip_prefix("auth/") {
+                return auth::handle(core, req, p);
+            }
+            if let Some(name) = rest.strip_prefix("policies/acl/") {
+                return policy::handle(core, req, Some(name), false);
+            }
+            if let Some(name) = rest.strip_prefix("policy/") {
+                return policy::handle(core, req, Some(name), true);
             }
             let _ = (d, op);
             Err(Error::NoRoute(req.path.clone()))
@@ -248,7 +275,7 @@ fn system_mount_json() -> Value {
     })
 }
 
-fn token_auth_json() -> Value {
+pub(crate) fn token_auth_json() -> Value {
     json!({
         "accessor": "auth_token_lockana",
         "config": {"default_lease_ttl": 0, "force_no_cache": false, "max_lease_ttl": 0, "token_type": "default-service"},

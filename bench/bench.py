@@ -1,0 +1,433 @@
+#!/usr/bin/env python3
+"""Lockana vs OpenBao, side by side: the driver behind bench/run.sh.
+
+Starts each server pair (dev mode, then durable), pre-populates 1,000 secrets of
+about 200 bytes through the KV v2 API, runs wrk against both in alternation (so
+machine noise hits both alike), samples server CPU and RSS from /proc, and prints a
+Markdown table with the Lockana/OpenBao ratio per row. Everything listens on
+127.0.0.1 and every server started here is stopped before exit, even on failure.
+
+Environment: BENCH_DURATION (seconds per run, default 3), BENCH_CONNS (default
+"1,16,64"), BENCH_ONLY (comma list of modes: dev,durable,hyper), BENCH_OUT (results
+directory). Paths to the binaries come from run.sh (LOCKANA_BIN, BAO_BIN, HYPER_BIN).
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LUA = os.path.join(HERE, "lua", "vault.lua")
+DURATION = int(os.environ.get("BENCH_DURATION", "3"))
+CONNS = [int(c) for c in os.environ.get("BENCH_CONNS", "1,16,64").split(",")]
+ONLY = set(os.environ.get("BENCH_ONLY", "dev,durable,hyper").split(","))
+LOCKANA = os.environ["LOCKANA_BIN"]
+BAO = os.environ["BAO_BIN"]
+HYPER = os.environ.get("HYPER_BIN", "")
+OUT = os.environ.get("BENCH_OUT") or tempfile.mkdtemp(prefix="lockana-bench-")
+KEYS = 1000
+VALUE = "v" * 190  # {"value": "..."} is about 200 bytes of JSON
+TICK = os.sysconf("SC_CLK_TCK")
+
+PORTS = {"bao-dev": 18200, "lockana-dev": 18300, "bao-raft": 18210,
+         "lockana-redb": 18310, "hyper": 18400}
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---- HTTP ---------------------------------------------------------------------
+
+def call(port, method, path, body=None, token=None, timeout=10):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["X-Vault-Token"] = token
+        conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                     headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, data
+    finally:
+        conn.close()
+
+
+def wait_health(port, proc, want=(200,), deadline_s=60):
+    """Polls sys/health every millisecond; returns seconds until an answer in `want`."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < deadline_s:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server on :{port} exited with {proc.returncode}")
+        try:
+            status, _ = call(port, "GET", "/v1/sys/health", timeout=1)
+            if status in want:
+                return time.perf_counter() - t0
+        except OSError:
+            pass
+        time.sleep(0.001)
+    raise RuntimeError(f"server on :{port} never answered sys/health with {want}")
+
+
+def populate(port, token):
+    """1,000 secrets at secret/bench/k0..k999, over one keep-alive connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Content-Type": "application/json", "X-Vault-Token": token}
+    for i in range(KEYS):
+        for attempt in range(100):
+            conn.request("PUT", f"/v1/secret/data/bench/k{i}",
+                         body=json.dumps({"data": {"value": VALUE}}), headers=headers)
+            r = conn.getresponse()
+            r.read()
+            if r.status == 200:
+                break
+            # A fresh kv-v2 mount on OpenBao answers 400 "upgrading" for a moment.
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"populate failed on :{port}: {r.status}")
+    conn.close()
+
+
+# ---- processes ----------------------------------------------------------------
+
+class Proc:
+    """A server process, with /proc sampling of CPU ticks and RSS."""
+
+    def __init__(self, name, argv, env=None, cwd=None):
+        self.name = name
+        self.port = PORTS[name]
+        self.logf = open(os.path.join(OUT, f"{name}.log"), "wb")
+        self.t0 = time.perf_counter()
+        self.p = subprocess.Popen(argv, stdout=self.logf, stderr=subprocess.STDOUT,
+                                  env=env, cwd=cwd, start_new_session=True)
+        self.peak_rss_kb = 0
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.p.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+    def rss_kb(self):
+        with open(f"/proc/{self.p.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def hwm_kb(self):
+        with open(f"/proc/{self.p.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, signal.SIGTERM)
+                self.p.wait(timeout=15)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.p.wait()
+        self.logf.close()
+
+
+RUNNING = []
+
+
+def start(name, argv, **kw):
+    p = Proc(name, argv, **kw)
+    RUNNING.append(p)
+    return p
+
+
+def stop_all():
+    while RUNNING:
+        RUNNING.pop().stop()
+
+
+# ---- servers ------------------------------------------------------------------
+
+def start_bao_dev():
+    p = start("bao-dev", [BAO, "server", "-dev", "-dev-root-token-id=root",
+                          f"-dev-listen-address=127.0.0.1:{PORTS['bao-dev']}"])
+    p.startup = wait_health(p.port, p.p)
+    p.token = "root"
+    return p
+
+
+def start_lockana_dev():
+    p = start("lockana-dev", [LOCKANA, "server", "--dev", "--dev-root-token-id", "root",
+                              "--dev-listen-address", f"127.0.0.1:{PORTS['lockana-dev']}"])
+    p.startup = wait_health(p.port, p.p)
+    p.token = "root"
+    return p
+
+
+def init_unseal_mount(p):
+    status, body = call(p.port, "PUT", "/v1/sys/init",
+                        {"secret_shares": 1, "secret_threshold": 1})
+    assert status == 200, (p.name, status, body)
+    init = json.loads(body)
+    status, body = call(p.port, "PUT", "/v1/sys/unseal", {"key": init["keys_base64"][0]})
+    assert status == 200, (p.name, status, body)
+    p.token = init["root_token"]
+    wait_health(p.port, p.p)  # raft: until a leader is elected and active
+    for _ in range(200):
+        status, body = call(p.port, "POST", "/v1/sys/mounts/secret", {"type": "kv-v2"},
+                            token=p.token)
+        if status in (200, 204):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{p.name}: enabling kv-v2 failed: {status} {body!r}")
+
+
+def start_bao_raft(tmp):
+    data = os.path.join(tmp, "bao-raft")
+    os.makedirs(data)
+    cfg = os.path.join(tmp, "bao.hcl")
+    port = PORTS["bao-raft"]
+    with open(cfg, "w") as f:
+        f.write(f'''
+storage "raft" {{
+  path    = "{data}"
+  node_id = "bench1"
+}}
+listener "tcp" {{
+  address     = "127.0.0.1:{port}"
+  cluster_address = "127.0.0.1:{port + 1}"
+  tls_disable = true
+}}
+api_addr      = "http://127.0.0.1:{port}"
+cluster_addr  = "http://127.0.0.1:{port + 1}"
+disable_mlock = true
+''')
+    p = start("bao-raft", [BAO, "server", f"-config={cfg}"])
+    # Uninitialized OpenBao answers sys/health with 501.
+    p.startup = wait_health(p.port, p.p, want=(200, 429, 472, 473, 501, 503))
+    init_unseal_mount(p)
+    return p
+
+
+def start_lockana_redb(tmp):
+    cfg = os.path.join(tmp, "lockana.hcl")
+    with open(cfg, "w") as f:
+        f.write(f'''
+storage "redb" {{ path = "{tmp}/lockana/lockana.redb" }}
+listener "tcp" {{
+  address     = "127.0.0.1:{PORTS['lockana-redb']}"
+  tls_disable = true
+}}
+''')
+    p = start("lockana-redb", [LOCKANA, "server", "--config", cfg])
+    p.startup = wait_health(p.port, p.p, want=(200, 429, 472, 473, 501, 503))
+    init_unseal_mount(p)
+    return p
+
+
+def start_hyper(read_body, health_body):
+    rf = os.path.join(OUT, "read-body.json")
+    hf = os.path.join(OUT, "health-body.json")
+    with open(rf, "wb") as f:
+        f.write(read_body)
+    with open(hf, "wb") as f:
+        f.write(health_body)
+    p = start("hyper", [HYPER, str(PORTS["hyper"]), rf, hf])
+    p.startup = wait_health(p.port, p.p)
+    p.token = "none"
+    return p
+
+
+# ---- load ---------------------------------------------------------------------
+
+def wrk(p, mode, conns):
+    """One wrk run against `p`; returns rps, p50, p99 (ms), CPU (cores), peak RSS (MB)."""
+    env = dict(os.environ, BENCH_MODE=mode, BENCH_TOKEN=p.token, BENCH_KEYS=str(KEYS))
+    threads = 1 if conns == 1 else 2
+    argv = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{DURATION}s",
+            "--timeout", "5s", "-s", LUA, f"http://127.0.0.1:{p.port}"]
+    peak = [0]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            try:
+                peak[0] = max(peak[0], p.rss_kb())
+            except OSError:
+                return
+            stop.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    cpu0, t0 = p.cpu_seconds(), time.perf_counter()
+    sampler.start()
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=DURATION + 30)
+    stop.set()
+    sampler.join()
+    cpu = (p.cpu_seconds() - cpu0) / (time.perf_counter() - t0)
+    p.peak_rss_kb = max(p.peak_rss_kb, peak[0])
+    line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed against {p.name}: {out.stdout} {out.stderr}")
+    f = dict(kv.split("=") for kv in line.split()[1:])
+    return {
+        "rps": float(f["rps"]), "p50": int(f["p50_us"]) / 1000, "p99": int(f["p99_us"]) / 1000,
+        "non2xx": int(f["non2xx"]), "sockerr": int(f["sockerr"]),
+        "cpu": cpu, "rss_mb": peak[0] / 1024,
+    }
+
+
+CASES = [
+    ("read_hot", "KV v2 read, one hot key"),
+    ("read_spread", "KV v2 read, 1,000 keys"),
+    ("health", "sys/health"),
+    ("write_one", "KV v2 write, one key"),
+    ("write_spread", "KV v2 write, 1,000 keys"),
+]
+
+ROWS = []
+
+
+def measure_pair(mode_name, bao, lockana, cases):
+    for case, label in cases:
+        for c in CONNS:
+            row = {"mode": mode_name, "case": case, "label": label, "conns": c}
+            for side, p in (("bao", bao), ("lockana", lockana)):
+                r = wrk(p, case, c)
+                row[side] = r
+                log(f"  {mode_name:8} {label:26} c={c:<3} {p.name:13} "
+                    f"{r['rps']:9.0f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:7.2f} ms  "
+                    f"cpu {r['cpu']:.2f}  rss {r['rss_mb']:.1f} MB"
+                    + (f"  non2xx={r['non2xx']}" if r["non2xx"] else "")
+                    + (f"  sockerr={r['sockerr']}" if r["sockerr"] else ""))
+            ROWS.append(row)
+
+
+def rss_mb(p):
+    return p.rss_kb() / 1024
+
+
+def main():
+    log(f"results and server logs: {OUT}")
+    facts = {}
+    tmp = tempfile.mkdtemp(prefix="lockana-bench-data-")
+    read_body = health_body = None
+    try:
+        if "dev" in ONLY or "hyper" in ONLY:
+            log("== dev mode: OpenBao -dev vs lockana --dev (in-memory)")
+            bao = start_bao_dev()
+            lk = start_lockana_dev()
+            time.sleep(1.0)
+            facts["startup_ms"] = {"bao": bao.startup * 1000, "lockana": lk.startup * 1000}
+            facts["idle_rss_mb"] = {"bao": rss_mb(bao), "lockana": rss_mb(lk)}
+            populate(bao.port, bao.token)
+            populate(lk.port, lk.token)
+            read_body = call(lk.port, "GET", "/v1/secret/data/bench/k0", token="root")[1]
+            health_body = call(lk.port, "GET", "/v1/sys/health")[1]
+            if "dev" in ONLY:
+                measure_pair("dev", bao, lk, [c for c in CASES if c[0].startswith("read")])
+                facts["read_rss_mb"] = {"bao": bao.peak_rss_kb / 1024,
+                                        "lockana": lk.peak_rss_kb / 1024}
+                measure_pair("dev", bao, lk, [c for c in CASES if not c[0].startswith("read")])
+                facts["peak_rss_mb"] = {"bao": bao.hwm_kb() / 1024, "lockana": lk.hwm_kb() / 1024}
+            stop_all()
+        if "hyper" in ONLY and HYPER:
+            log("== bare hyper baseline (same bytes as Lockana's KV v2 read and sys/health)")
+            h = start_hyper(read_body, health_body)
+            for case in ("read_hot", "health"):
+                for c in CONNS:
+                    r = wrk(h, case, c)
+                    ROWS.append({"mode": "hyper", "case": case, "conns": c, "hyper": r})
+                    log(f"  hyper    {case:26} c={c:<3} {r['rps']:9.0f} req/s  "
+                        f"p99 {r['p99']:7.2f} ms  cpu {r['cpu']:.2f}  rss {r['rss_mb']:.1f} MB")
+            facts["hyper_idle_rss_mb"] = h.hwm_kb() / 1024
+            stop_all()
+        if "durable" in ONLY:
+            log("== durable: OpenBao raft vs lockana redb (every write fsync'd)")
+            bao = start_bao_raft(tmp)
+            lk = start_lockana_redb(tmp)
+            populate(bao.port, bao.token)
+            populate(lk.port, lk.token)
+            measure_pair("durable", bao, lk, CASES)
+            stop_all()
+    finally:
+        stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+    facts["binary_mb"] = {"lockana": os.path.getsize(LOCKANA) / 1e6,
+                          "bao": os.path.getsize(BAO) / 1e6}
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump({"rows": ROWS, "facts": facts, "duration_s": DURATION}, f, indent=1)
+    report(ROWS, facts)
+
+
+def report(rows, facts):
+    hyper = {(r["case"], r["conns"]): r["hyper"] for r in rows if r["mode"] == "hyper"}
+    out = []
+    w = out.append
+    w(f"wrk, {DURATION} s per run, loopback; ratio = Lockana / OpenBao "
+      "(req/s: higher is better; p99: lower is better)\n")
+    w("| mode | case | conns | OpenBao req/s | Lockana req/s | ratio | OpenBao p50/p99 ms "
+      "| Lockana p50/p99 ms | p99 ratio | OpenBao CPU | Lockana CPU | OpenBao RSS MB "
+      "| Lockana RSS MB | Lockana / bare hyper |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r["mode"] == "hyper":
+            continue
+        b, l = r["bao"], r["lockana"]
+        hy = hyper.get(("health" if r["case"] == "health" else "read_hot", r["conns"]))
+        vs_hyper = (f"{l['rps'] / hy['rps']:.2f}"
+                    if hy and r["mode"] == "dev" and r["case"] in ("read_hot", "read_spread", "health")
+                    else "")
+        flag = lambda x: f" ({x['non2xx']} non-2xx!)" if x["non2xx"] or x["sockerr"] else ""
+        w(f"| {r['mode']} | {r['label']} | {r['conns']} | {b['rps']:.0f}{flag(b)} | "
+          f"{l['rps']:.0f}{flag(l)} | **{l['rps'] / max(b['rps'], 1e-9):.2f}** | "
+          f"{b['p50']:.2f} / {b['p99']:.2f} | {l['p50']:.2f} / {l['p99']:.2f} | "
+          f"{l['p99'] / max(b['p99'], 1e-9):.2f} | {b['cpu']:.2f} | {l['cpu']:.2f} | "
+          f"{b['rss_mb']:.0f} | {l['rss_mb']:.1f} | {vs_hyper} |")
+    for c in CONNS:
+        w(f"| dev | project env fetch with TOTP | {c} | n/a | "
+          "n/a (projects not implemented) | | | | | | | | | |")  # TODO(projects issue)
+    if hyper:
+        w("\nBare hyper (same bytes): " + ", ".join(
+            f"{case} c={c}: {r['rps']:.0f} req/s p99 {r['p99']:.2f} ms"
+            for (case, c), r in sorted(hyper.items())))
+    w("\n| fact | OpenBao | Lockana | goal |")
+    w("|---|---|---|---|")
+    g = facts.get
+    if g("startup_ms"):
+        w(f"| start to first healthy answer (dev) | {g('startup_ms')['bao']:.0f} ms | "
+          f"{g('startup_ms')['lockana']:.1f} ms | < 50 ms |")
+        w(f"| idle RSS after start (dev) | {g('idle_rss_mb')['bao']:.1f} MB | "
+          f"{g('idle_rss_mb')['lockana']:.1f} MB | < 12 MB |")
+    if g("read_rss_mb"):
+        w(f"| peak RSS under read load (dev) | {g('read_rss_mb')['bao']:.1f} MB | "
+          f"{g('read_rss_mb')['lockana']:.1f} MB | < 40 MB |")
+        w(f"| peak RSS, whole dev run (VmHWM) | {g('peak_rss_mb')['bao']:.1f} MB | "
+          f"{g('peak_rss_mb')['lockana']:.1f} MB | |")
+    if g("hyper_idle_rss_mb"):
+        w(f"| bare hyper peak RSS | | {g('hyper_idle_rss_mb'):.1f} MB | |")
+    w(f"| release binary size | {g('binary_mb')['bao']:.1f} MB | "
+      f"{g('binary_mb')['lockana']:.1f} MB | |")
+    text = "\n".join(out)
+    print(text)
+    with open(os.path.join(OUT, "table.md"), "w") as f:
+        f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        main()
+    except KeyboardInterrupt:
+        stop_all()
+        sys.exit(130)

@@ -1,0 +1,102 @@
+//! `sys/auth`: enabling, tuning and disabling auth methods.
+
+use serde_json::{Map, Value, json};
+
+use super::{obj, sys_response, token_auth_json};
+use crate::auth::{new_entry, normalize_auth_path};
+use crate::mounts::apply_tune;
+use crate::vault::Core;
+use crate::{Error, Operation, Request, Response, ResponseFormat, Result};
+
+/// Every auth mount, `token/` included.
+pub(crate) fn auth_mounts_json(core: &Core) -> Map<String, Value> {
+    let mut m = Map::new();
+    for e in core.auth_mounts.read().entries() {
+        m.insert(e.path.clone(), auth_entry_json(e));
+    }
+    m.insert("token/".into(), token_auth_json());
+    m
+}
+
+/// An auth mount as Vault lists it: a mount entry plus the auth-only fields.
+fn auth_entry_json(e: &crate::mounts::MountEntry) -> Value {
+    let mut v = e.to_json();
+    if let Value::Object(m) = &mut v {
+        m.insert("deprecation_status".into(), json!("supported"));
+        if m.get("options").is_none_or(Value::is_null) {
+            m.insert("options".into(), json!({}));
+        }
+        if let Some(Value::Object(c)) = m.get_mut("config") {
+            c.entry("token_type").or_insert(json!("default-service"));
+        }
+    }
+    v
+}
+
+pub(crate) fn list(core: &Core) -> Response {
+    let mut r = sys_response(auth_mounts_json(core));
+    r.format = ResponseFormat::EnvelopeWithTopLevelData;
+    r
+}
+
+/// `sys/auth/<path>` and `sys/auth/<path>/tune`.
+pub(crate) fn handle(core: &Core, req: &Request, p: &str) -> Result<Response> {
+    let d = &req.data;
+    if let Some(mount) = p.strip_suffix("/tune").or_else(|| p.strip_suffix("/tune/")) {
+        let path = normalize_auth_path(mount)?;
+        let mut table = core.auth_mounts.write();
+        let mut entry = table.get(&path).cloned().ok_or_else(|| {
+            Error::invalid(format!("cannot fetch sysview for path \"auth/{path}\""))
+        })?;
+        return match req.operation {
+            Operation::Read => {
+                let or_system = |ttl: u64| {
+                    if ttl == 0 {
+                        crate::mounts::SYSTEM_MAX_TTL
+                    } else {
+                        ttl
+                    }
+                };
+                let mut r = sys_response(obj(json!({
+                    "default_lease_ttl": or_system(entry.config.default_lease_ttl),
+                    "max_lease_ttl": or_system(entry.config.max_lease_ttl),
+                    "force_no_cache": entry.config.force_no_cache,
+                    "description": entry.description,
+                    "token_type": "default-service",
+                })));
+                r.format = ResponseFormat::EnvelopeWithTopLevelData;
+                Ok(r)
+            }
+            Operation::Create | Operation::Update => {
+                apply_tune(&mut entry.config, &Value::Object(d.clone()))?;
+                if let Some(desc) = d.get("description").and_then(Value::as_str) {
+                    entry.description = desc.to_owned();
+                }
+                table.update(&core.barrier, entry)?;
+                Ok(Response::empty())
+            }
+            _ => Err(Error::UnsupportedOperation),
+        };
+    }
+    match req.operation {
+        Operation::Read => {
+            let path = normalize_auth_path(p)?;
+            let table = core.auth_mounts.read();
+            let e = table
+                .get(&path)
+                .ok_or_else(|| Error::invalid(format!("no auth method at \"{path}\"")))?;
+            Ok(sys_response(obj(auth_entry_json(e))))
+        }
+        Operation::Create | Operation::Update => {
+            let entry = new_entry(p, d)?;
+            core.auth_mounts.write().add(&core.barrier, entry)?;
+            Ok(Response::empty())
+        }
+        Operation::Delete => {
+            let path = normalize_auth_path(p)?;
+            core.auth_mounts.write().remove(&core.barrier, &path)?;
+            Ok(Response::empty())
+        }
+        _ => Err(Error::UnsupportedOperation),
+    }
+}
