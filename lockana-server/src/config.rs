@@ -722,6 +722,55 @@ mod tests {
     }
 
     #[test]
+    fn audit_devices_and_notifications_are_declared_blocks() {
+        let c = Config::parse(
+            r#"
+            storage "inmem" {}
+            listener "tcp" { tls_disable = true }
+            audit "file" "file" {
+              options {
+                file_path = "/var/log/a.log"
+              }
+            }
+            audit "file" "stdout" {
+              description = "to stdout"
+              options {
+                file_path = "stdout"
+              }
+            }
+            unsafe_allow_api_audit_creation = true
+            notify "webhook" "siem" {
+              url    = "https://siem.example/hook"
+              secret = "0123456789abcdef0123"
+            }
+            notify "telegram" "ops" {
+              bot_token = "1:abc"
+              chat_id   = "-100"
+            }
+            notify_route "all" {
+              events   = ["*"]
+              channels = ["siem", "ops"]
+            }
+            "#,
+        )
+        .expect("valid config");
+        let names: Vec<&str> = c.audit_devices.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["file", "stdout"]);
+        assert_eq!(c.audit_devices[0].body["type"], "file");
+        assert_eq!(
+            c.audit_devices[0].body["options"]["file_path"],
+            "/var/log/a.log"
+        );
+        assert!(c.allow_api_audit_creation);
+        assert_eq!(c.notify_channels.len(), 2);
+        assert_eq!(c.notify_routes[0].body["channels"][1], "ops");
+        assert!(!format!("{:?}", c.notify_channels).contains("0123456789abcdef"));
+        assert!(err("storage \"inmem\" {}\nlistener \"tcp\" { tls_disable = true }\nnotify \"sms\" \"x\" {}").contains("unknown channel type"));
+        assert!(err("storage \"inmem\" {}\nlistener \"tcp\" { tls_disable = true }\naudit \"file\" \"a\" { bogus = 1 }").contains("unknown setting `bogus`"));
+        assert!(err("storage \"inmem\" {}\nlistener \"tcp\" { tls_disable = true }\nnotify \"webhook\" \"w\" {\nurl = \"https://x\"\nsecret_env = \"LOCKANA_TEST_UNSET_VAR_5\"\n}").contains("not set"));
+    }
+
+    #[test]
     fn full_config() {
         let c = Config::parse(
             r#"

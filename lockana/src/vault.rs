@@ -76,6 +76,8 @@ pub(crate) struct Core {
     pub notify: Notifier,
     /// Failed-login counters of userpass and approle (in memory).
     pub lockouts: crate::auth::lockout::Lockouts,
+    /// Pending two-step MFA logins and TOTP attempt counters (in memory).
+    pub mfa: crate::identity::mfa::MfaState,
     /// Serializes init, unseal and seal so they never interleave.
     pub lifecycle: Mutex<()>,
 }
@@ -132,6 +134,7 @@ impl Vault {
                 audit: AuditBroker::default(),
                 notify: Notifier::default(),
                 lockouts: Default::default(),
+                mfa: Default::default(),
                 lifecycle: Mutex::new(()),
             }),
         };
@@ -289,6 +292,7 @@ impl Core {
         self.tokens.unload();
         self.policies.unload();
         self.lockouts.clear();
+        self.mfa.clear();
         *self.mounts.write() = MountTable::default();
         *self.auth_mounts.write() = MountTable::auth();
         tracing::info!("vault sealed");
@@ -302,14 +306,32 @@ impl Core {
             .unwrap_or(0)
     }
 
-    fn authenticate(&self, token: Option<&ClientToken>) -> Result<TokenEntry> {
+    fn authenticate(&self, token: Option<&ClientToken>) -> Result<Arc<TokenEntry>> {
         let token = token.ok_or(Error::PermissionDenied)?;
         self.tokens
             .lookup(&self.barrier, token, self.now())?
             .ok_or(Error::PermissionDenied)
     }
 
-    fn handle(&self, mut req: Request) -> Result<Response> {
+    fn handle(&self, req: Request) -> Result<Response> {
+        let outcome = self.serve(req);
+        // A seal that lands while a request runs pulls the mount table and tokens from
+        // under it; report that as what it is.
+        match outcome {
+            Err(Error::NoRoute(_) | Error::PermissionDenied | Error::NotFound)
+                if self.barrier.is_sealed() =>
+            {
+                Err(Error::Sealed)
+            }
+            other => other,
+        }
+    }
+
+    fn serve(&self, mut req: Request) -> Result<Response> {
+        if req.operation == Operation::List && !req.path.ends_with('/') {
+            // Vault lists directories: `LIST secret/metadata/dir` means `.../dir/`.
+            req.path.push('/');
+        }
         if req.path.starts_with('/') {
             req.path = req.path.trim_start_matches('/').to_owned();
         }
@@ -325,6 +347,9 @@ impl Core {
             return outcome;
         }
         if let Some(outcome) = self.try_login(&req) {
+            return outcome;
+        }
+        if let Some(outcome) = self.try_mfa_validate(&req) {
             return outcome;
         }
         if let Some(outcome) = self.try_unwrap(&req) {
@@ -477,6 +502,22 @@ impl Core {
         Some(run())
     }
 
+    /// Serves `sys/mfa/validate`, which completes a login without a token.
+    fn try_mfa_validate(&self, req: &Request) -> Option<Result<Response>> {
+        if req.path.trim_end_matches('/') != "sys/mfa/validate"
+            || !matches!(req.operation, Operation::Update | Operation::Create)
+        {
+            return None;
+        }
+        let run = || -> Result<Response> {
+            self.audit.log_request(req, None)?;
+            let outcome = crate::identity::mfa::validate(self, req);
+            self.audit.log_response(req, None, &outcome)?;
+            outcome
+        };
+        Some(run())
+    }
+
     /// Serves a login path of an auth method, if the request is one.
     fn try_login(&self, req: &Request) -> Option<Result<Response>> {
         let rest = req.path.strip_prefix("auth/")?;
@@ -498,17 +539,59 @@ impl Core {
                 Err(e) => Err(e),
             };
             self.audit.log_response(req, None, &outcome)?;
+            if matches!(
+                outcome,
+                Err(Error::InvalidRequest(_) | Error::PermissionDenied)
+            ) {
+                let locked = self.lockouts.is_locked(
+                    &mount.accessor,
+                    login_alias(rel, &req.data),
+                    self.now(),
+                );
+                let kind = if locked {
+                    EventKind::UserLockedOut
+                } else {
+                    EventKind::LoginFailed {
+                        method: mount.kind.clone(),
+                    }
+                };
+                self.emit(
+                    Event::new(kind, self.now())
+                        .path(req.path.clone())
+                        .outcome("login failed")
+                        .connection(&req.connection),
+                );
+            }
             outcome
         };
         Some(run())
     }
 
-    /// Turns a login grant into a token, with the mount's TTL defaults.
+    /// Turns a login grant into a token, with the mount's TTL defaults — once the
+    /// login's identity entity is known and login MFA, if enforced, is satisfied.
     fn mint_login_token(
         &self,
         mount: &crate::mounts::MountEntry,
         req: &Request,
         grant: LoginGrant,
+    ) -> Result<Response> {
+        let entity = crate::identity::entity_for_login(self, mount, &grant.alias)?;
+        match crate::identity::mfa::check_login(self, mount, req, &grant, &entity)? {
+            crate::identity::mfa::LoginCheck::Required(resp) => Ok(*resp),
+            crate::identity::mfa::LoginCheck::Issue(warnings) => {
+                self.issue_login_token(mount, &req.path, grant, &entity.id, warnings)
+            }
+        }
+    }
+
+    /// Mints a login's token (after MFA, when enforced).
+    pub(crate) fn issue_login_token(
+        &self,
+        mount: &crate::mounts::MountEntry,
+        path: &str,
+        grant: LoginGrant,
+        entity_id: &str,
+        warnings: Vec<String>,
     ) -> Result<Response> {
         let mut policies: Vec<String> = Vec::new();
         for p in &grant.policies {
@@ -544,18 +627,20 @@ impl Core {
                 mount.path.trim_end_matches('/').replace('/', "-"),
                 grant.alias
             ),
-            path: req.path.clone(),
+            path: path.to_owned(),
             ttl,
             max_ttl,
             period: grant.period,
             num_uses: grant.num_uses,
             renewable: true,
+            entity_id: entity_id.to_owned(),
             ..Default::default()
         };
         let (token, entry) = self.tokens.create(&self.barrier, self.now(), t)?;
         let mut r = Response::empty();
         r.auth = Some(entry.to_auth(Some(token), self.unix_now()));
         r.mount_type = mount.kind.clone();
+        r.warnings = warnings;
         Ok(r)
     }
 
@@ -597,6 +682,9 @@ impl Core {
                 Answer::Login(grant) => self.mint_login_token(mount, req, grant),
             };
         }
+        if let Some(rest) = path.strip_prefix("identity/") {
+            return crate::identity::handle(self, req, rest, entry);
+        }
         if let Some(rest) = path.strip_prefix("lockana/") {
             return crate::projects::handle(self, req, rest);
         }
@@ -617,6 +705,18 @@ impl Core {
             EngineKind::Totp => crate::totp::handle(&ctx, req, rel),
         }
     }
+}
+
+/// The name a failed login was for, as the lockout counts it: the user in
+/// `login/<user>`, else the `role_id` (approle) or `role` (jwt) in the body.
+fn login_alias<'a>(rel: &'a str, data: &'a serde_json::Map<String, serde_json::Value>) -> &'a str {
+    if let Some(user) = rel.strip_prefix("login/") {
+        return user;
+    }
+    ["role_id", "role"]
+        .iter()
+        .find_map(|k| data.get(*k).and_then(|v| v.as_str()))
+        .unwrap_or("")
 }
 
 /// Vault's root-protected paths: they need `sudo` besides the operation's capability.

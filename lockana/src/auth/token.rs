@@ -9,6 +9,7 @@
 //! - `sys/token/parent/<parent hash>/<child hash>`: the tree, for cascading revocation.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hmac::{Hmac, Mac};
@@ -158,7 +159,9 @@ pub(crate) struct NewToken {
 
 pub(crate) struct TokenStore {
     salt: RwLock<Option<Zeroizing<[u8; 32]>>>,
-    cache: RwLock<HashMap<String, TokenEntry>>,
+    // Entries are shared, not cloned, on the hot path: a lookup is a map hit and an
+    // `Arc` bump.
+    cache: RwLock<HashMap<String, Arc<TokenEntry>>>,
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -322,7 +325,7 @@ impl TokenStore {
             ));
         }
         barrier.apply(ops)?;
-        self.cache.write().insert(hash, entry.clone());
+        self.cache.write().insert(hash, Arc::new(entry.clone()));
         Ok((ClientToken::new(id), entry))
     }
 
@@ -343,7 +346,7 @@ impl TokenStore {
         Ok(self.create(barrier, now, t)?.0)
     }
 
-    fn get_by_hash(&self, barrier: &Barrier, hash: &str) -> Result<Option<TokenEntry>> {
+    fn get_by_hash(&self, barrier: &Barrier, hash: &str) -> Result<Option<Arc<TokenEntry>>> {
         if let Some(e) = self.cache.read().get(hash) {
             return Ok(Some(e.clone()));
         }
@@ -353,12 +356,18 @@ impl TokenStore {
         let mut entry: TokenEntry =
             serde_json::from_slice(&bytes).map_err(|_| crate::StorageError::Corrupt)?;
         entry.hash = hash.to_owned();
+        let entry = Arc::new(entry);
         self.cache.write().insert(hash.to_owned(), entry.clone());
         Ok(Some(entry))
     }
 
     /// A live entry by hash: expired tokens are revoked on sight and reported missing.
-    fn live(&self, barrier: &Barrier, hash: &str, now: SystemTime) -> Result<Option<TokenEntry>> {
+    fn live(
+        &self,
+        barrier: &Barrier,
+        hash: &str,
+        now: SystemTime,
+    ) -> Result<Option<Arc<TokenEntry>>> {
         let Some(entry) = self.get_by_hash(barrier, hash)? else {
             return Ok(None);
         };
@@ -375,7 +384,7 @@ impl TokenStore {
         barrier: &Barrier,
         token: &ClientToken,
         now: SystemTime,
-    ) -> Result<Option<TokenEntry>> {
+    ) -> Result<Option<Arc<TokenEntry>>> {
         let hash = self.hash(token.expose())?;
         self.live(barrier, &hash, now)
     }
@@ -386,7 +395,7 @@ impl TokenStore {
         barrier: &Barrier,
         accessor: &str,
         now: SystemTime,
-    ) -> Result<Option<TokenEntry>> {
+    ) -> Result<Option<Arc<TokenEntry>>> {
         let key = format!("{ACCESSOR_PREFIX}{}", self.hash(accessor)?);
         let Some(hash) = barrier.get(&key)? else {
             return Ok(None);
@@ -404,7 +413,7 @@ impl TokenStore {
                 let mut e = entry.clone();
                 e.num_uses = n - 1;
                 barrier.apply(vec![self.entry_op(&e)?])?;
-                self.cache.write().insert(e.hash.clone(), e);
+                self.cache.write().insert(e.hash.clone(), Arc::new(e));
                 Ok(())
             }
         }
@@ -438,7 +447,9 @@ impl TokenStore {
         e.expire_time = expire;
         e.last_renewal = now_s;
         barrier.apply(vec![self.entry_op(&e)?])?;
-        self.cache.write().insert(e.hash.clone(), e.clone());
+        self.cache
+            .write()
+            .insert(e.hash.clone(), Arc::new(e.clone()));
         Ok(e)
     }
 
@@ -471,8 +482,9 @@ impl TokenStore {
         let mut cache_updates = Vec::new();
         for child_key in barrier.scan(&format!("{PARENT_PREFIX}{hash}/"))? {
             if let Some(child) = child_key.rsplit('/').next()
-                && let Some(mut e) = self.get_by_hash(barrier, child)?
+                && let Some(e) = self.get_by_hash(barrier, child)?
             {
+                let mut e = (*e).clone();
                 e.parent.clear();
                 e.orphan = true;
                 ops.push(self.entry_op(&e)?);
@@ -485,7 +497,7 @@ impl TokenStore {
         let mut cache = self.cache.write();
         cache.remove(hash);
         for e in cache_updates {
-            cache.insert(e.hash.clone(), e);
+            cache.insert(e.hash.clone(), Arc::new(e));
         }
         Ok(())
     }
@@ -510,7 +522,7 @@ impl TokenStore {
         for key in barrier.scan(ID_PREFIX)? {
             let hash = &key[ID_PREFIX.len()..];
             if let Some(e) = self.get_by_hash(barrier, hash)? {
-                out.push(e.accessor);
+                out.push(e.accessor.clone());
             }
         }
         out.sort();

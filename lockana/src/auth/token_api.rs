@@ -1,6 +1,7 @@
 //! `auth/token/...`: Vault's token store API.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
@@ -32,7 +33,7 @@ fn str_param<'a>(d: &'a Map<String, Value>, name: &str) -> Result<&'a str> {
 }
 
 /// Resolves the token named in the body (`token`), refusing unknown ones as Vault does.
-fn named_token(core: &Core, d: &Map<String, Value>) -> Result<(ClientToken, TokenEntry)> {
+fn named_token(core: &Core, d: &Map<String, Value>) -> Result<(ClientToken, Arc<TokenEntry>)> {
     let t = ClientToken::new(str_param(d, "token")?);
     let e = core
         .tokens
@@ -41,7 +42,7 @@ fn named_token(core: &Core, d: &Map<String, Value>) -> Result<(ClientToken, Toke
     Ok((t, e))
 }
 
-fn by_accessor(core: &Core, d: &Map<String, Value>) -> Result<TokenEntry> {
+fn by_accessor(core: &Core, d: &Map<String, Value>) -> Result<Arc<TokenEntry>> {
     let a = str_param(d, "accessor")?;
     core.tokens
         .lookup_accessor(&core.barrier, a, core.now())?

@@ -247,6 +247,25 @@ fn read_data(ctx: &Ctx<'_>, key: &str, d: &Map<String, Value>, subkeys: bool) ->
     } else {
         0
     };
+    // Reads take no lock, so a write may prune the version between the metadata read
+    // and the data read; then the metadata has moved on and is read again.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match read_version(ctx, key, requested, depth, subkeys) {
+            Err(Error::NotFound) if attempts < 3 => continue,
+            other => return other,
+        }
+    }
+}
+
+fn read_version(
+    ctx: &Ctx<'_>,
+    key: &str,
+    requested: u64,
+    depth: u64,
+    subkeys: bool,
+) -> Result<Response> {
     let meta: Meta = ctx.get_json(&meta_key(key))?.ok_or(Error::NotFound)?;
     let version = if requested == 0 {
         meta.current_version

@@ -49,24 +49,11 @@ pub(crate) fn handle(core: &Core, req: &Request, p: &str) -> Result<Response> {
             Error::invalid(format!("cannot fetch sysview for path \"auth/{path}\""))
         })?;
         return match req.operation {
-            Operation::Read => {
-                let or_system = |ttl: u64| {
-                    if ttl == 0 {
-                        crate::mounts::SYSTEM_MAX_TTL
-                    } else {
-                        ttl
-                    }
-                };
-                let mut r = sys_response(obj(json!({
-                    "default_lease_ttl": or_system(entry.config.default_lease_ttl),
-                    "max_lease_ttl": or_system(entry.config.max_lease_ttl),
-                    "force_no_cache": entry.config.force_no_cache,
-                    "description": entry.description,
-                    "token_type": "default-service",
-                })));
-                r.format = ResponseFormat::EnvelopeWithTopLevelData;
-                Ok(r)
-            }
+            Operation::Read => Ok(super::tune_response(
+                &entry,
+                "token_type",
+                json!("default-service"),
+            )),
             Operation::Create | Operation::Update => {
                 apply_tune(&mut entry.config, &Value::Object(d.clone()))?;
                 if let Some(desc) = d.get("description").and_then(Value::as_str) {

@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use crate::barrier::{Cipher, decode_share};
 use crate::kv::{opt_bool, opt_u64};
+use crate::mounts::MountEntry;
 use crate::mounts::{apply_tune, new_entry, normalize_mount_path};
 use crate::policy::Acl;
 use crate::vault::Core;
@@ -307,6 +308,28 @@ fn ui_mount(core: &Core, path: &str) -> Result<Response> {
     Ok(sys_response(m))
 }
 
+/// A `.../tune` read: the mount's TTLs (0 shown as the system default) and settings,
+/// plus one field that differs between secrets engines and auth methods.
+pub(crate) fn tune_response(entry: &MountEntry, extra_key: &str, extra: Value) -> Response {
+    let or_system = |ttl: u64| {
+        if ttl == 0 {
+            crate::mounts::SYSTEM_MAX_TTL
+        } else {
+            ttl
+        }
+    };
+    let mut m = obj(json!({
+        "default_lease_ttl": or_system(entry.config.default_lease_ttl),
+        "max_lease_ttl": or_system(entry.config.max_lease_ttl),
+        "force_no_cache": entry.config.force_no_cache,
+        "description": entry.description,
+    }));
+    m.insert(extra_key.into(), extra);
+    let mut r = sys_response(m);
+    r.format = ResponseFormat::EnvelopeWithTopLevelData;
+    r
+}
+
 fn mounts(core: &Core, req: &Request, p: &str) -> Result<Response> {
     let d = &req.data;
     if let Some(mount) = p.strip_suffix("/tune").or_else(|| p.strip_suffix("/tune/")) {
@@ -317,24 +340,7 @@ fn mounts(core: &Core, req: &Request, p: &str) -> Result<Response> {
             .cloned()
             .ok_or_else(|| Error::invalid(format!("cannot fetch sysview for path \"{path}\"")))?;
         return match req.operation {
-            Operation::Read => {
-                let or_system = |ttl: u64| {
-                    if ttl == 0 {
-                        crate::mounts::SYSTEM_MAX_TTL
-                    } else {
-                        ttl
-                    }
-                };
-                let mut r = sys_response(obj(json!({
-                    "default_lease_ttl": or_system(entry.config.default_lease_ttl),
-                    "max_lease_ttl": or_system(entry.config.max_lease_ttl),
-                    "force_no_cache": entry.config.force_no_cache,
-                    "description": entry.description,
-                    "options": entry.options,
-                })));
-                r.format = ResponseFormat::EnvelopeWithTopLevelData;
-                Ok(r)
-            }
+            Operation::Read => Ok(tune_response(&entry, "options", json!(entry.options))),
             Operation::Create | Operation::Update => {
                 apply_tune(&mut entry.config, &Value::Object(d.clone()))?;
                 match d.get("description") {

@@ -113,7 +113,7 @@ pub(crate) fn wrap(core: &Core, resp: Response, ttl: u64, path: &str) -> Result<
 }
 
 /// The wrapping token a request names: `token` in the body, else the request's token.
-fn wrapping_token(core: &Core, req: &Request) -> Result<(TokenEntry, String)> {
+fn wrapping_token(core: &Core, req: &Request) -> Result<(std::sync::Arc<TokenEntry>, String)> {
     let presented = match req.data.get("token") {
         Some(Value::String(s)) if !s.is_empty() => ClientToken::new(s.clone()),
         _ => req.token.clone().ok_or_else(invalid)?,
