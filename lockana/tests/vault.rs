@@ -56,6 +56,10 @@ mod projects;
 #[path = "vault/auth_methods.rs"]
 mod auth_methods;
 
+// Identity entities and login MFA (issue 3).
+#[path = "vault/mfa.rs"]
+mod mfa;
+
 #[test]
 fn kv2_write_read_versions_and_cas() {
     let d = Dev::new();
@@ -930,4 +934,43 @@ fn response_wrapping_hands_over_an_answer_once() {
             .with_data(json!({"token": w.token.unwrap().expose()})),
     );
     assert!(gone.is_err(), "expired wrapping tokens unwrap nothing");
+}
+
+mod canonical_paths {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("team-a".to_owned()),
+            Just("team-b".to_owned()),
+            Just("..".to_owned()),
+            Just(".".to_owned()),
+            Just(String::new()),
+            Just("db".to_owned()),
+            Just("%2e%2e".to_owned()),
+            Just("team-a\n".to_owned()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Whatever the path looks like, a team-a grant reads only team-a's secret and
+        /// non-canonical paths are refused before they are routed.
+        #[test]
+        fn odd_paths_never_widen_a_grant(segs in proptest::collection::vec(segment(), 1..5)) {
+            let (vault, _, root) = clocked();
+            call_as(&vault, &root, Update, "secret/data/team-b/db", json!({"data": {"pw": "b"}})).unwrap();
+            call_as(&vault, &root, Update, "sys/policies/acl/a", json!({"policy": r#"path "secret/data/team-a/*" { capabilities = ["read"] }"#})).unwrap();
+            let (t, _) = new_token(&vault, &root, json!({"policies": ["a"]}));
+            let path = format!("secret/data/{}", segs.join("/"));
+            let canonical = segs.iter().all(|s| !s.is_empty() && s != "." && s != ".." && !s.contains('\n'));
+            match call_as(&vault, &t, Read, &path, json!({})) {
+                Ok(_) => prop_assert!(canonical && path.starts_with("secret/data/team-a/"), "{:?} answered", path),
+                Err(Error::InvalidRequest(_)) => prop_assert!(!canonical, "{:?} refused as invalid", path),
+                Err(_) => {}
+            }
+        }
+    }
 }

@@ -450,6 +450,66 @@ path "secret/+/wild" { capabilities = ["list"] }
         assert_eq!(both.capability_names("kv/a"), vec!["read", "update"]);
     }
 
+    /// A plain reading of Vault's pattern language, to check `matches` against.
+    fn reference_match(pattern: &str, path: &str) -> bool {
+        let (body, glob) = match pattern.strip_suffix('*') {
+            Some(b) => (b, true),
+            None => (pattern, false),
+        };
+        let ps: Vec<&str> = body.split('/').collect();
+        let qs: Vec<&str> = path.split('/').collect();
+        if (!glob && qs.len() != ps.len()) || qs.len() < ps.len() {
+            return false;
+        }
+        ps.iter().enumerate().all(|(i, p)| {
+            let last = i == ps.len() - 1;
+            match (*p, glob && last) {
+                ("+", true) => true,
+                ("+", false) => !qs[i].is_empty(),
+                (p, true) => qs[i].starts_with(p),
+                (p, false) => p == qs[i],
+            }
+        })
+    }
+
+    fn segment() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![
+            proptest::strategy::Just("team-a".to_owned()),
+            proptest::strategy::Just("team-b".to_owned()),
+            proptest::strategy::Just("team".to_owned()),
+            proptest::strategy::Just("+".to_owned()),
+            proptest::strategy::Just(String::new()),
+            "[a-c]{1,3}",
+        ]
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #[test]
+        fn matches_agrees_with_a_plain_reading(
+            pat in proptest::collection::vec(segment(), 1..5),
+            glob in proptest::bool::ANY,
+            path in proptest::collection::vec(segment().prop_filter("no + in paths", |s| s != "+"), 1..6),
+        ) {
+            let mut pattern = pat.join("/");
+            if glob {
+                pattern.push('*');
+            }
+            let path = path.join("/");
+            proptest::prop_assert_eq!(matches(&pattern, &path), reference_match(&pattern, &path), "{} vs {}", pattern, path);
+        }
+
+        #[test]
+        fn a_team_a_grant_never_covers_another_team(rest in proptest::collection::vec(segment(), 0..4), other in "[a-z-]{0,8}") {
+            let a = acl(r#"path "secret/data/team-a/*" { capabilities = ["read"] }"#);
+            let path = format!("secret/data/{other}/{}", rest.join("/"));
+            if other != "team-a" {
+                proptest::prop_assert!(!a.allows(&path, Caps::READ), "{}", path);
+            }
+        }
+    }
+
     #[test]
     fn names_normalize_and_lookalikes_collapse() {
         assert_eq!(normalize_name(" ROOT").unwrap(), "root");
