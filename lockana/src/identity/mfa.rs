@@ -143,8 +143,7 @@ fn is_id(s: &str) -> bool {
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
@@ -289,7 +288,8 @@ pub(crate) fn handle(core: &Core, req: &Request, p: &str, token: &TokenEntry) ->
                     }
                     Operation::Delete => {
                         if is_name(name) {
-                            core.barrier.apply(vec![Op::Delete(enforcement_key(name))])?;
+                            core.barrier
+                                .apply(vec![Op::Delete(enforcement_key(name))])?;
                         }
                         Ok(Response::empty())
                     }
@@ -518,7 +518,9 @@ fn write_enforcement(core: &Core, name: &str, d: &Map<String, Value>) -> Result<
     };
     for id in &ids {
         if method(core, id)?.is_none() {
-            return Err(Error::invalid("one of the provided method ids doesn't exist"));
+            return Err(Error::invalid(
+                "one of the provided method ids doesn't exist",
+            ));
         }
     }
     e.mfa_method_ids = ids;
@@ -552,7 +554,9 @@ fn write_enforcement(core: &Core, name: &str, d: &Map<String, Value>) -> Result<
     if let Some(groups) = list("identity_group_ids")? {
         // Lockana has no identity groups yet, so no group id exists.
         if !groups.is_empty() {
-            return Err(Error::invalid("one of the provided group ids doesn't exist"));
+            return Err(Error::invalid(
+                "one of the provided group ids doesn't exist",
+            ));
         }
         e.identity_group_ids = groups;
         scoped = true;
@@ -573,7 +577,8 @@ fn write_enforcement(core: &Core, name: &str, d: &Map<String, Value>) -> Result<
             "One of auth_method_accessors, auth_method_types, identity_group_ids, identity_entity_ids must be specified",
         ));
     }
-    core.barrier.apply(vec![put_op(enforcement_key(name), &e)?])?;
+    core.barrier
+        .apply(vec![put_op(enforcement_key(name), &e)?])?;
     Ok(Response::empty())
 }
 
@@ -633,8 +638,12 @@ pub(crate) fn check_login(
     for e in &enforcements {
         let mut any = Vec::new();
         for id in &e.mfa_method_ids {
-            let name = method(core, id)?.map(|m| m.name).unwrap_or_default();
-            any.push(json!({"type": "totp", "id": id, "uses_passcode": true, "name": name}));
+            let mut c = json!({"type": "totp", "id": id, "uses_passcode": true});
+            // As Vault: `name` only for a named method.
+            if let Some(name) = method(core, id)?.map(|m| m.name).filter(|n| !n.is_empty()) {
+                c["name"] = json!(name);
+            }
+            any.push(c);
         }
         constraints.insert(e.name.clone(), json!({"any": any}));
     }

@@ -50,7 +50,10 @@ fn alias_key(accessor: &str, name: &str) -> String {
     format!("{ALIAS_PREFIX}{accessor}/{}", hex::encode(name.as_bytes()))
 }
 
-pub(crate) fn get_json<T: serde::de::DeserializeOwned>(core: &Core, key: &str) -> Result<Option<T>> {
+pub(crate) fn get_json<T: serde::de::DeserializeOwned>(
+    core: &Core,
+    key: &str,
+) -> Result<Option<T>> {
     match core.barrier.get(key)? {
         None => Ok(None),
         Some(b) => Ok(Some(
@@ -97,10 +100,8 @@ pub(crate) fn entity_for_login(core: &Core, mount: &MountEntry, alias: &str) -> 
         creation_time: now,
         last_update_time: now,
     };
-    core.barrier.apply(vec![
-        put_op(entity_key(&e.id), &e)?,
-        put_op(akey, &e.id)?,
-    ])?;
+    core.barrier
+        .apply(vec![put_op(entity_key(&e.id), &e)?, put_op(akey, &e.id)?])?;
     tracing::debug!(mount = %mount.path, "identity entity created at first login");
     Ok(e)
 }
@@ -132,7 +133,11 @@ fn alias_json(core: &Core, a: &Alias, canonical_id: &str) -> Value {
 }
 
 fn entity_json(core: &Core, e: &Entity) -> Map<String, Value> {
-    let aliases: Vec<Value> = e.aliases.iter().map(|a| alias_json(core, a, &e.id)).collect();
+    let aliases: Vec<Value> = e
+        .aliases
+        .iter()
+        .map(|a| alias_json(core, a, &e.id))
+        .collect();
     crate::sys::obj(json!({
         "id": e.id,
         "name": e.name,
@@ -229,11 +234,21 @@ fn list_entities(core: &Core) -> Result<Response> {
 fn lookup_entity(core: &Core, req: &Request) -> Result<Response> {
     let d = &req.data;
     let given = |n: &str| d.get(n).is_some_and(|v| !v.is_null());
-    let count = ["id", "name", "alias_id", "alias_name", "alias_mount_accessor"]
-        .iter()
-        .filter(|n| given(n))
-        .count();
-    let (id, name, alias_id) = (opt_str(d, "id")?, opt_str(d, "name")?, opt_str(d, "alias_id")?);
+    let count = [
+        "id",
+        "name",
+        "alias_id",
+        "alias_name",
+        "alias_mount_accessor",
+    ]
+    .iter()
+    .filter(|n| given(n))
+    .count();
+    let (id, name, alias_id) = (
+        opt_str(d, "id")?,
+        opt_str(d, "name")?,
+        opt_str(d, "alias_id")?,
+    );
     let (alias_name, accessor) = (
         opt_str(d, "alias_name")?,
         opt_str(d, "alias_mount_accessor")?,
