@@ -974,3 +974,52 @@ mod canonical_paths {
         }
     }
 }
+
+/// Stable-toolchain twins of fuzz targets: every parser that sees untrusted input,
+/// fed arbitrary input through the one entry point, answers or refuses — never panics.
+mod fuzz_twins {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        #[test]
+        fn policy_documents(doc in "\\PC{0,200}", hcl_ish in "(path \"[a-z/+*]{0,12}\" \\{ capabilities = \\[(\"[a-z]{0,7}\",? ?){0,3}\\] \\}\n?){0,3}") {
+            let d = Dev::new();
+            for text in [&doc, &hcl_ish] {
+                match d.call(Update, "sys/policies/acl/fuzz", json!({"policy": text})) {
+                    Ok(_) | Err(Error::InvalidRequest(_)) => {}
+                    Err(e) => prop_assert!(false, "unexpected error {e}"),
+                }
+            }
+        }
+
+        #[test]
+        fn otpauth_urls(url in "(otpauth://totp/)?\\PC{0,80}(\\?secret=[A-Z2-7]{0,40}(&digits=[0-9]{0,3})?(&period=[0-9-]{0,4})?(&algorithm=[A-Z0-9]{0,7})?)?") {
+            let d = Dev::new();
+            d.ok(Update, "sys/mounts/totp", json!({"type": "totp"}));
+            match d.call(Update, "totp/keys/k", json!({"url": url})) {
+                Ok(_) | Err(Error::InvalidRequest(_)) => {}
+                Err(e) => prop_assert!(false, "unexpected error {e}"),
+            }
+        }
+
+        #[test]
+        fn unseal_shares(share in "\\PC{0,120}") {
+            let vault = Vault::open(StorageConfig::Memory).unwrap();
+            vault.init(3, 2, Cipher::default()).unwrap();
+            let _ = vault.unseal(&share);
+            let _ = vault.handle(Request::new(Update, "sys/unseal").with_data(json!({"key": share})));
+            prop_assert!(vault.seal_status().sealed);
+        }
+
+        #[test]
+        fn request_paths_and_bodies(path in "\\PC{0,60}", key in "\\PC{0,10}", value in "\\PC{0,20}") {
+            let d = Dev::new();
+            for op in [Read, Update, Patch, Delete, List] {
+                let _ = d.call(op, &path, json!({key.clone(): value.clone(), "data": {key.clone(): value.clone()}, "options": {"cas": value.clone()}, "versions": value.clone()}));
+            }
+        }
+    }
+}

@@ -483,6 +483,22 @@ mod tests {
         assert!(!b.is_sealed());
     }
 
+    proptest::proptest! {
+        /// Fuzz twin: arbitrary stored bytes never decrypt and never panic.
+        #[test]
+        fn arbitrary_ciphertexts_are_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..96)) {
+            let b = unsealed(Cipher::ChaCha20Poly1305);
+            b.raw().put("p", &bytes).unwrap();
+            proptest::prop_assert!(b.get("p").is_err());
+        }
+
+        /// Fuzz twin: share decoding takes any text without panicking.
+        #[test]
+        fn arbitrary_share_text_decodes_or_errors(text in "\\PC{0,100}") {
+            let _ = decode_share(&text);
+        }
+    }
+
     #[test]
     fn initialize_twice_is_refused() {
         let b = Barrier::new(Arc::new(MemoryBackend::default()));
