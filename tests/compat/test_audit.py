@@ -316,6 +316,7 @@ def test_canary_never_in_audit_log_server_log_errors_or_webhooks(node_factory, t
             ("PUT", "sys/audit/x", {"json": {"type": canary, "options": {"file_path": canary}}}),
             ("PUT", "sys/lockana/notify/channels/x", {"json": {"type": "webhook", "url": canary, "secret": canary}}),
             ("GET", f"secret/data/app?version={canary}", {}),
+            ("PUT", "sys/mounts/canary", {"json": {"type": canary}}),  # once echoed in the error
         ]:
             r = h.request(method, path, **kw)
             assert r.status_code >= 400, f"{path}: {r.status_code}"

@@ -771,6 +771,8 @@ fn canary_secret_and_root_token_never_reach_audit_errors_or_payloads() {
             json!({"type": "webhook", "url": canary, "secret": canary}),
         ),
         (Read, "nomount/x", json!({"q": canary})),
+        // An unknown engine type used to be echoed in the error text.
+        (Update, "sys/mounts/canary", json!({"type": canary})),
     ] {
         match call(&v, &t, op, path, data) {
             Err(e) => errors.push(e.to_string()),
