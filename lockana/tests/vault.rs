@@ -852,7 +852,18 @@ fn userpass_login_is_case_insensitive_and_failures_look_alike() {
     )
     .unwrap();
     assert!(login("alice", "correct horse").is_err());
-    login("alice", "new one").unwrap();
+    let token = login("alice", "new one")
+        .unwrap()
+        .auth
+        .unwrap()
+        .client_token
+        .unwrap()
+        .expose()
+        .to_owned();
+    call_as(&vault, &token, Read, "auth/token/lookup-self", json!({})).unwrap();
+    // Disabling the method revokes what it issued.
+    call_as(&vault, &root, Delete, "sys/auth/userpass", json!({})).unwrap();
+    assert!(call_as(&vault, &token, Read, "auth/token/lookup-self", json!({})).is_err());
 }
 
 #[test]

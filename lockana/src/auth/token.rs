@@ -529,6 +529,24 @@ impl TokenStore {
         Ok(out)
     }
 
+    /// Revokes every token (and its children) issued through paths under `prefix`,
+    /// e.g. `auth/userpass/` when that method is disabled, as Vault does.
+    pub(crate) fn revoke_by_path_prefix(&self, barrier: &Barrier, prefix: &str) -> Result<usize> {
+        let mut hashes = Vec::new();
+        for key in barrier.scan(ID_PREFIX)? {
+            let hash = &key[ID_PREFIX.len()..];
+            if let Some(e) = self.get_by_hash(barrier, hash)?
+                && e.path.starts_with(prefix)
+            {
+                hashes.push(hash.to_owned());
+            }
+        }
+        for h in &hashes {
+            self.revoke_tree(barrier, h)?;
+        }
+        Ok(hashes.len())
+    }
+
     /// The hash a presented token id would have (for revoking by id).
     pub(crate) fn hash_of(&self, token: &str) -> Result<String> {
         self.hash(token)

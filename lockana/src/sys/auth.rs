@@ -81,7 +81,11 @@ pub(crate) fn handle(core: &Core, req: &Request, p: &str) -> Result<Response> {
         }
         Operation::Delete => {
             let path = normalize_auth_path(p)?;
-            core.auth_mounts.write().remove(&core.barrier, &path)?;
+            if core.auth_mounts.write().remove(&core.barrier, &path)? {
+                // Tokens the method issued go with it, as in Vault.
+                core.tokens
+                    .revoke_by_path_prefix(&core.barrier, &format!("auth/{path}"))?;
+            }
             Ok(Response::empty())
         }
         _ => Err(Error::UnsupportedOperation),
