@@ -72,6 +72,7 @@ pub(crate) struct Core {
     pub policies: PolicyStore,
     pub auth_mounts: RwLock<MountTable>,
     pub locks: KeyLocks,
+    pub kv_meta: kv::v2::MetaCache,
     pub audit: AuditBroker,
     pub notify: Notifier,
     /// Failed-login counters of userpass and approle (in memory).
@@ -131,6 +132,7 @@ impl Vault {
                 policies: PolicyStore::default(),
                 auth_mounts: RwLock::new(MountTable::auth()),
                 locks: KeyLocks::default(),
+                kv_meta: kv::v2::MetaCache::default(),
                 audit: AuditBroker::default(),
                 notify: Notifier::default(),
                 lockouts: Default::default(),
@@ -289,6 +291,7 @@ impl Core {
         self.audit.unload(&self.barrier);
         self.notify.unload();
         self.barrier.seal();
+        self.kv_meta.clear();
         self.tokens.unload();
         self.policies.unload();
         self.lockouts.clear();
@@ -655,6 +658,7 @@ impl Core {
             prefix,
             now: self.now(),
             locks: &self.locks,
+            meta_cache: &self.kv_meta,
             lockouts: &self.lockouts,
         }
     }

@@ -1034,3 +1034,49 @@ mod fuzz_twins {
         }
     }
 }
+
+#[test]
+fn reads_never_go_back_behind_an_acknowledged_write() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let d = Arc::new(Dev::new());
+    d.ok(Update, "secret/metadata/race", json!({"max_versions": 3}));
+    let acked = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (d, acked) = (d.clone(), acked.clone());
+        std::thread::spawn(move || {
+            for i in 1..=150u64 {
+                let w = d.data(Update, "secret/data/race", json!({"data": {"i": i}}));
+                acked.store(w["version"].as_u64().unwrap(), Ordering::SeqCst);
+            }
+        })
+    };
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (d, acked) = (d.clone(), acked.clone());
+            std::thread::spawn(move || {
+                for _ in 0..300 {
+                    let floor = acked.load(Ordering::SeqCst);
+                    if floor == 0 {
+                        continue;
+                    }
+                    let r = d.data(Read, "secret/data/race", json!({}));
+                    let seen = r["metadata"]["version"].as_u64().unwrap();
+                    assert!(
+                        seen >= floor,
+                        "read version {seen} after version {floor} was acknowledged"
+                    );
+                    assert_eq!(r["data"]["i"], seen, "data and metadata from one version");
+                }
+            })
+        })
+        .collect();
+    writer.join().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+    d.ok(Delete, "secret/metadata/race", json!({}));
+    assert!(matches!(
+        d.call(Read, "secret/data/race", json!({})),
+        Err(Error::NotFound)
+    ));
+}

@@ -21,12 +21,14 @@ pub(crate) struct Ctx<'a> {
     pub prefix: String,
     pub now: SystemTime,
     pub locks: &'a KeyLocks,
+    /// KV v2's parsed metadata, shared across requests.
+    pub meta_cache: &'a v2::MetaCache,
     /// Failed-login counters (auth methods with lockout).
     pub lockouts: &'a crate::auth::lockout::Lockouts,
 }
 
 impl Ctx<'_> {
-    fn key(&self, rel: &str) -> String {
+    pub(crate) fn key(&self, rel: &str) -> String {
         let mut k = String::with_capacity(self.prefix.len() + rel.len());
         k.push_str(&self.prefix);
         k.push_str(rel);

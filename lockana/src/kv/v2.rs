@@ -173,7 +173,7 @@ pub(crate) fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Response
             change_versions(ctx, key, d, Change::Destroy)?
         }
         ("metadata", Operation::Read) => {
-            let meta: Meta = ctx.get_json(&meta_key(key))?.ok_or(Error::NotFound)?;
+            let meta = load_meta(ctx, key)?.ok_or(Error::NotFound)?;
             Response::with_data(meta.to_json())
         }
         ("metadata", Operation::Create | Operation::Update) => write_metadata(ctx, key, d, false)?,
@@ -228,7 +228,7 @@ fn write_config(ctx: &Ctx<'_>, d: &Map<String, Value>) -> Result<Response> {
 /// The data of `key`'s current version, or `None` when there is none or it is
 /// deleted or destroyed (projects read their variables through this).
 pub(crate) fn read_current(ctx: &Ctx<'_>, key: &str) -> Result<Option<Map<String, Value>>> {
-    let Some(meta) = ctx.get_json::<Meta>(&meta_key(key))? else {
+    let Some(meta) = load_meta(ctx, key)? else {
         return Ok(None);
     };
     match meta.versions.get(&meta.current_version) {
@@ -266,7 +266,7 @@ fn read_version(
     depth: u64,
     subkeys: bool,
 ) -> Result<Response> {
-    let meta: Meta = ctx.get_json(&meta_key(key))?.ok_or(Error::NotFound)?;
+    let meta = load_meta(ctx, key)?.ok_or(Error::NotFound)?;
     let version = if requested == 0 {
         meta.current_version
     } else {
@@ -401,9 +401,81 @@ fn write_data(ctx: &Ctx<'_>, key: &str, d: &Map<String, Value>, patch: bool) -> 
     let mut ops = vec![ctx.put_op(&version_key(key, version), &VersionData { data: new_data })?];
     let max = effective_max_versions(&meta, &config);
     ops.extend(prune(ctx, key, &mut meta, max));
-    ops.push(ctx.put_op(&meta_key(key), &meta)?);
-    ctx.apply(ops)?;
+    commit(ctx, key, ops, Some(meta.clone()))?;
     Ok(Response::with_data(into_map(meta.version_json(version))))
+}
+
+/// Parsed metadata records, shared by readers so a read opens one ciphertext (the
+/// version) instead of two. Write-through: every commit that changes a record stores
+/// the new one (or a tombstone) while holding the key's lock; a reader that missed
+/// inserts what it read only if nothing newer arrived meanwhile (`or_insert`) and no
+/// clear happened since it looked (the generation). Metadata holds no secret values.
+#[derive(Default)]
+pub(crate) struct MetaCache {
+    inner: parking_lot::RwLock<MetaCacheInner>,
+}
+
+#[derive(Default)]
+struct MetaCacheInner {
+    generation: u64,
+    map: std::collections::HashMap<String, Option<std::sync::Arc<Meta>>>,
+}
+
+/// Entries kept before the cache starts over.
+const META_CACHE_CAP: usize = 100_000;
+
+impl MetaCache {
+    /// Forgets everything (on seal).
+    pub(crate) fn clear(&self) {
+        let mut c = self.inner.write();
+        c.map.clear();
+        c.generation += 1;
+    }
+
+    fn store(&self, path: String, meta: Option<Meta>) {
+        let mut c = self.inner.write();
+        if c.map.len() >= META_CACHE_CAP && !c.map.contains_key(&path) {
+            c.map.clear();
+            c.generation += 1;
+        }
+        c.map.insert(path, meta.map(std::sync::Arc::new));
+    }
+}
+
+fn load_meta(ctx: &Ctx<'_>, key: &str) -> Result<Option<std::sync::Arc<Meta>>> {
+    let rel = meta_key(key);
+    let path = ctx.key(&rel);
+    let generation = {
+        let c = ctx.meta_cache.inner.read();
+        if let Some(hit) = c.map.get(&path) {
+            return Ok(hit.clone());
+        }
+        c.generation
+    };
+    let meta = ctx.get_json::<Meta>(&rel)?.map(std::sync::Arc::new);
+    let mut c = ctx.meta_cache.inner.write();
+    if c.generation == generation && c.map.len() < META_CACHE_CAP {
+        c.map.entry(path).or_insert_with(|| meta.clone());
+    }
+    Ok(meta)
+}
+
+/// Commits `ops` plus the key's new metadata (`None`: deleted) and updates the cache.
+/// Callers hold the key's lock.
+fn commit(
+    ctx: &Ctx<'_>,
+    key: &str,
+    mut ops: Vec<crate::barrier::Op>,
+    meta: Option<Meta>,
+) -> Result<()> {
+    let rel = meta_key(key);
+    ops.push(match &meta {
+        Some(m) => ctx.put_op(&rel, m)?,
+        None => ctx.delete_op(&rel),
+    });
+    ctx.apply(ops)?;
+    ctx.meta_cache.store(ctx.key(&rel), meta);
+    Ok(())
 }
 
 /// Drops the oldest versions beyond `max`, returning the deletions to commit.
@@ -452,7 +524,7 @@ fn delete_latest(ctx: &Ctx<'_>, key: &str) -> Result<Response> {
         && !v.deleted(now)
     {
         v.deletion_time = rfc3339(now);
-        ctx.apply(vec![ctx.put_op(&meta_key(key), &meta)?])?;
+        commit(ctx, key, Vec::new(), Some(meta))?;
     }
     Ok(Response::empty())
 }
@@ -516,8 +588,7 @@ fn change_versions(
             _ => {}
         }
     }
-    ops.push(ctx.put_op(&meta_key(key), &meta)?);
-    ctx.apply(ops)?;
+    commit(ctx, key, ops, Some(meta.clone()))?;
     Ok(Response::empty())
 }
 
@@ -614,9 +685,8 @@ fn write_metadata(
     meta.updated_time = rfc3339(ctx.now);
     let config = load_config(ctx)?;
     let max = effective_max_versions(&meta, &config);
-    let mut ops = prune(ctx, key, &mut meta, max);
-    ops.push(ctx.put_op(&meta_key(key), &meta)?);
-    ctx.apply(ops)?;
+    let ops = prune(ctx, key, &mut meta, max);
+    commit(ctx, key, ops, Some(meta.clone()))?;
     Ok(Response::empty())
 }
 
@@ -625,13 +695,12 @@ fn delete_metadata(ctx: &Ctx<'_>, key: &str) -> Result<Response> {
     let Some(meta) = ctx.get_json::<Meta>(&meta_key(key))? else {
         return Ok(Response::empty());
     };
-    let mut ops: Vec<_> = meta
+    let ops: Vec<_> = meta
         .versions
         .keys()
         .map(|n| ctx.delete_op(&version_key(key, *n)))
         .collect();
-    ops.push(ctx.delete_op(&meta_key(key)));
-    ctx.apply(ops)?;
+    commit(ctx, key, ops, None)?;
     Ok(Response::empty())
 }
 
