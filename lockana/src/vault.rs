@@ -425,6 +425,13 @@ impl Core {
             ok = false;
         }
         if ok {
+            let writes = matches!(
+                req.operation,
+                Operation::Create | Operation::Update | Operation::Patch
+            );
+            acl.check_params(path, writes.then_some(&req.data), req.wrap_ttl)?;
+        }
+        if ok {
             Ok(())
         } else {
             Err(Error::PermissionDenied)

@@ -1080,3 +1080,71 @@ fn reads_never_go_back_behind_an_acknowledged_write() {
         Err(Error::NotFound)
     ));
 }
+
+#[test]
+fn policy_parameter_constraints_and_wrapping_bounds_are_enforced() {
+    let (vault, _, root) = clocked();
+    call_as(
+        &vault,
+        &root,
+        Update,
+        "sys/mounts/kv1",
+        json!({"type": "kv", "options": {"version": "1"}}),
+    )
+    .unwrap();
+    let policy = r#"
+path "kv1/app/*" {
+  capabilities = ["create", "update", "read"]
+  allowed_parameters = { "env" = ["dev", "staging"], "owner" = [] }
+  denied_parameters = { "owner" = ["root"] }
+  required_parameters = ["env"]
+}
+path "kv1/wrapped" {
+  capabilities = ["read"]
+  min_wrapping_ttl = "1m"
+  max_wrapping_ttl = "1h"
+}
+"#;
+    call_as(
+        &vault,
+        &root,
+        Update,
+        "sys/policies/acl/params",
+        json!({"policy": policy}),
+    )
+    .unwrap();
+    let (t, _) = new_token(&vault, &root, json!({"policies": ["params"]}));
+    call_as(
+        &vault,
+        &t,
+        Update,
+        "kv1/app/a",
+        json!({"env": "dev", "owner": "alice"}),
+    )
+    .unwrap();
+    for body in [
+        json!({"env": "prod"}),
+        json!({"owner": "alice"}),
+        json!({"env": "dev", "owner": "root"}),
+        json!({"env": "dev", "extra": "x"}),
+    ] {
+        let r = call_as(&vault, &t, Update, "kv1/app/a", body.clone());
+        assert!(
+            matches!(r, Err(Error::PermissionDenied)),
+            "{body} must be refused"
+        );
+    }
+    // Reads are not constrained by parameters...
+    call_as(&vault, &t, Read, "kv1/app/a", json!({})).unwrap();
+    // ...but wrapping bounds hold for every request on the path.
+    call_as(&vault, &root, Update, "kv1/wrapped", json!({"v": "1"})).unwrap();
+    assert!(matches!(
+        call_as(&vault, &t, Read, "kv1/wrapped", json!({})),
+        Err(Error::PermissionDenied)
+    ));
+    for (ttl, ok) in [(30, false), (600, true), (7200, false)] {
+        let mut req = Request::new(Read, "kv1/wrapped").with_token(&t);
+        req.wrap_ttl = Some(ttl);
+        assert_eq!(vault.handle(req).is_ok(), ok, "wrap ttl {ttl}");
+    }
+}

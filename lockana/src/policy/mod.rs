@@ -2,6 +2,7 @@
 //! capabilities, evaluated with Vault's precedence rules.
 
 mod builtin;
+mod params;
 mod store;
 
 pub(crate) use self::store::PolicyStore;
@@ -83,6 +84,8 @@ impl Caps {
 pub(crate) struct Rule {
     pub pattern: String,
     pub caps: Caps,
+    /// Parameter constraints and wrapping-TTL bounds, if the block has any.
+    pub params: Option<params::Params>,
 }
 
 /// A parsed policy.
@@ -213,9 +216,14 @@ pub(crate) fn parse(name: &str, raw: &str) -> Result<Policy> {
                 other => vec![other],
             };
             for b in bodies {
+                let params = match b.as_object() {
+                    Some(obj) => params::Params::parse(obj)?,
+                    None => None,
+                };
                 rules.push(Rule {
                     pattern: check_pattern(pattern)?,
                     caps: rule_caps(b)?,
+                    params,
                 });
             }
         }
@@ -296,18 +304,38 @@ fn precedence(a: &str, b: &str) -> Ordering {
 pub(crate) struct Acl {
     root: bool,
     names: Vec<String>,
-    rules: BTreeMap<String, Caps>,
+    rules: BTreeMap<String, Merged>,
+}
+
+/// Every policy's rules on one pattern, merged.
+#[derive(Debug)]
+struct Merged {
+    caps: Caps,
+    params: Option<params::Params>,
 }
 
 impl Acl {
     pub(crate) fn new<'a>(policies: impl IntoIterator<Item = &'a Policy>, root: bool) -> Acl {
-        let mut rules: BTreeMap<String, Caps> = BTreeMap::new();
+        let mut rules: BTreeMap<String, Merged> = BTreeMap::new();
         let mut names = Vec::new();
         for p in policies {
             names.push(p.name.clone());
             for r in &p.rules {
-                let e = rules.entry(r.pattern.clone()).or_default();
-                *e = e.union(r.caps);
+                match rules.get_mut(&r.pattern) {
+                    Some(m) => {
+                        m.caps = m.caps.union(r.caps);
+                        m.params = params::Params::merge(m.params.as_ref(), r.params.as_ref());
+                    }
+                    None => {
+                        rules.insert(
+                            r.pattern.clone(),
+                            Merged {
+                                caps: r.caps,
+                                params: r.params.clone(),
+                            },
+                        );
+                    }
+                }
             }
         }
         Acl { root, names, rules }
@@ -339,14 +367,35 @@ impl Acl {
         if self.root {
             return Caps(0x1ff & !Caps::DENY.0);
         }
-        let best = self
-            .rules
+        match self.best(path) {
+            Some(m) if !m.caps.contains(Caps::DENY) => m.caps,
+            _ => Caps::default(),
+        }
+    }
+
+    /// The rule that governs `path`.
+    fn best(&self, path: &str) -> Option<&Merged> {
+        self.rules
             .iter()
             .filter(|(pattern, _)| matches(pattern, path))
-            .max_by(|(a, _), (b, _)| precedence(a, b));
-        match best {
-            Some((_, caps)) if !caps.contains(Caps::DENY) => *caps,
-            _ => Caps::default(),
+            .max_by(|(a, _), (b, _)| precedence(a, b))
+            .map(|(_, m)| m)
+    }
+
+    /// Checks the governing rule's parameter constraints (for writes: pass `data`) and
+    /// wrapping-TTL bounds (every request); `PermissionDenied` when they refuse.
+    pub(crate) fn check_params(
+        &self,
+        path: &str,
+        data: Option<&serde_json::Map<String, Value>>,
+        wrap_ttl: Option<u64>,
+    ) -> Result<()> {
+        if self.root {
+            return Ok(());
+        }
+        match self.best(path).and_then(|m| m.params.as_ref()) {
+            Some(p) => p.check(data, wrap_ttl),
+            None => Ok(()),
         }
     }
 
