@@ -139,7 +139,7 @@ impl NativeVault {
     }
 
     /// Sends one request through `Vault::handle`.
-    #[pyo3(signature = (operation, path, data=None, token=None))]
+    #[pyo3(signature = (operation, path, data=None, token=None, totp_code=None))]
     fn handle(
         &self,
         py: Python<'_>,
@@ -147,6 +147,7 @@ impl NativeVault {
         path: String,
         data: Option<&Bound<'_, PyAny>>,
         token: Option<String>,
+        totp_code: Option<String>,
     ) -> PyResult<Response> {
         let op = self::operation(operation)?;
         let mut path = path;
@@ -163,6 +164,9 @@ impl NativeVault {
         }
         if let Some(token) = token {
             req = req.with_token(token);
+        }
+        if let Some(code) = totp_code {
+            req = req.with_totp_code(code);
         }
         let vault = self.vault()?;
         let resp = py
@@ -196,6 +200,9 @@ pub(crate) struct Response {
     /// Token info from logins and token creation, including `client_token`.
     #[pyo3(get)]
     auth: Option<Py<PyDict>>,
+    /// A body that is not JSON (a project's dotenv file), as text.
+    #[pyo3(get)]
+    text: Option<String>,
     /// Lease length in seconds.
     #[pyo3(get)]
     lease_duration: u64,
@@ -241,11 +248,20 @@ impl Response {
             }
             None => None,
         };
+        let text = resp
+            .raw_body
+            .map(|b| String::from_utf8_lossy(&b.bytes).into_owned());
+        let status = if text.is_some() && resp.status.is_none() {
+            200
+        } else {
+            status
+        };
         Ok(Response {
             status,
             data,
             warnings: resp.warnings,
             auth,
+            text,
             lease_duration: resp.lease_duration,
             lease_id: resp.lease_id,
             renewable: resp.renewable,
@@ -275,6 +291,7 @@ impl Response {
             data: data.map(Bound::unbind),
             warnings,
             auth: auth.map(Bound::unbind),
+            text: None,
             lease_duration,
             lease_id,
             renewable,

@@ -116,6 +116,12 @@ impl Request {
         self
     }
 
+    /// Sets the one-time TOTP code (`X-Lockana-TOTP`) of a project env fetch.
+    pub fn with_totp_code(mut self, code: impl Into<String>) -> Self {
+        self.totp_code = Some(code.into());
+        self
+    }
+
     /// Sets the client token.
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(ClientToken::new(token));

@@ -14,6 +14,7 @@
 
 from ._client import Client
 from ._kv import KV
+from ._totp import TOTP
 from ._lockana import (
     AlreadyInitializedError,
     BarrierError,
@@ -37,6 +38,7 @@ from ._vault import Vault
 __all__ = [
     "AlreadyInitializedError",
     "BarrierError",
+    "TOTP",
     "CasMismatch",
     "Client",
     "InitResult",

@@ -49,6 +49,8 @@ class Response:
     data: Optional[Dict[str, Any]]
     warnings: List[str]
     auth: Optional[Dict[str, Any]]
+    text: Optional[str]
+    """A body that is not JSON (a project's dotenv file)."""
     lease_duration: int
     lease_id: str
     renewable: bool
@@ -101,4 +103,5 @@ class NativeVault:
         path: str,
         data: Optional[Dict[str, Any]] = None,
         token: Optional[str] = None,
+        totp_code: Optional[str] = None,
     ) -> Response: ...

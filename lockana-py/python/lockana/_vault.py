@@ -8,6 +8,7 @@ from typing import Any, Dict, Iterable, Optional, Union
 
 from . import _lockana
 from ._kv import KV, detect_kv_version
+from ._totp import TOTP, project_body
 from ._lockana import (
     InitResult,
     NotInitializedError,
@@ -178,6 +179,7 @@ class Vault:
         path: str,
         data: Optional[Dict[str, Any]] = None,
         token: Optional[str] = None,
+        totp_code: Optional[str] = None,
     ) -> Response:
         """Sends one request through the vault, as the HTTP API would.
 
@@ -193,7 +195,7 @@ class Vault:
             with self._kv_lock:
                 self._kv_versions.clear()
         return self._native.handle(
-            operation, path, data, self.token if token is None else token
+            operation, path, data, self.token if token is None else token, totp_code
         )
 
     def enable_kv(self, mount: str = "secret", version: int = 2) -> None:
@@ -201,6 +203,65 @@ class Vault:
         A new vault has no ``secret/`` mount; :meth:`dev` vaults do."""
         body = {"type": "kv", "options": {"version": str(version)}}
         self.request("update", f"sys/mounts/{mount.strip('/')}", body)
+
+    # ------------------------------------------------------------------ TOTP and projects
+
+    def totp(self, mount: str = "totp") -> TOTP:
+        """Typed helpers for Vault's TOTP secrets engine at ``mount`` (enable it with
+        ``request("update", "sys/mounts/totp", {"type": "totp"})``)."""
+        return TOTP(self, mount)
+
+    def create_project(
+        self, name: str, *, owner: Optional[str] = None, mount: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """Creates a project: its variables are the KV v2 secret
+        ``<mount>/projects/<name>`` (``mount`` defaults to ``secret``). Returns the
+        project with ``otpauth_url`` and ``barcode`` (PNG, base64) — the seed, shown
+        only this once: scan it into an authenticator app."""
+        r = self.request("update", f"lockana/projects/{name}", project_body(owner, mount))
+        return dict(r.data or {})
+
+    def project(self, name: str) -> Dict[str, Any]:
+        """A project's settings (never its seed)."""
+        return dict(self.request("read", f"lockana/projects/{name}").data or {})
+
+    def list_projects(self) -> list:
+        """Project names; empty when there are none."""
+        from ._lockana import NotFound
+
+        try:
+            r = self.request("list", "lockana/projects")
+        except NotFound:
+            return []
+        return list((r.data or {}).get("keys", []))
+
+    def delete_project(self, name: str) -> None:
+        self.request("delete", f"lockana/projects/{name}")
+
+    def rotate_project_totp(self, name: str) -> Dict[str, Any]:
+        """Issues a new seed (returned once, like :meth:`create_project`); codes from
+        the old one stop working."""
+        r = self.request("update", f"lockana/projects/{name}/rotate-totp", {})
+        return dict(r.data or {})
+
+    def project_env(
+        self, name: str, code: str, *, format: str = "json"
+    ) -> Union[Dict[str, str], str]:
+        """A project's variables, unlocked by a one-time ``code`` from its
+        authenticator — in process, with the same checks as
+        ``GET /v1/lockana/projects/<name>/env`` (single use, lockout, audit,
+        notification). Returns a dict, or the text of a ``.env`` file with
+        ``format="dotenv"``. A wrong, reused or locked-out code raises
+        :class:`PermissionDenied`. No token is used: the code is the credential."""
+        if not isinstance(code, str):
+            raise TypeError("code must be a string of digits")
+        if format not in ("json", "dotenv"):
+            raise ValueError("format must be 'json' or 'dotenv'")
+        query = {"format": "dotenv"} if format == "dotenv" else None
+        r = self._native.handle("read", f"lockana/projects/{name}/env", query, None, code)
+        if format == "dotenv":
+            return r.text or ""
+        return dict(r.data or {})
 
     def kv(self, mount: str = "secret", version: Optional[int] = None) -> KV:
         """Typed helpers for the KV engine at ``mount``. Without ``version`` the
