@@ -12,7 +12,8 @@ import urllib.parse
 import urllib.request
 from typing import Any, Dict, Optional, Union
 
-from ._kv import KV, detect_kv_version
+from ._kv import KV, cached_kv
+from ._totp import check_env_args
 from ._lockana import (
     AlreadyInitializedError,
     CasMismatch,
@@ -184,15 +185,7 @@ class Client:
 
     def kv(self, mount: str = "secret", version: Optional[int] = None) -> KV:
         """Typed helpers for the KV engine at ``mount``, as :meth:`Vault.kv`."""
-        mount = mount.strip("/")
-        if version is None:
-            with self._kv_lock:
-                version = self._kv_versions.get(mount)
-            if version is None:
-                version = detect_kv_version(self, mount)
-                with self._kv_lock:
-                    self._kv_versions[mount] = version
-        return KV(self, mount, version)
+        return cached_kv(self, mount, version)
 
     def seal_status(self) -> Dict[str, Any]:
         """``sys/seal-status`` as a dict (no token needed)."""
@@ -206,11 +199,7 @@ class Client:
         ``X-Lockana-TOTP``). Returns a dict, or the text of a ``.env`` file with
         ``format="dotenv"``. A wrong, reused or locked-out code raises
         :class:`PermissionDenied`. No token is sent: the code is the credential."""
-        if not isinstance(code, str):
-            # An int would lose leading zeros ("012345").
-            raise TypeError("code must be a string of digits")
-        if format not in ("json", "dotenv"):
-            raise ValueError("format must be 'json' or 'dotenv'")
+        check_env_args(code, format)
         path = f"lockana/projects/{urllib.parse.quote(name, safe='')}/env"
         query = {"format": "dotenv"} if format == "dotenv" else None
         status, raw, _ = self._send("GET", path, query=query, headers={"X-Lockana-TOTP": code})

@@ -185,3 +185,17 @@ class KV:
         """Permanently removes the secret: every version and its metadata (KV v2)."""
         self._v2("delete_metadata")
         self._t.request("delete", self._path("metadata", path))
+
+
+def cached_kv(owner: Any, mount: str, version: Optional[int]) -> "KV":
+    """A :class:`KV` for ``mount`` on a Vault or Client, asking the engine's version
+    once (``owner._kv_versions`` under ``owner._kv_lock``) unless given."""
+    mount = mount.strip("/")
+    if version is None:
+        with owner._kv_lock:
+            version = owner._kv_versions.get(mount)
+        if version is None:
+            version = detect_kv_version(owner, mount)
+            with owner._kv_lock:
+                owner._kv_versions[mount] = version
+    return KV(owner, mount, version)

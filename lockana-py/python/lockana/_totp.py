@@ -64,3 +64,12 @@ def project_body(owner: Optional[str], mount: Optional[str]) -> Dict[str, str]:
     if mount is not None:
         body["mount"] = mount
     return body
+
+
+def check_env_args(code: Any, format: str) -> None:
+    """Refuses a code that is not a string (an int would lose leading zeros, "012345")
+    and an unknown output format."""
+    if not isinstance(code, str):
+        raise TypeError("code must be a string of digits")
+    if format not in ("json", "dotenv"):
+        raise ValueError("format must be 'json' or 'dotenv'")

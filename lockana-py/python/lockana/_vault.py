@@ -7,8 +7,8 @@ import threading
 from typing import Any, Dict, Iterable, Optional, Union
 
 from . import _lockana
-from ._kv import KV, detect_kv_version
-from ._totp import TOTP, project_body
+from ._kv import KV, cached_kv
+from ._totp import TOTP, check_env_args, project_body
 from ._lockana import (
     InitResult,
     NotInitializedError,
@@ -253,10 +253,7 @@ class Vault:
         notification). Returns a dict, or the text of a ``.env`` file with
         ``format="dotenv"``. A wrong, reused or locked-out code raises
         :class:`PermissionDenied`. No token is used: the code is the credential."""
-        if not isinstance(code, str):
-            raise TypeError("code must be a string of digits")
-        if format not in ("json", "dotenv"):
-            raise ValueError("format must be 'json' or 'dotenv'")
+        check_env_args(code, format)
         query = {"format": "dotenv"} if format == "dotenv" else None
         r = self._native.handle("read", f"lockana/projects/{name}/env", query, None, code)
         if format == "dotenv":
@@ -267,12 +264,4 @@ class Vault:
         """Typed helpers for the KV engine at ``mount``. Without ``version`` the
         engine's version (1 or 2) is asked once from ``sys/internal/ui/mounts/<mount>``
         and remembered."""
-        mount = mount.strip("/")
-        if version is None:
-            with self._kv_lock:
-                version = self._kv_versions.get(mount)
-            if version is None:
-                version = detect_kv_version(self, mount)
-                with self._kv_lock:
-                    self._kv_versions[mount] = version
-        return KV(self, mount, version)
+        return cached_kv(self, mount, version)

@@ -115,16 +115,7 @@ impl Client {
                 })?)
             };
         if !(200..300).contains(&status) {
-            let errors = json
-                .as_ref()
-                .and_then(|v| v.get("errors"))
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let errors = error_messages(json.as_ref());
             return Err(ApiError {
                 method,
                 url,
@@ -170,15 +161,7 @@ impl Client {
             .read_to_string()
             .with_context(|| format!("reading the answer from {url}"))?;
         if !(200..300).contains(&status) {
-            let errors = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v.get("errors").and_then(Value::as_array).cloned())
-                .map(|a| {
-                    a.iter()
-                        .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let errors = error_messages(serde_json::from_str::<Value>(&text).ok().as_ref());
             return Err(ApiError {
                 method,
                 url,
@@ -189,6 +172,18 @@ impl Client {
         }
         Ok(text)
     }
+}
+
+/// The messages of Vault's `{"errors": [...]}` body, if the answer has one.
+fn error_messages(body: Option<&Value>) -> Vec<String> {
+    body.and_then(|v| v.get("errors"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn load_ca(path: &Path) -> anyhow::Result<Vec<Certificate<'static>>> {
