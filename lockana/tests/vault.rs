@@ -1148,3 +1148,72 @@ path "kv1/wrapped" {
         assert_eq!(vault.handle(req).is_ok(), ok, "wrap ttl {ttl}");
     }
 }
+
+#[test]
+fn token_roles_bound_what_create_role_hands_out() {
+    let (vault, _, root) = clocked();
+    call_as(
+        &vault,
+        &root,
+        Update,
+        "sys/policies/acl/ci-read",
+        json!({"policy": r#"path "secret/data/ci/*" { capabilities = ["read"] }"#}),
+    )
+    .unwrap();
+    call_as(
+        &vault,
+        &root,
+        Update,
+        "sys/policies/acl/role-user",
+        json!({"policy": r#"path "auth/token/create/ci" { capabilities = ["update"] }"#}),
+    )
+    .unwrap();
+    call_as(
+        &vault,
+        &root,
+        Update,
+        "auth/token/roles/ci",
+        json!({"allowed_policies": ["ci-read"], "orphan": true, "token_period": "1h"}),
+    )
+    .unwrap();
+    let role = call_as(&vault, &root, Read, "auth/token/roles/ci", json!({}))
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(role["allowed_policies"], json!(["ci-read"]));
+    assert_eq!(role["token_period"], 3600);
+    let roles = call_as(&vault, &root, List, "auth/token/roles", json!({}))
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(roles["keys"], json!(["ci"]));
+
+    // The caller does not hold ci-read: the role, not the parent, bounds the policies.
+    let (user, _) = new_token(&vault, &root, json!({"policies": ["role-user"]}));
+    let r = call_as(&vault, &user, Update, "auth/token/create/ci", json!({})).unwrap();
+    let auth = r.auth.unwrap();
+    assert_eq!(auth.policies, vec!["ci-read", "default"]);
+    assert!(auth.orphan);
+    let t = auth.client_token.unwrap().expose().to_owned();
+    let me = call_as(&vault, &t, Read, "auth/token/lookup-self", json!({}))
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(me["path"], "auth/token/create/ci");
+    assert_eq!(me["period"], 3600);
+    for policies in [json!(["role-user"]), json!(["root"])] {
+        assert!(
+            call_as(
+                &vault,
+                &user,
+                Update,
+                "auth/token/create/ci",
+                json!({"policies": policies})
+            )
+            .is_err()
+        );
+    }
+    assert!(call_as(&vault, &user, Update, "auth/token/create/other", json!({})).is_err());
+    call_as(&vault, &root, Delete, "auth/token/roles/ci", json!({})).unwrap();
+    assert!(call_as(&vault, &user, Update, "auth/token/create/ci", json!({})).is_err());
+}

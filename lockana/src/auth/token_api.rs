@@ -61,8 +61,20 @@ pub(crate) fn handle(
     let write = matches!(op, Operation::Update | Operation::Create);
     let now = core.now();
     match rest {
+        "roles" | "roles/" if matches!(op, Operation::List) => {
+            let keys = core.barrier.list(ROLE_PREFIX)?;
+            Ok(token_response(
+                crate::kv::list_response(keys)?.data.unwrap_or_default(),
+            ))
+        }
+        _ if rest.starts_with("roles/") => roles(core, req, &rest["roles/".len()..]),
+        _ if rest.starts_with("create/") && write => {
+            let name = &rest["create/".len()..];
+            let role = load_role(core, name)?.ok_or_else(|| Error::invalid("unknown role"))?;
+            create(core, req, caller, acl, false, Some((name, role)))
+        }
         "create" | "create-orphan" if write => {
-            create(core, req, caller, acl, rest == "create-orphan")
+            create(core, req, caller, acl, rest == "create-orphan", None)
         }
         "lookup-self" if matches!(op, Operation::Read) || write => Ok(token_response(
             caller.lookup_data(req.token.as_ref(), core.unix_now()),
@@ -133,6 +145,7 @@ fn create(
     caller: &TokenEntry,
     acl: &Acl,
     orphan_path: bool,
+    role: Option<(&str, Role)>,
 ) -> Result<Response> {
     let d = &req.data;
     let privileged = acl.is_root() || acl.allows(&req.path, Caps::SUDO);
@@ -148,7 +161,15 @@ fn create(
             .iter()
             .map(|n| normalize_name(n))
             .collect::<Result<Vec<_>>>()?,
-        None => caller.policies.clone(),
+        None => match &role {
+            Some((_, r)) if !r.allowed_policies.is_empty() => r
+                .allowed_policies
+                .iter()
+                .filter(|p| !r.disallowed_policies.contains(p))
+                .cloned()
+                .collect(),
+            _ => caller.policies.clone(),
+        },
     };
     let mut policies: Vec<String> = Vec::new();
     for p in requested {
@@ -156,9 +177,33 @@ fn create(
             policies.push(p);
         }
     }
-    let no_default = opt_bool(d, "no_default_policy")?.unwrap_or(false);
+    let no_default = opt_bool(d, "no_default_policy")?.unwrap_or(false)
+        || role
+            .as_ref()
+            .is_some_and(|(_, r)| r.token_no_default_policy);
     let has_root = policies.iter().any(|p| p == "root");
-    if !acl.is_root() {
+    if let Some((_, r)) = &role {
+        // A role, not the parent, bounds the policies: that is what roles are for.
+        if policies.iter().any(|p| r.disallowed_policies.contains(p)) {
+            return Err(Error::invalid(
+                "token policies include a policy the role disallows",
+            ));
+        }
+        if !r.allowed_policies.is_empty()
+            && policies
+                .iter()
+                .any(|p| p != "default" && !r.allowed_policies.contains(p))
+        {
+            return Err(Error::invalid(
+                "token policies must be a subset of the role's allowed_policies",
+            ));
+        }
+        if has_root && !acl.is_root() {
+            return Err(Error::invalid(
+                "root tokens may only be created by a root token",
+            ));
+        }
+    } else if !acl.is_root() {
         if has_root {
             return Err(Error::invalid(
                 "root tokens may only be created by a root token",
@@ -175,8 +220,9 @@ fn create(
         policies.push("default".into());
     }
     policies.sort();
-    let no_parent = orphan_path || opt_bool(d, "no_parent")?.unwrap_or(false);
-    if no_parent && !privileged {
+    let role_orphan = role.as_ref().is_some_and(|(_, r)| r.orphan);
+    let no_parent = orphan_path || role_orphan || opt_bool(d, "no_parent")?.unwrap_or(false);
+    if no_parent && !privileged && !role_orphan {
         return Err(Error::invalid(
             "root or sudo privileges required to create orphan token",
         ));
@@ -208,22 +254,38 @@ fn create(
         Some(n) if !n.trim().is_empty() => format!("token-{}", n.trim()),
         _ => "token".into(),
     };
+    let path = match (&role, orphan_path) {
+        (Some((name, r)), _) if !r.path_suffix.is_empty() => {
+            format!("auth/token/create/{name}/{}", r.path_suffix)
+        }
+        (Some((name, _)), _) => format!("auth/token/create/{name}"),
+        (None, true) => "auth/token/create-orphan".into(),
+        (None, false) => "auth/token/create".into(),
+    };
+    let r = role.as_ref().map(|(_, r)| r);
+    // The role's limits win over the request's: a period or explicit max it sets holds.
+    let pick = |asked: u64, role_value: u64| if role_value > 0 { role_value } else { asked };
     let t = NewToken {
         id,
         policies,
         meta,
         display_name,
-        path: if orphan_path {
-            "auth/token/create-orphan".into()
-        } else {
-            "auth/token/create".into()
-        },
+        path,
         ttl: opt_duration(d, "ttl")?.unwrap_or(0),
-        explicit_max_ttl: opt_duration(d, "explicit_max_ttl")?.unwrap_or(0),
+        explicit_max_ttl: pick(
+            opt_duration(d, "explicit_max_ttl")?.unwrap_or(0),
+            r.map_or(0, |r| r.token_explicit_max_ttl),
+        ),
         max_ttl: 0,
-        period: opt_duration(d, "period")?.unwrap_or(0),
-        num_uses: opt_u64(d, "num_uses")?.unwrap_or(0),
-        renewable: opt_bool(d, "renewable")?.unwrap_or(true),
+        period: pick(
+            opt_duration(d, "period")?.unwrap_or(0),
+            r.map_or(0, |r| r.token_period),
+        ),
+        num_uses: pick(
+            opt_u64(d, "num_uses")?.unwrap_or(0),
+            r.map_or(0, |r| r.token_num_uses),
+        ),
+        renewable: opt_bool(d, "renewable")?.unwrap_or(true) && r.is_none_or(|r| r.renewable),
         parent: if no_parent {
             String::new()
         } else {
@@ -233,6 +295,132 @@ fn create(
     };
     let (token, entry) = core.tokens.create(&core.barrier, core.now(), t)?;
     Ok(auth_response(core, Some(token), &entry))
+}
+
+const ROLE_PREFIX: &str = "sys/token/role/";
+
+/// A token role: what `auth/token/create/<role>` may hand out.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+pub(crate) struct Role {
+    allowed_policies: Vec<String>,
+    disallowed_policies: Vec<String>,
+    orphan: bool,
+    renewable: bool,
+    path_suffix: String,
+    token_explicit_max_ttl: u64,
+    token_period: u64,
+    token_num_uses: u64,
+    token_no_default_policy: bool,
+}
+
+fn role_name(name: &str) -> Result<String> {
+    let n = name.trim().to_ascii_lowercase();
+    if n.is_empty() || n.contains('/') || n.chars().any(char::is_control) {
+        return Err(Error::invalid("invalid role name"));
+    }
+    Ok(n)
+}
+
+fn load_role(core: &Core, name: &str) -> Result<Option<Role>> {
+    match core
+        .barrier
+        .get(&format!("{ROLE_PREFIX}{}", role_name(name)?))?
+    {
+        None => Ok(None),
+        Some(b) => Ok(Some(
+            serde_json::from_slice(&b).map_err(|_| crate::StorageError::Corrupt)?,
+        )),
+    }
+}
+
+/// `auth/token/roles/<name>`: read, write, delete.
+fn roles(core: &Core, req: &Request, name: &str) -> Result<Response> {
+    let name = role_name(name)?;
+    let key = format!("{ROLE_PREFIX}{name}");
+    match req.operation {
+        Operation::Read => {
+            let r = load_role(core, &name)?.ok_or(Error::NotFound)?;
+            let v = json!({
+                "name": name,
+                "allowed_policies": r.allowed_policies,
+                "disallowed_policies": r.disallowed_policies,
+                "orphan": r.orphan,
+                "renewable": r.renewable,
+                "path_suffix": r.path_suffix,
+                "token_explicit_max_ttl": r.token_explicit_max_ttl,
+                "explicit_max_ttl": r.token_explicit_max_ttl,
+                "token_period": r.token_period,
+                "period": r.token_period,
+                "token_num_uses": r.token_num_uses,
+                "token_no_default_policy": r.token_no_default_policy,
+                "token_type": "default-service",
+                "allowed_entity_aliases": null,
+                "token_bound_cidrs": [],
+            });
+            Ok(token_response(match v {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            }))
+        }
+        Operation::Create | Operation::Update => {
+            let d = &req.data;
+            let mut r = load_role(core, &name)?.unwrap_or(Role {
+                renewable: true,
+                ..Role::default()
+            });
+            let names = |key: &str| -> Result<Option<Vec<String>>> {
+                opt_strings(d, key)?
+                    .map(|v| {
+                        v.iter()
+                            .map(|n| normalize_name(n))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                    .transpose()
+            };
+            if let Some(v) = names("allowed_policies")? {
+                r.allowed_policies = v;
+            }
+            if let Some(v) = names("disallowed_policies")? {
+                r.disallowed_policies = v;
+            }
+            if let Some(v) = opt_bool(d, "orphan")? {
+                r.orphan = v;
+            }
+            if let Some(v) = opt_bool(d, "renewable")? {
+                r.renewable = v;
+            }
+            if let Some(v) = d.get("path_suffix").and_then(Value::as_str) {
+                if v.contains("..") || v.starts_with('/') {
+                    return Err(Error::invalid(
+                        "path_suffix must not contain '..' or start with '/'",
+                    ));
+                }
+                r.path_suffix = v.to_owned();
+            }
+            if let Some(v) =
+                opt_duration(d, "token_explicit_max_ttl")?.or(opt_duration(d, "explicit_max_ttl")?)
+            {
+                r.token_explicit_max_ttl = v;
+            }
+            if let Some(v) = opt_duration(d, "token_period")?.or(opt_duration(d, "period")?) {
+                r.token_period = v;
+            }
+            if let Some(v) = opt_u64(d, "token_num_uses")? {
+                r.token_num_uses = v;
+            }
+            if let Some(v) = opt_bool(d, "token_no_default_policy")? {
+                r.token_no_default_policy = v;
+            }
+            let bytes = serde_json::to_vec(&r).map_err(|_| crate::StorageError::Corrupt)?;
+            core.barrier.put(&key, &bytes)?;
+            Ok(Response::empty())
+        }
+        Operation::Delete => {
+            core.barrier.apply(vec![crate::barrier::Op::Delete(key)])?;
+            Ok(Response::empty())
+        }
+        _ => Err(Error::UnsupportedOperation),
+    }
 }
 
 /// `sys/capabilities*` answer for a token and paths.
