@@ -65,6 +65,9 @@ pub(crate) struct TokenEntry {
     /// Last renewal (unix seconds; 0: never renewed).
     #[serde(default)]
     pub last_renewal: u64,
+    /// The token role it was created through, if any.
+    #[serde(default)]
+    pub role: String,
 }
 
 impl TokenEntry {
@@ -128,6 +131,9 @@ impl TokenEntry {
         if self.period > 0 {
             m.insert("period".into(), json!(self.period));
         }
+        if !self.role.is_empty() {
+            m.insert("role".into(), json!(self.role));
+        }
         if self.last_renewal > 0 {
             m.insert("last_renewal".into(), json!(at(self.last_renewal)));
             m.insert("last_renewal_time".into(), json!(self.last_renewal));
@@ -155,6 +161,8 @@ pub(crate) struct NewToken {
     /// The parent's hash, or empty for an orphan.
     pub parent: String,
     pub entity_id: String,
+    /// The token role, for `auth/token/create/<role>`.
+    pub role: String,
 }
 
 pub(crate) struct TokenStore {
@@ -310,6 +318,7 @@ impl TokenStore {
             entity_id: t.entity_id,
             meta: t.meta,
             last_renewal: 0,
+            role: t.role,
         };
         let mut ops = vec![
             self.entry_op(&entry)?,

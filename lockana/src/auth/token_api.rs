@@ -292,6 +292,10 @@ fn create(
             caller.hash.clone()
         },
         entity_id: String::new(),
+        role: role
+            .as_ref()
+            .map(|(name, _)| (*name).to_owned())
+            .unwrap_or_default(),
     };
     let (token, entry) = core.tokens.create(&core.barrier, core.now(), t)?;
     Ok(auth_response(core, Some(token), &entry))
@@ -351,11 +355,11 @@ fn roles(core: &Core, req: &Request, name: &str) -> Result<Response> {
                 "explicit_max_ttl": r.token_explicit_max_ttl,
                 "token_period": r.token_period,
                 "period": r.token_period,
-                "token_num_uses": r.token_num_uses,
                 "token_no_default_policy": r.token_no_default_policy,
                 "token_type": "default-service",
                 "allowed_entity_aliases": null,
-                "token_bound_cidrs": [],
+                "allowed_policies_glob": [],
+                "disallowed_policies_glob": [],
             });
             Ok(token_response(match v {
                 Value::Object(m) => m,
