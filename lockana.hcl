@@ -11,6 +11,10 @@ listener "tcp" {
   # Plain HTTP on loopback only. For anything reachable from other machines, set
   # tls_cert_file and tls_key_file instead.
   tls_disable = true
+  # Requests per second per client address (429 above it), checked before anything
+  # is read; loopback clients are exempt unless rate_limit_exempt_loopback = false.
+  # rate_limit_per_second = 2000
+  # rate_limit_burst      = 4000
 }
 
 # Unseal at start from key shares in a file or an environment variable (one share

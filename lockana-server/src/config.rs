@@ -7,6 +7,9 @@
 //!   tls_cert_file    = "/etc/lockana/tls.crt"     # or: tls_disable = true
 //!   tls_key_file     = "/etc/lockana/tls.key"
 //!   max_request_size = 33554432
+//!   rate_limit_per_second      = 2000   # per client address; 0 turns it off
+//!   rate_limit_burst           = 4000
+//!   rate_limit_exempt_loopback = true   # set false behind a reverse proxy on this host
 //! }
 //! auto_unseal { key_file = "/etc/lockana/unseal.keys" }  # or: key_env = "LOCKANA_UNSEAL_KEYS"
 //! log_level = "info"
@@ -38,7 +41,7 @@ use std::time::Duration;
 use hcl::{Map, Value};
 use lockana::{StorageConfig, Vault};
 
-use crate::http::{DEFAULT_MAX_REQUEST_SIZE, DEFAULT_REQUEST_TIMEOUT, Limits};
+use crate::http::{DEFAULT_MAX_REQUEST_SIZE, DEFAULT_REQUEST_TIMEOUT, Limits, RateLimit};
 use crate::server::ServerOptions;
 use crate::tls::TlsFiles;
 use crate::unseal::AutoUnseal;
@@ -100,6 +103,9 @@ pub struct ListenerConfig {
     pub tls: Option<TlsFiles>,
     /// Largest accepted request body in bytes.
     pub max_request_size: usize,
+    /// Requests per second per client address (`rate_limit_per_second`, 0: off),
+    /// bursts (`rate_limit_burst`), and whether loopback clients are exempt.
+    pub rate_limit: RateLimit,
 }
 
 /// A parsed and checked configuration file.
@@ -272,6 +278,7 @@ impl Config {
             limits: Limits {
                 max_request_size: self.listener.max_request_size,
                 request_timeout: self.request_timeout,
+                rate_limit: self.listener.rate_limit,
                 ..Limits::default()
             },
         }
@@ -508,6 +515,9 @@ fn parse_listener(
             "tls_cert_file",
             "tls_key_file",
             "max_request_size",
+            "rate_limit_per_second",
+            "rate_limit_burst",
+            "rate_limit_exempt_loopback",
         ],
         IGNORED_LISTENER,
         warnings,
@@ -564,10 +574,34 @@ fn parse_listener(
             ))
         })?,
     };
+    let mut rate_limit = RateLimit::default();
+    for (key, slot) in [
+        ("rate_limit_per_second", &mut rate_limit.per_second),
+        ("rate_limit_burst", &mut rate_limit.burst),
+    ] {
+        match get_int(ctx, body, key)? {
+            None => {}
+            Some(n) if n >= 0 => *slot = n as f64,
+            Some(_) => {
+                return Err(invalid(format!(
+                    "{ctx}: `{key}` must be 0 or more (0 turns the rate limit off)"
+                )));
+            }
+        }
+    }
+    if rate_limit.per_second > 0.0 && rate_limit.burst < 1.0 {
+        return Err(invalid(format!(
+            "{ctx}: `rate_limit_burst` must be at least 1 when a rate limit is set"
+        )));
+    }
+    if let Some(b) = get_bool(ctx, body, "rate_limit_exempt_loopback")? {
+        rate_limit.exempt_loopback = b;
+    }
     Ok(ListenerConfig {
         address,
         tls,
         max_request_size,
+        rate_limit,
     })
 }
 

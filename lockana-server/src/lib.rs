@@ -22,7 +22,10 @@ mod tls;
 mod unseal;
 
 pub use config::{Config, ConfigError, DEFAULT_ADDRESS, Declared, ListenerConfig};
-pub use http::{DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_REQUEST_TIMEOUT, Limits};
+pub use http::{
+    DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND,
+    DEFAULT_REQUEST_TIMEOUT, Limits, RateBuckets, RateLimit,
+};
 pub use server::{Server, ServerError, ServerOptions, serve, shutdown_signal};
 pub use tls::TlsFiles;
 pub use unseal::{AutoUnseal, auto_unseal};

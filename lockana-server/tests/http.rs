@@ -323,3 +323,27 @@ fn dev_bearer_token_is_accepted() {
     // Past the token check: the secret simply does not exist.
     assert_eq!(resp.status().as_u16(), 404);
 }
+
+#[test]
+fn over_the_rate_limit_is_429_before_anything_is_read() {
+    let (vault, _creds) = Vault::dev(Some(ROOT.into())).expect("dev vault");
+    let limits = Limits {
+        rate_limit: lockana_server::RateLimit {
+            per_second: 1.0,
+            burst: 2.0,
+            exempt_loopback: false,
+        },
+        ..Limits::default()
+    };
+    let s = TestServer::start(vault, limits);
+    assert_eq!(s.call("GET", "/v1/sys/health", None, None).0, 200);
+    assert_eq!(s.call("GET", "/v1/sys/health", None, None).0, 200);
+    let (status, body) = s.call(
+        "PUT",
+        "/v1/secret/data/x",
+        Some(ROOT),
+        Some(b"{not json".to_vec()),
+    );
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body, json!({"errors": ["rate limit quota exceeded"]}));
+}

@@ -1,8 +1,11 @@
 //! The HTTP side of the vault: one dispatch function from an HTTP request to an HTTP
 //! answer, with the limits applied before any parsing.
 
+mod rate;
 mod request;
 mod response;
+
+pub use rate::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, RateLimit};
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,6 +33,23 @@ pub struct Limits {
     pub max_json_depth: usize,
     /// Time allowed for reading the body and answering; after it the client gets 503.
     pub request_timeout: Duration,
+    /// Requests per second per client address; over it the client gets 429.
+    pub rate_limit: RateLimit,
+    /// The per-address buckets, made from `rate_limit` at the first request (leave it
+    /// at its default).
+    pub buckets: RateBuckets,
+}
+
+/// Where a listener keeps its rate-limit state; opaque, shared by clones.
+#[derive(Debug, Clone, Default)]
+pub struct RateBuckets(std::sync::Arc<std::sync::OnceLock<rate::RateLimiter>>);
+
+impl Limits {
+    fn limiter(&self) -> &rate::RateLimiter {
+        self.buckets
+            .0
+            .get_or_init(|| rate::RateLimiter::new(self.rate_limit))
+    }
 }
 
 impl Default for Limits {
@@ -38,6 +58,8 @@ impl Default for Limits {
             max_request_size: DEFAULT_MAX_REQUEST_SIZE,
             max_json_depth: DEFAULT_MAX_JSON_DEPTH,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            rate_limit: RateLimit::default(),
+            buckets: RateBuckets::default(),
         }
     }
 }
@@ -136,6 +158,15 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    if let Some(addr) = remote_addr
+        && !limits.limiter().allow(addr.ip(), std::time::Instant::now())
+    {
+        // Vault's answer to a rate-limit quota, before anything is read or parsed.
+        return Err(HttpError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limit quota exceeded",
+        ));
+    }
     let (parts, body) = req.into_parts();
     let Some(mut path) = request::logical_path(parts.uri.path())? else {
         return Err(HttpError::empty(StatusCode::NOT_FOUND));
