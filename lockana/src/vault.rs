@@ -243,7 +243,9 @@ impl Core {
             ));
         }
         let _l = self.lifecycle.lock();
-        let (unseal_key, keys) = self.barrier.initialize(shares, threshold, cipher)?;
+        let (unseal_key, keys) =
+            self.barrier
+                .initialize(shares, threshold, cipher, self.unix_now())?;
         // Unseal briefly to write the first root token, then seal again, as Vault does.
         self.barrier.unseal_with_key(&unseal_key[..])?;
         let result = self.tokens.load(&self.barrier).and_then(|()| {

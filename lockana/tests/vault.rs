@@ -1217,3 +1217,59 @@ fn token_roles_bound_what_create_role_hands_out() {
     call_as(&vault, &root, Delete, "auth/token/roles/ci", json!({})).unwrap();
     assert!(call_as(&vault, &user, Update, "auth/token/create/ci", json!({})).is_err());
 }
+
+#[test]
+fn key_rotation_survives_a_restart_and_keeps_old_values_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.redb");
+    let (key, root) = {
+        let vault = Vault::open(StorageConfig::Redb(path.clone())).unwrap();
+        let init = vault.init(1, 1, Cipher::default()).unwrap();
+        let key = hex_encode(&init.keys[0]);
+        vault.unseal(&key).unwrap();
+        let root = init.root_token.expose().to_owned();
+        call_as(
+            &vault,
+            &root,
+            Update,
+            "sys/mounts/secret",
+            json!({"type": "kv-v2"}),
+        )
+        .unwrap();
+        call_as(
+            &vault,
+            &root,
+            Update,
+            "secret/data/before",
+            json!({"data": {"v": 1}}),
+        )
+        .unwrap();
+        call_as(&vault, &root, Update, "sys/rotate", json!({})).unwrap();
+        call_as(
+            &vault,
+            &root,
+            Update,
+            "secret/data/after",
+            json!({"data": {"v": 2}}),
+        )
+        .unwrap();
+        let st = call_as(&vault, &root, Read, "sys/key-status", json!({}))
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!(st["term"], 2);
+        vault.close().unwrap();
+        (key, root)
+    };
+    let vault = Vault::open(StorageConfig::Redb(path)).unwrap();
+    vault.unseal(&key).unwrap();
+    for (k, v) in [("before", 1), ("after", 2)] {
+        let r = call_as(&vault, &root, Read, &format!("secret/data/{k}"), json!({})).unwrap();
+        assert_eq!(Value::Object(r.data.unwrap())["data"]["v"], v);
+    }
+    let st = call_as(&vault, &root, Read, "sys/key-status", json!({}))
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(st["term"], 2);
+}

@@ -61,6 +61,11 @@ struct Keyring {
     cipher: Cipher,
     active_term: u32,
     keys: BTreeMap<u32, Zeroizing<[u8; 32]>>,
+    /// When each term was installed (unix seconds; 0 for keyrings written before
+    /// install times were kept).
+    installed: BTreeMap<u32, u64>,
+    /// The root key that encrypts the keyring, kept while unsealed for `sys/rotate`.
+    root: Zeroizing<[u8; 32]>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -74,6 +79,8 @@ struct KeyringFile {
 struct KeyringEntry {
     term: u32,
     key: String,
+    #[serde(default)]
+    installed: u64,
 }
 
 impl Keyring {
@@ -87,6 +94,7 @@ impl Keyring {
                 .map(|(t, k)| KeyringEntry {
                     term: *t,
                     key: B64.encode(&k[..]),
+                    installed: self.installed.get(t).copied().unwrap_or(0),
                 })
                 .collect(),
         };
@@ -98,12 +106,14 @@ impl Keyring {
         Ok(out)
     }
 
-    fn decode(bytes: &[u8]) -> Result<Keyring, Error> {
+    fn decode(bytes: &[u8], root: Zeroizing<[u8; 32]>) -> Result<Keyring, Error> {
         let mut file: KeyringFile =
             serde_json::from_slice(bytes).map_err(|_| crate::StorageError::Corrupt)?;
         let cipher = Cipher::from_name(&file.cipher).ok_or(crate::StorageError::Corrupt)?;
         let mut keys = BTreeMap::new();
+        let mut installed = BTreeMap::new();
         for e in &mut file.keys {
+            installed.insert(e.term, e.installed);
             let raw = Zeroizing::new(
                 B64.decode(&e.key)
                     .map_err(|_| crate::StorageError::Corrupt)?,
@@ -120,6 +130,8 @@ impl Keyring {
             cipher,
             active_term: file.active_term,
             keys,
+            installed,
+            root,
         })
     }
 }
@@ -199,6 +211,7 @@ impl Barrier {
         shares: u8,
         threshold: u8,
         cipher: Cipher,
+        now_secs: u64,
     ) -> Result<(Zeroizing<[u8; 32]>, Vec<Share>)> {
         if self.seal_config()?.is_some() {
             return Err(Error::AlreadyInitialized);
@@ -209,6 +222,8 @@ impl Barrier {
             cipher,
             active_term: 1,
             keys: BTreeMap::from([(1, random_key()?)]),
+            installed: BTreeMap::from([(1, now_secs)]),
+            root: root_key.clone(),
         };
         let wrapped_root = cipher.seal(&unseal_key, &root_key[..], ROOT_KEY_PATH.as_bytes())?;
         let wrapped_ring = cipher.seal(&root_key, &keyring.encode()?, KEYRING_PATH.as_bytes())?;
@@ -246,7 +261,7 @@ impl Barrier {
             .get(KEYRING_PATH)?
             .ok_or(crate::StorageError::Corrupt)?;
         let ring = Zeroizing::new(cipher.open(&root, &wrapped_ring, KEYRING_PATH.as_bytes())?);
-        *self.keyring.write() = Some(Keyring::decode(&ring)?);
+        *self.keyring.write() = Some(Keyring::decode(&ring, root)?);
         Ok(())
     }
 
@@ -295,6 +310,44 @@ impl Barrier {
         let mut p = self.progress.lock();
         p.shares.clear();
         p.nonce.clear();
+    }
+
+    /// `sys/rotate`: installs a new data key as the active term. Older terms stay to
+    /// read what they encrypted; the keyring is rewritten (durably) under the root key
+    /// before the new term is used.
+    pub(crate) fn rotate(&self, now_secs: u64) -> Result<(u32, u64)> {
+        let mut guard = self.keyring.write();
+        let ring = guard.as_mut().ok_or(Error::Sealed)?;
+        let term = ring
+            .active_term
+            .checked_add(1)
+            .ok_or(BarrierError::UnknownTerm)?;
+        let mut next = Keyring {
+            cipher: ring.cipher,
+            active_term: term,
+            keys: ring.keys.clone(),
+            installed: ring.installed.clone(),
+            root: ring.root.clone(),
+        };
+        next.keys.insert(term, random_key()?);
+        next.installed.insert(term, now_secs);
+        let wrapped = next
+            .cipher
+            .seal(&next.root, &next.encode()?, KEYRING_PATH.as_bytes())?;
+        self.storage
+            .batch(vec![BatchOp::Put(KEYRING_PATH.into(), wrapped)])?;
+        *ring = next;
+        Ok((term, now_secs))
+    }
+
+    /// The active term and when it was installed (`sys/key-status`).
+    pub(crate) fn key_status(&self) -> Result<(u32, u64)> {
+        let guard = self.keyring.read();
+        let ring = guard.as_ref().ok_or(Error::Sealed)?;
+        Ok((
+            ring.active_term,
+            ring.installed.get(&ring.active_term).copied().unwrap_or(0),
+        ))
     }
 
     /// Drops all key material.
@@ -405,7 +458,7 @@ mod tests {
 
     fn unsealed(cipher: Cipher) -> Barrier {
         let b = Barrier::new(Arc::new(MemoryBackend::default()));
-        let (key, _) = b.initialize(1, 1, cipher).unwrap();
+        let (key, _) = b.initialize(1, 1, cipher, 0).unwrap();
         b.unseal_with_key(&key[..]).unwrap();
         b
     }
@@ -468,7 +521,7 @@ mod tests {
     #[test]
     fn wrong_unseal_key_is_refused_and_sealed_reads_fail() {
         let b = Barrier::new(Arc::new(MemoryBackend::default()));
-        let (key, _) = b.initialize(1, 1, Cipher::default()).unwrap();
+        let (key, _) = b.initialize(1, 1, Cipher::default(), 0).unwrap();
         let mut wrong = *key;
         wrong[0] ^= 1;
         assert!(b.unseal_with_key(&wrong).is_err());
@@ -484,7 +537,7 @@ mod tests {
     #[test]
     fn shares_unseal_at_threshold_and_duplicates_are_refused() {
         let b = Barrier::new(Arc::new(MemoryBackend::default()));
-        let (_, shares) = b.initialize(5, 3, Cipher::Aes256Gcm).unwrap();
+        let (_, shares) = b.initialize(5, 3, Cipher::Aes256Gcm, 0).unwrap();
         assert_eq!(b.submit_share(shares[4].clone()).unwrap(), 1);
         assert!(b.submit_share(shares[4].clone()).is_err());
         assert_eq!(b.submit_share(shares[1].clone()).unwrap(), 2);
@@ -510,11 +563,25 @@ mod tests {
     }
 
     #[test]
+    fn rotation_adds_a_term_and_old_values_still_open() {
+        let b = unsealed(Cipher::ChaCha20Poly1305);
+        b.put("old", b"written under term 1").unwrap();
+        assert_eq!(b.rotate(100).unwrap(), (2, 100));
+        b.put("new", b"written under term 2").unwrap();
+        let raw = b.raw().get("new").unwrap().unwrap();
+        assert_eq!(u32::from_be_bytes([raw[1], raw[2], raw[3], raw[4]]), 2);
+        assert_eq!(b.get("old").unwrap().unwrap(), b"written under term 1");
+        assert_eq!(b.key_status().unwrap(), (2, 100));
+        b.seal();
+        assert!(b.rotate(200).is_err(), "sealed vaults do not rotate");
+    }
+
+    #[test]
     fn initialize_twice_is_refused() {
         let b = Barrier::new(Arc::new(MemoryBackend::default()));
-        b.initialize(1, 1, Cipher::default()).unwrap();
+        b.initialize(1, 1, Cipher::default(), 0).unwrap();
         assert!(matches!(
-            b.initialize(1, 1, Cipher::default()),
+            b.initialize(1, 1, Cipher::default(), 0),
             Err(Error::AlreadyInitialized)
         ));
     }

@@ -222,6 +222,19 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str, acl: &Acl) -> Resul
             )))
         }
         ("auth", Operation::Read) => Ok(auth::list(core)),
+        ("rotate", Operation::Create | Operation::Update) => {
+            core.barrier.rotate(core.unix_now())?;
+            Ok(Response::empty())
+        }
+        ("key-status", Operation::Read) => {
+            let (term, installed) = core.barrier.key_status()?;
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(installed);
+            Ok(sys_response(obj(json!({
+                "term": term,
+                "install_time": crate::clock::rfc3339(at),
+                "encryptions": 0,
+            }))))
+        }
         ("wrapping/wrap", Operation::Update | Operation::Create) => wrapping::wrap_data(core, req),
         ("policies/acl" | "policies/acl/", _) => policy::handle(core, req, None, false),
         ("policy" | "policy/", _) => policy::handle(core, req, None, true),
