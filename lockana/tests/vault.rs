@@ -448,12 +448,12 @@ fn kv2_paths_outside_its_api_answer_404_with_a_hint() {
     );
 }
 
-/// A vault on a fake clock, unsealed, with KV v2 at `secret/`; returns the root token.
-fn clocked() -> (Vault, Arc<FakeClock>, String) {
-    let clock = Arc::new(FakeClock::new(SystemTime::now()));
-    let vault = Vault::open_with_clock(StorageConfig::Memory, clock.clone()).unwrap();
+/// Initializes a new vault with one key share, unseals it and mounts KV v2 at
+/// `secret/`; returns the unseal key (hex) and the root token.
+fn init_unsealed(vault: &Vault) -> (String, String) {
     let init = vault.init(1, 1, Cipher::default()).unwrap();
-    vault.unseal(&hex_encode(&init.keys[0])).unwrap();
+    let key = hex_encode(&init.keys[0]);
+    vault.unseal(&key).unwrap();
     let root = init.root_token.expose().to_owned();
     vault
         .handle(
@@ -462,6 +462,14 @@ fn clocked() -> (Vault, Arc<FakeClock>, String) {
                 .with_token(&root),
         )
         .unwrap();
+    (key, root)
+}
+
+/// A vault on a fake clock, unsealed, with KV v2 at `secret/`; returns the root token.
+fn clocked() -> (Vault, Arc<FakeClock>, String) {
+    let clock = Arc::new(FakeClock::new(SystemTime::now()));
+    let vault = Vault::open_with_clock(StorageConfig::Memory, clock.clone()).unwrap();
+    let (_, root) = init_unsealed(&vault);
     (vault, clock, root)
 }
 
@@ -871,9 +879,7 @@ fn no_raw_token_in_the_redb_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.redb");
     let vault = Vault::open(StorageConfig::Redb(path.clone())).unwrap();
-    let init = vault.init(1, 1, Cipher::default()).unwrap();
-    vault.unseal(&hex_encode(&init.keys[0])).unwrap();
-    let root = init.root_token.expose().to_owned();
+    let (_, root) = init_unsealed(&vault);
     let (child, _) = new_token(&vault, &root, json!({"policies": ["default"]}));
     vault.close().unwrap();
     drop(vault);
@@ -1224,18 +1230,7 @@ fn key_rotation_survives_a_restart_and_keeps_old_values_readable() {
     let path = dir.path().join("v.redb");
     let (key, root) = {
         let vault = Vault::open(StorageConfig::Redb(path.clone())).unwrap();
-        let init = vault.init(1, 1, Cipher::default()).unwrap();
-        let key = hex_encode(&init.keys[0]);
-        vault.unseal(&key).unwrap();
-        let root = init.root_token.expose().to_owned();
-        call_as(
-            &vault,
-            &root,
-            Update,
-            "sys/mounts/secret",
-            json!({"type": "kv-v2"}),
-        )
-        .unwrap();
+        let (key, root) = init_unsealed(&vault);
         call_as(
             &vault,
             &root,

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lockana::{Cipher, Connection, Error, FakeClock, Operation, Request, StorageConfig, Vault};
+use lockana::{Connection, Error, FakeClock, Operation, Request, StorageConfig, Vault};
 use serde_json::{Value, json};
 
-use super::{call_as, clocked, hex_encode};
+use super::{call_as, clocked};
 use Operation::*;
 
 /// RFC 6238's SHA1 seed, base32.
@@ -556,18 +556,7 @@ fn project_last_used_step_survives_a_restart_on_redb() {
     let (key, t, c) = {
         let vault =
             Vault::open_with_clock(StorageConfig::Redb(path.clone()), clock.clone()).unwrap();
-        let init = vault.init(1, 1, Cipher::default()).unwrap();
-        let key = hex_encode(&init.keys[0]);
-        vault.unseal(&key).unwrap();
-        let root = init.root_token.expose().to_owned();
-        call_as(
-            &vault,
-            &root,
-            Update,
-            "sys/mounts/secret",
-            json!({"type": "kv-v2"}),
-        )
-        .unwrap();
+        let (key, root) = super::init_unsealed(&vault);
         let t = create_project(&vault, &root, "billing");
         let c = code(&t, unix(&clock));
         assert!(vault.handle(env_req("billing", &c, ADDR_A)).is_ok());
