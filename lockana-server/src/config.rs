@@ -488,9 +488,38 @@ fn parse_storage(value: &Value) -> Result<StorageConfig, ConfigError> {
             check_fields(&ctx, body, &[], &[], &mut Vec::new())?;
             Ok(StorageConfig::Memory)
         }
+        "postgresql" => {
+            check_fields(
+                &ctx,
+                body,
+                &["connection_url", "connection_url_env", "table"],
+                &[],
+                &mut Vec::new(),
+            )?;
+            // The URL may hold a password: it can come from an environment variable.
+            let url = match (
+                get_str(&ctx, body, "connection_url")?,
+                get_str(&ctx, body, "connection_url_env")?,
+            ) {
+                (Some(url), None) => url,
+                (None, Some(var)) => std::env::var(&var).map_err(|_| {
+                    invalid(format!(
+                        "{ctx}: `connection_url_env` names `{var}`, which is not set"
+                    ))
+                })?,
+                _ => {
+                    return Err(invalid(format!(
+                        "{ctx}: set one of `connection_url` (\"postgres://user@host/db\") or \
+                         `connection_url_env` (the name of a variable holding it)"
+                    )));
+                }
+            };
+            let table = get_str(&ctx, body, "table")?.unwrap_or_else(|| "lockana_kv".into());
+            Ok(StorageConfig::Postgres { url, table })
+        }
         other => Err(invalid(format!(
-            "storage \"{other}\" is not supported: use `storage \"redb\" {{ path = \"...\" }}` \
-             or `storage \"inmem\" {{}}`"
+            "storage \"{other}\" is not supported: use `storage \"redb\" {{ path = \"...\" }}`, \
+             `storage \"postgresql\" {{ connection_url = \"...\" }}` or `storage \"inmem\" {{}}`"
         ))),
     }
 }

@@ -15,16 +15,38 @@ use crate::kv::{self, KeyLocks};
 use crate::mounts::{EngineKind, MountTable};
 use crate::notify::{Event, EventKind, Notifier};
 use crate::policy::{Acl, Caps, PolicyStore};
-use crate::storage::{Backend, MemoryBackend, RedbBackend};
+use crate::storage::{Backend, MemoryBackend, PostgresBackend, RedbBackend};
 use crate::{ClientToken, Error, Operation, Request, Response, Result};
 
 /// Where the vault keeps its (encrypted) data.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum StorageConfig {
     /// Nothing survives the process: dev mode and tests.
     Memory,
     /// One redb file (created if missing); every commit is fsync'd.
     Redb(PathBuf),
+    /// A PostgreSQL table (created if missing), reached with a libpq-style URL.
+    Postgres {
+        /// `postgres://user:password@host:port/database`.
+        url: String,
+        /// Table name (letters, digits, `_`).
+        table: String,
+    },
+}
+
+// The PostgreSQL URL may carry a password: never print it.
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageConfig::Memory => f.write_str("Memory"),
+            StorageConfig::Redb(path) => f.debug_tuple("Redb").field(path).finish(),
+            StorageConfig::Postgres { table, .. } => f
+                .debug_struct("Postgres")
+                .field("url", &"<redacted>")
+                .field("table", table)
+                .finish(),
+        }
+    }
 }
 
 /// Seal state, as `sys/seal-status` reports it.
@@ -122,6 +144,9 @@ impl Vault {
         let backend: Arc<dyn Backend> = match storage {
             StorageConfig::Memory => Arc::new(MemoryBackend::default()),
             StorageConfig::Redb(path) => Arc::new(RedbBackend::open(&path)?),
+            StorageConfig::Postgres { url, table } => {
+                Arc::new(PostgresBackend::open(&url, &table)?)
+            }
         };
         let vault = Vault {
             core: Arc::new(Core {

@@ -141,6 +141,8 @@ fn with_config(config: &Config, runtime: &tokio::runtime::Runtime) -> anyhow::Re
     let storage = match &config.storage {
         StorageConfig::Memory => "inmem".to_owned(),
         StorageConfig::Redb(path) => format!("redb ({})", path.display()),
+        // Never the URL: it may hold a password.
+        StorageConfig::Postgres { table, .. } => format!("postgresql (table {table})"),
     };
     let vault = Vault::open(config.storage.clone())
         .with_context(|| format!("opening the {storage} storage"))?;

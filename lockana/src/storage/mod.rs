@@ -3,9 +3,11 @@
 //! encrypted by the barrier.
 
 mod memory;
+mod postgres;
 mod redb;
 
 pub(crate) use self::memory::MemoryBackend;
+pub(crate) use self::postgres::PostgresBackend;
 pub(crate) use self::redb::RedbBackend;
 
 use crate::StorageError;
@@ -155,6 +157,53 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The PostgreSQL every machine of this project runs (trust auth on loopback);
+    /// `LOCKANA_TEST_POSTGRES_URL` points elsewhere.
+    fn pg_url() -> String {
+        std::env::var("LOCKANA_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    fn pg_table() -> String {
+        format!("lockana_test_{}", uuid::Uuid::new_v4().simple())
+    }
+
+    fn drop_table(table: &str) {
+        let mut c = ::postgres::Client::connect(&pg_url(), ::postgres::NoTls).unwrap();
+        c.batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+            .unwrap();
+    }
+
+    #[test]
+    fn postgres_backend_semantics_and_reconnect() {
+        let table = pg_table();
+        {
+            let b = PostgresBackend::open(&pg_url(), &table).unwrap();
+            exercise(&b);
+            b.put("kept", b"yes").unwrap();
+            // Keys sort bytewise (COLLATE "C"), so prefix scans are exact ranges.
+            b.put("a/\u{ff}", b"1").unwrap();
+            b.put("a0", b"2").unwrap();
+            assert_eq!(b.scan("a/").unwrap(), vec!["a/c/d", "a/c/e", "a/\u{ff}"]);
+        }
+        let b = PostgresBackend::open(&pg_url(), &table).unwrap();
+        assert_eq!(b.get("kept").unwrap().as_deref(), Some(&b"yes"[..]));
+        drop(b);
+        drop_table(&table);
+        assert!(PostgresBackend::open(&pg_url(), "bad; drop table x").is_err());
+    }
+
+    #[test]
+    fn postgres_connection_failure_is_a_clear_error() {
+        let err = PostgresBackend::open("postgres://nobody@127.0.0.1:1/none", "t")
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().starts_with("storage error: postgresql:"),
+            "{err}"
+        );
     }
 
     #[test]

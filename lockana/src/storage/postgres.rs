@@ -1,0 +1,170 @@
+//! PostgreSQL: one table of (key, value) rows, for teams that keep their data in a
+//! database they already back up and replicate. Each batch is one transaction; the
+//! default `synchronous_commit = on` makes a commit durable before it returns.
+//!
+//! The `postgres` client runs its own small runtime, which must not be entered from
+//! an async task (the server answers reads inline on its runtime), so one worker
+//! thread owns the connection and every call is sent to it. One connection: calls
+//! are served in order. High availability (several Lockana nodes, one active) is not
+//! built yet.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+use postgres::{Client, NoTls};
+
+use super::{Backend, BatchOp};
+use crate::StorageError;
+
+enum Job {
+    Get(String, mpsc::Sender<Result<Option<Vec<u8>>, StorageError>>),
+    Scan(String, mpsc::Sender<Result<Vec<String>, StorageError>>),
+    Batch(Vec<BatchOp>, mpsc::Sender<Result<(), StorageError>>),
+}
+
+pub(crate) struct PostgresBackend {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn pg_err(e: postgres::Error) -> StorageError {
+    // The driver's text names the failing operation, never row values.
+    StorageError::Backend(format!("postgresql: {e}"))
+}
+
+/// Checks a table name: letters, digits and `_` only (it is put into SQL text).
+fn check_table(table: &str) -> Result<(), StorageError> {
+    let ok = !table.is_empty()
+        && table.len() <= 63
+        && table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !table.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::Backend(
+            "postgresql: the table name may only hold letters, digits and '_'".into(),
+        ))
+    }
+}
+
+/// The smallest string greater than every key that starts with `prefix`, if any.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(c) = chars.pop() {
+        if let Some(next) = char::from_u32(c as u32 + 1) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+impl PostgresBackend {
+    /// Connects with a libpq-style `url` (`postgres://user@host/db`) and creates the
+    /// table if needed.
+    pub(crate) fn open(url: &str, table: &str) -> Result<Self, StorageError> {
+        check_table(table)?;
+        let mut client = Client::connect(url, NoTls).map_err(pg_err)?;
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} (key TEXT COLLATE \"C\" PRIMARY KEY, value BYTEA NOT NULL)"
+            ))
+            .map_err(pg_err)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let table = table.to_owned();
+        let worker = std::thread::Builder::new()
+            .name("lockana-postgres".into())
+            .spawn(move || serve(client, &table, rx))
+            .map_err(|e| StorageError::Backend(format!("postgresql worker: {e}")))?;
+        Ok(PostgresBackend {
+            jobs: Mutex::new(Some(tx)),
+            worker: Mutex::new(Some(worker)),
+        })
+    }
+
+    fn send<T>(&self, make: impl FnOnce(mpsc::Sender<T>) -> Job) -> Result<T, StorageError> {
+        let (tx, rx) = mpsc::channel();
+        let gone = || StorageError::Backend("postgresql: the connection worker stopped".into());
+        self.jobs
+            .lock()
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(make(tx))
+            .map_err(|_| gone())?;
+        rx.recv().map_err(|_| gone())
+    }
+}
+
+fn serve(mut client: Client, table: &str, jobs: mpsc::Receiver<Job>) {
+    let get_sql = format!("SELECT value FROM {table} WHERE key = $1");
+    let scan_sql = format!("SELECT key FROM {table} WHERE key >= $1 AND key < $2 ORDER BY key");
+    let scan_all_sql = format!("SELECT key FROM {table} WHERE key >= $1 ORDER BY key");
+    let put_sql = format!(
+        "INSERT INTO {table} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+    );
+    let del_sql = format!("DELETE FROM {table} WHERE key = $1");
+    for job in jobs {
+        match job {
+            Job::Get(key, reply) => {
+                let r = client
+                    .query_opt(&get_sql, &[&key])
+                    .map(|row| row.map(|r| r.get::<_, Vec<u8>>(0)))
+                    .map_err(pg_err);
+                let _ = reply.send(r);
+            }
+            Job::Scan(prefix, reply) => {
+                let rows = match prefix_end(&prefix) {
+                    Some(end) => client.query(&scan_sql, &[&prefix, &end]),
+                    None => client.query(&scan_all_sql, &[&prefix]),
+                };
+                let r = rows
+                    .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
+                    .map_err(pg_err);
+                let _ = reply.send(r);
+            }
+            Job::Batch(ops, reply) => {
+                let r = (|| {
+                    let mut tx = client.transaction()?;
+                    for op in &ops {
+                        match op {
+                            BatchOp::Put(k, v) => tx.execute(&put_sql, &[k, v])?,
+                            BatchOp::Delete(k) => tx.execute(&del_sql, &[k])?,
+                        };
+                    }
+                    tx.commit()
+                })()
+                .map_err(pg_err);
+                let _ = reply.send(r);
+            }
+        }
+    }
+}
+
+impl Drop for PostgresBackend {
+    fn drop(&mut self) {
+        // Closing the channel ends the worker's loop; wait so the connection closes.
+        self.jobs.lock().take();
+        if let Some(w) = self.worker.lock().take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.send(|tx| Job::Get(key.to_owned(), tx))?
+    }
+
+    fn scan(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        self.send(|tx| Job::Scan(prefix.to_owned(), tx))?
+    }
+
+    fn batch(&self, ops: Vec<BatchOp>) -> Result<(), StorageError> {
+        self.send(|tx| Job::Batch(ops, tx))?
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgresql"
+    }
+}
