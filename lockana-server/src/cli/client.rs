@@ -81,13 +81,58 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<(u16, Option<Value>)> {
+        let (url, status, text) = self.send(method, path, &[], body, true)?;
+        let json =
+            if text.trim().is_empty() {
+                None
+            } else {
+                Some(serde_json::from_str::<Value>(&text).with_context(|| {
+                    format!("the answer from {url} (HTTP {status}) is not JSON")
+                })?)
+            };
+        if !(200..300).contains(&status) {
+            return Err(api_error(method, url, status, json.as_ref()));
+        }
+        Ok((status, json))
+    }
+
+    /// A request whose answer may be text rather than JSON (a project's dotenv),
+    /// with extra headers and, if `send_token` is false, without the token (a TOTP
+    /// code is the credential). Returns the body; non-2xx answers are an [`ApiError`].
+    pub(crate) fn call_text(
+        &self,
+        method: &'static str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        send_token: bool,
+    ) -> anyhow::Result<String> {
+        let (url, status, text) = self.send(method, path_and_query, headers, None, send_token)?;
+        if !(200..300).contains(&status) {
+            let json = serde_json::from_str::<Value>(&text).ok();
+            return Err(api_error(method, url, status, json.as_ref()));
+        }
+        Ok(text)
+    }
+
+    /// Sends one request to `/v1/<path>`; returns the URL, the status and the body.
+    fn send(
+        &self,
+        method: &'static str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+        send_token: bool,
+    ) -> anyhow::Result<(String, u16, String)> {
         let url = format!("{}/v1/{path}", self.base);
         let mut req = ureq::http::Request::builder()
             .method(method)
             .uri(&url)
             .header("X-Vault-Request", "true");
-        if let Some(token) = &self.token {
+        if let (true, Some(token)) = (send_token, &self.token) {
             req = req.header("X-Vault-Token", token);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         let bytes = match body {
             Some(v) => {
@@ -106,72 +151,24 @@ impl Client {
             .into_body()
             .read_to_string()
             .with_context(|| format!("reading the answer from {url}"))?;
-        let json =
-            if text.trim().is_empty() {
-                None
-            } else {
-                Some(serde_json::from_str::<Value>(&text).with_context(|| {
-                    format!("the answer from {url} (HTTP {status}) is not JSON")
-                })?)
-            };
-        if !(200..300).contains(&status) {
-            let errors = error_messages(json.as_ref());
-            return Err(ApiError {
-                method,
-                url,
-                status,
-                errors,
-            }
-            .into());
-        }
-        Ok((status, json))
+        Ok((url, status, text))
     }
 }
 
-impl Client {
-    /// A request whose answer may be text rather than JSON (a project's dotenv),
-    /// with extra headers and, if `send_token` is false, without the token (a TOTP
-    /// code is the credential). Returns the body; non-2xx answers are an [`ApiError`].
-    pub(crate) fn call_text(
-        &self,
-        method: &'static str,
-        path_and_query: &str,
-        headers: &[(&str, &str)],
-        send_token: bool,
-    ) -> anyhow::Result<String> {
-        let url = format!("{}/v1/{path_and_query}", self.base);
-        let mut req = ureq::http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header("X-Vault-Request", "true");
-        if let (true, Some(token)) = (send_token, &self.token) {
-            req = req.header("X-Vault-Token", token);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req.body(Vec::new()).context("building the request")?;
-        let resp = self
-            .agent
-            .run(req)
-            .with_context(|| format!("cannot reach {url}"))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .into_body()
-            .read_to_string()
-            .with_context(|| format!("reading the answer from {url}"))?;
-        if !(200..300).contains(&status) {
-            let errors = error_messages(serde_json::from_str::<Value>(&text).ok().as_ref());
-            return Err(ApiError {
-                method,
-                url,
-                status,
-                errors,
-            }
-            .into());
-        }
-        Ok(text)
+/// A non-2xx answer as an [`ApiError`], with the messages of Vault's error body.
+fn api_error(
+    method: &'static str,
+    url: String,
+    status: u16,
+    body: Option<&Value>,
+) -> anyhow::Error {
+    ApiError {
+        method,
+        url,
+        status,
+        errors: error_messages(body),
     }
+    .into()
 }
 
 /// The messages of Vault's `{"errors": [...]}` body, if the answer has one.
