@@ -1133,6 +1133,10 @@ path "kv1/wrapped" {
         json!({"owner": "alice"}),
         json!({"env": "dev", "owner": "root"}),
         json!({"env": "dev", "extra": "x"}),
+        // Regression (ACL parameter-case bypass): names compare case-insensitively.
+        json!({"env": "dev", "OWNER": "root"}),
+        json!({"env": "dev", "Owner": "root", "owner": "alice"}),
+        json!({"ENV": "prod"}),
     ] {
         let r = call_as(&vault, &t, Update, "kv1/app/a", body.clone());
         assert!(
@@ -1140,6 +1144,14 @@ path "kv1/wrapped" {
             "{body} must be refused"
         );
     }
+    let t_ok = call_as(
+        &vault,
+        &t,
+        Update,
+        "kv1/app/b",
+        json!({"ENV": "dev", "Owner": "bob"}),
+    );
+    assert!(t_ok.is_ok(), "other spellings of allowed names pass");
     // Reads are not constrained by parameters...
     call_as(&vault, &t, Read, "kv1/app/a", json!({})).unwrap();
     // ...but wrapping bounds hold for every request on the path.

@@ -1,6 +1,10 @@
 //! Parameter constraints on a policy path: `required_parameters`,
 //! `allowed_parameters`, `denied_parameters`, and the wrapping-TTL bounds
 //! `min_wrapping_ttl` / `max_wrapping_ttl`. They apply to create, update and patch.
+//!
+//! Parameter names compare case-insensitively, as in Vault: names are lowercased
+//! when the policy is parsed and each request key is lowercased before the lookup,
+//! so `{"ADMIN": ..}` meets the same rule as `{"admin": ..}`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -57,7 +61,7 @@ fn constraint_map(v: &Value) -> Result<BTreeMap<String, Vec<String>>> {
     let mut out = BTreeMap::new();
     for m in maps {
         for (k, v) in m {
-            out.entry(k.clone())
+            out.entry(k.to_lowercase())
                 .or_insert_with(Vec::new)
                 .extend(value_list(v)?);
         }
@@ -87,7 +91,7 @@ impl Params {
                         .collect::<Option<Vec<_>>>()
                 })
                 .ok_or_else(|| Error::invalid("required_parameters must be a list of names"))?;
-            p.required = list.into_iter().collect();
+            p.required = list.into_iter().map(|n| n.to_lowercase()).collect();
             any = true;
         }
         for (key, slot) in [
@@ -178,12 +182,15 @@ impl Params {
 
     fn check_data(&self, data: &Map<String, Value>) -> Result<()> {
         let denied = || Error::PermissionDenied;
-        for name in &self.required {
-            if !data.contains_key(name) {
+        if !self.required.is_empty() {
+            let given: BTreeSet<String> = data.keys().map(|k| k.to_lowercase()).collect();
+            if !self.required.is_subset(&given) {
                 return Err(denied());
             }
         }
         for (key, value) in data {
+            let key = key.to_lowercase();
+            let key = key.as_str();
             if let Some(values) = self.denied.get(key).or_else(|| self.denied.get("*"))
                 && (values.is_empty() || value_matches(value, values, true))
             {
@@ -280,6 +287,70 @@ mod tests {
             p.check(Some(&data(json!({"role": ["reader", "admin"]}))), None)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn acl_parameter_case_bypass_denied() {
+        // Regression: `{"ADMIN": "yes"}` got past `denied_parameters = {"admin" = []}`.
+        let p = params(json!({"denied_parameters": {"admin": []}}));
+        for key in ["admin", "ADMIN", "Admin", "aDmIn"] {
+            assert!(
+                p.check(Some(&data(json!({ key: "yes" }))), None).is_err(),
+                "{key} must be denied"
+            );
+        }
+        // Names in the policy are case-insensitive too.
+        let upper = params(json!({"denied_parameters": {"Admin": []}}));
+        assert!(upper.check(Some(&data(json!({"admin": 1}))), None).is_err());
+    }
+
+    #[test]
+    fn acl_parameter_case_allowed_and_required() {
+        let p = params(json!({
+            "allowed_parameters": {"Role": ["reader"]},
+            "required_parameters": ["ROLE"],
+        }));
+        assert!(
+            p.check(Some(&data(json!({"role": "reader"}))), None)
+                .is_ok()
+        );
+        assert!(
+            p.check(Some(&data(json!({"RoLe": "reader"}))), None)
+                .is_ok()
+        );
+        // The allowed values still bind whatever the spelling of the name.
+        assert!(
+            p.check(Some(&data(json!({"ROLE": "admin"}))), None)
+                .is_err()
+        );
+        assert!(p.check(Some(&data(json!({"other": "x"}))), None).is_err());
+    }
+
+    proptest::proptest! {
+        /// No spelling of a denied name gets through, whatever else the body holds.
+        #[test]
+        fn no_spelling_of_a_denied_key_gets_through(
+            name in "[a-z_]{1,12}",
+            flips in proptest::collection::vec(proptest::bool::ANY, 12),
+            others in proptest::collection::btree_map("[a-zA-Z]{1,6}", 0u32..9, 0..4),
+            value in "[ -~]{0,8}",
+        ) {
+            let spelled: String = name
+                .chars()
+                .zip(flips.iter().chain(std::iter::repeat(&false)))
+                .map(|(c, up)| if *up { c.to_ascii_uppercase() } else { c })
+                .collect();
+            let p = params(json!({"denied_parameters": { name.as_str(): [] }}));
+            let mut body = Map::new();
+            for (k, v) in others {
+                body.insert(k, json!(v));
+            }
+            body.insert(spelled, json!(value));
+            proptest::prop_assert!(p.check(Some(&body), None).is_err());
+            // An allow-list's values bind every spelling of the name as well.
+            let a = params(json!({"allowed_parameters": { name.to_uppercase(): ["\u{1}"], "*": []}}));
+            proptest::prop_assert!(a.check(Some(&body), None).is_err());
+        }
     }
 
     #[test]
