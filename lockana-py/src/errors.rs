@@ -90,7 +90,7 @@ pub(crate) fn to_py(err: lockana::Error) -> PyErr {
         E::NotInitialized => NotInitializedError::new_err(msg),
         E::AlreadyInitialized => AlreadyInitializedError::new_err(msg),
         // A token named in a request body (lookup, revoke) is unknown: Vault's 403 too.
-        E::PermissionDenied | E::BadToken => PermissionDenied::new_err(msg),
+        E::PermissionDenied | E::Unauthenticated | E::BadToken => PermissionDenied::new_err(msg),
         E::NotFound => NotFound::new_err(msg),
         E::NoRoute(_) => NoRouteError::new_err(msg),
         E::UnsupportedOperation => UnsupportedOperation::new_err(msg),

@@ -114,10 +114,70 @@ fn parse_duration_str(s: &str) -> Option<u64> {
     Some(total as u64)
 }
 
+/// Go's `time.ParseDuration` error for a value [`parse_duration`] refused: scripts match
+/// on Vault's `time: invalid duration "<x>"`. Durations are not secrets; the echo is
+/// bounded all the same.
+pub(crate) fn duration_error(v: &serde_json::Value) -> String {
+    let s = match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let quoted = go_quote(&s);
+    let body = s.trim_start_matches(['+', '-']);
+    let mut rest = body;
+    if rest.is_empty() {
+        return format!("time: invalid duration {quoted}");
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if digits == 0 || rest[..digits] == *"." {
+            return format!("time: invalid duration {quoted}");
+        }
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        if unit.is_empty() {
+            return format!("time: missing unit in duration {quoted}");
+        }
+        if !["ns", "us", "\u{b5}s", "\u{3bc}s", "ms", "s", "m", "h", "d"].contains(&unit) {
+            return format!("time: unknown unit {} in duration {quoted}", go_quote(unit));
+        }
+        rest = &rest[unit_len..];
+    }
+    format!("time: invalid duration {quoted}")
+}
+
+/// Go's `strconv.Quote` for the ASCII cases, cut at 64 characters.
+fn go_quote(s: &str) -> String {
+    let cut: String = s.chars().take(64).collect();
+    format!("\"{}\"", cut.escape_debug())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn duration_errors_use_gos_text() {
+        assert_eq!(
+            duration_error(&json!("abc")),
+            "time: invalid duration \"abc\""
+        );
+        assert_eq!(
+            duration_error(&json!("1x")),
+            "time: unknown unit \"x\" in duration \"1x\""
+        );
+        assert_eq!(duration_error(&json!("")), "time: invalid duration \"\"");
+        assert_eq!(
+            duration_error(&json!(true)),
+            "time: invalid duration \"true\""
+        );
+    }
 
     #[test]
     fn durations_parse_like_vault() {

@@ -16,9 +16,15 @@ pub enum Error {
     /// Init was called twice.
     #[error("Vault is already initialized")]
     AlreadyInitialized,
-    /// No token, an unknown token, or a token whose policies do not grant the operation.
+    /// A valid token whose policies do not grant the operation (or another refusal made
+    /// after the caller was identified). Over HTTP Vault reports it through its request
+    /// pipeline, in the multierror form.
     #[error("permission denied")]
     PermissionDenied,
+    /// No token, or a token that is unknown, revoked or expired: refused before any policy
+    /// is consulted (Vault's plain `permission denied`).
+    #[error("permission denied")]
+    Unauthenticated,
     /// A token named in the request body is unknown, revoked or expired.
     #[error("bad token")]
     BadToken,

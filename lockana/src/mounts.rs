@@ -132,9 +132,10 @@ pub(crate) fn new_entry(path: &str, data: &Map<String, Value>) -> Result<MountEn
     let kind = match data.get("type") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         Some(Value::String(_)) | None => {
-            return Err(Error::invalid("backend type must be specified"));
+            return Err(Error::invalid("backend type must be specified as a string"));
         }
-        Some(_) => return Err(Error::invalid("'type' must be a string")),
+        // Vault reads the field weakly typed: `5` is the type "5".
+        Some(other) => other.to_string(),
     };
     let mut options = parse_options(data.get("options"))?;
     if kind == "totp" {
@@ -151,10 +152,10 @@ pub(crate) fn new_entry(path: &str, data: &Map<String, Value>) -> Result<MountEn
         "kv-v1" => ("kv", "1".into()),
         "kv-v2" => ("kv", "2".into()),
         _ => {
-            // The type is not echoed: error texts reach audit logs in the clear.
-            return Err(Error::invalid(
-                "plugin not found in the catalog; Lockana mounts the secrets engine types kv, kv-v1, kv-v2 and totp",
-            ));
+            // Vault appends `: <type>`; the type is not echoed (a value typed into the
+            // wrong field could be a secret, and error texts reach audit logs in the
+            // clear). docs/compat.md lists the difference.
+            return Err(Error::invalid("plugin not found in the catalog"));
         }
     };
     if version != "1" && version != "2" {
@@ -229,11 +230,8 @@ pub(crate) fn apply_tune(config: &mut MountConfig, v: &Value) -> Result<()> {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) if s == "system" => *slot = 0,
             Some(v) => {
-                *slot = crate::clock::parse_duration(v).ok_or_else(|| {
-                    Error::invalid(format!(
-                        "'{key}' must be a number of seconds or a duration such as \"1h\""
-                    ))
-                })?
+                *slot = crate::clock::parse_duration(v)
+                    .ok_or_else(|| Error::invalid(crate::clock::duration_error(v)))?
             }
         }
     }
@@ -258,14 +256,7 @@ pub(crate) fn normalize_mount_path(path: &str) -> Result<String> {
     }
     let p = format!("{trimmed}/");
     if RESERVED.iter().any(|r| p.starts_with(r)) {
-        return Err(Error::invalid(format!(
-            "cannot mount under reserved path '{}'",
-            RESERVED
-                .iter()
-                .find(|r| p.starts_with(*r))
-                .copied()
-                .unwrap_or("")
-        )));
+        return Err(Error::invalid(format!("cannot mount {p:?}")));
     }
     Ok(p)
 }

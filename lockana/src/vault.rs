@@ -337,10 +337,10 @@ impl Core {
     }
 
     fn authenticate(&self, token: Option<&ClientToken>) -> Result<Arc<TokenEntry>> {
-        let token = token.ok_or(Error::PermissionDenied)?;
+        let token = token.ok_or(Error::Unauthenticated)?;
         self.tokens
             .lookup(&self.barrier, token, self.now())?
-            .ok_or(Error::PermissionDenied)
+            .ok_or(Error::Unauthenticated)
     }
 
     fn handle(&self, req: Request) -> Result<Response> {
@@ -348,11 +348,12 @@ impl Core {
         // A seal that lands while a request runs pulls the mount table and tokens from
         // under it; report that as what it is.
         match outcome {
-            Err(Error::NoRoute(_) | Error::PermissionDenied | Error::NotFound)
-                if self.barrier.is_sealed() =>
-            {
-                Err(Error::Sealed)
-            }
+            Err(
+                Error::NoRoute(_)
+                | Error::PermissionDenied
+                | Error::Unauthenticated
+                | Error::NotFound,
+            ) if self.barrier.is_sealed() => Err(Error::Sealed),
             other => other,
         }
     }
@@ -388,7 +389,7 @@ impl Core {
         let entry = match self.authenticate(req.token.as_ref()) {
             Ok(entry) => entry,
             // Vault answers the UI mount listing without a valid token, with nothing in it.
-            Err(Error::PermissionDenied) if req.path == "sys/internal/ui/mounts" => {
+            Err(Error::Unauthenticated) if req.path == "sys/internal/ui/mounts" => {
                 return Ok(crate::sys::empty_ui_mounts());
             }
             Err(e) => {

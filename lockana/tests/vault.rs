@@ -124,7 +124,7 @@ fn kv2_soft_delete_answers_404_with_metadata_then_undelete_and_destroy() {
     d.ok(Update, "secret/delete/x", json!({"versions": [2]}));
     assert_eq!(d.ok(Read, "secret/data/x", json!({})).status, Some(404));
     let err = d.call(Update, "secret/delete/x", json!({})).err().unwrap();
-    assert_eq!(err.to_string(), "no version number provided");
+    assert_eq!(err.to_string(), "No version number provided");
 }
 
 #[test]

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from compat_util import (
+    DIVERGENCES,
     REPO_ROOT,
     Pair,
     Target,
@@ -95,6 +96,17 @@ def logs_dir(tmp_path_factory) -> Path:
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if _LOGS_DIR and exitstatus != 0:
         terminalreporter.write_line(f"compat: dev server logs are in {_LOGS_DIR[0]}")
+    # Entries scoped to one test fail that test when stale; entries for many scenarios
+    # can only be judged over a whole run, so they are reported here.
+    ran = sum(d.seen for d in DIVERGENCES)
+    stale = [d.id for d in DIVERGENCES if d.seen and not d.used]
+    if ran and stale:
+        terminalreporter.write_line(
+            "compat: WARNING: divergences.toml entries that matched no difference in this run "
+            f"(remove them if the full suite agrees): {', '.join(stale)}",
+            yellow=True,
+            bold=True,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -160,4 +172,9 @@ def pair(request) -> Pair:
     """Both servers: run a scenario on OpenBao (reference) then Lockana and compare."""
     # With COMPAT_TARGETS=openbao only the reference run happens (for work on the suite).
     lk = request.getfixturevalue("lockana") if "lockana" in _targets() else None
-    return Pair(request.getfixturevalue("openbao"), lk)
+    return Pair(request.getfixturevalue("openbao"), lk, scenario=scenario_id(request))
+
+
+def scenario_id(request) -> str:
+    """`test_kv2.py::test_patch_merge`: the prefix of every step id in divergences.toml."""
+    return request.node.nodeid.rsplit("/", 1)[-1]

@@ -88,8 +88,8 @@ def lockana_audit(request, logs_dir):
 
 
 @pytest.fixture
-def audit_pair(bao_audit, lockana_audit) -> Pair:
-    return Pair(bao_audit, lockana_audit)
+def audit_pair(bao_audit, lockana_audit, request) -> Pair:
+    return Pair(bao_audit, lockana_audit, scenario=request.node.nodeid.rsplit("/", 1)[-1])
 
 
 def entries(path: Path) -> list[dict]:
@@ -111,7 +111,8 @@ def test_audit_enable_list_hash_disable_match_openbao(audit_pair, audit_dir):
         dev = body["data"][f"{r.key}/"]
         assert dev["type"] == "file" and dev["options"]["file_path"] == str(path) and dev["path"] == f"{r.key}/"
         assert_same_keys(dev, {"type", "description", "options", "local", "path"})
-        r.http("audit-hash", "PUT", f"sys/audit-hash/{r.key}", {"input": "hello"})
+        # The hash is keyed by each server's own audit salt.
+        r.http("audit-hash", "PUT", f"sys/audit-hash/{r.key}", {"input": "hello"}, volatile={"hash"})
         r.http("disable", "DELETE", f"sys/audit/{r.key}")
         r.http("disable again", "DELETE", f"sys/audit/{r.key}")
         _, body = r.http("list after", "GET", "sys/audit", shape=False)

@@ -174,6 +174,10 @@ where
     if path.is_empty() {
         return Err(HttpError::empty(StatusCode::NOT_FOUND));
     }
+    if parts.method == Method::HEAD && path != "sys/health" {
+        // Vault's backends serve no HEAD operation; only the health check answers it.
+        return Err(HttpError::empty(StatusCode::METHOD_NOT_ALLOWED));
+    }
     let query = if request::uses_query(&parts.method) {
         request::parse_query(parts.uri.query())?
     } else {
@@ -187,9 +191,22 @@ where
     }
 
     if operation == Operation::Patch && !request::is_merge_patch(&parts.headers) {
+        // Vault's text, naming the type sent (a header, not a body value; bounded).
+        let provided: String = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .chars()
+                    .take(128)
+                    .collect()
+            })
+            .unwrap_or_default();
         return Err(HttpError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "PATCH requires the Content-Type application/merge-patch+json",
+            format!(
+                "PATCH requires Content-Type of application/merge-patch+json, provided {provided}"
+            ),
         ));
     }
     let data = if request::uses_body(&parts.method) {
@@ -469,11 +486,18 @@ mod tests {
             req("PUT", "/v1/secret/data/x", "[1,2]"),
         );
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(
-            body["errors"][0]
-                .as_str()
-                .expect("message")
-                .starts_with("failed to parse JSON input")
+        assert_eq!(
+            body["errors"][0],
+            "failed to decode JSON input: json: cannot unmarshal array into Go value of type map[string]interface {}"
+        );
+        let (_, body) = run(
+            &Echo::default(),
+            &Limits::default(),
+            req("PUT", "/v1/secret/data/x", "{\"data\": {"),
+        );
+        assert_eq!(
+            body["errors"][0],
+            "failed to decode JSON input: unexpected EOF"
         );
     }
 
@@ -495,7 +519,10 @@ mod tests {
             req("GET", "/v1/forbidden", ""),
         );
         assert_eq!(status, StatusCode::FORBIDDEN);
-        assert_eq!(body, json!({"errors": ["permission denied"]}));
+        assert_eq!(
+            body,
+            json!({"errors": ["1 error occurred:\n\t* permission denied\n\n"]})
+        );
         let (status, body) = run(
             &Echo::default(),
             &Limits::default(),
@@ -514,6 +541,22 @@ mod tests {
         );
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, Value::Null);
+    }
+
+    #[test]
+    fn head_is_405_everywhere_but_sys_health() {
+        let echo = Echo::default();
+        let (status, body) = run(
+            &echo,
+            &Limits::default(),
+            req("HEAD", "/v1/secret/data/x", ""),
+        );
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body, Value::Null);
+        assert!(
+            echo.seen.lock().expect("lock").is_empty(),
+            "HEAD reached the vault"
+        );
     }
 
     #[test]

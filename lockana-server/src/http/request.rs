@@ -200,9 +200,17 @@ pub(crate) fn parse_body(body: &[u8], max_depth: usize) -> Result<Map<String, Va
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(HttpError::bad_request(
-            "failed to parse JSON input: the body must be a JSON object",
-        )),
+        // Go's decoder text, naming only the JSON type.
+        Ok(other) => Err(HttpError::bad_request(format!(
+            "failed to decode JSON input: json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
+            match other {
+                Value::Array(_) => "array",
+                Value::String(_) => "string",
+                Value::Number(_) => "number",
+                Value::Bool(_) => "bool",
+                Value::Null | Value::Object(_) => "null",
+            }
+        ))),
         Err(err) => Err(HttpError::bad_request(json_error_message(&err))),
     }
 }
@@ -211,6 +219,10 @@ pub(crate) fn parse_body(body: &[u8], max_depth: usize) -> Result<Map<String, Va
 /// are safe for `Value` today, but a body may hold secrets, so we do not rely on that.
 fn json_error_message(err: &serde_json::Error) -> String {
     use serde_json::error::Category;
+    if err.classify() == Category::Eof {
+        // Go's decoder says exactly this for a cut-off body.
+        return "failed to decode JSON input: unexpected EOF".to_owned();
+    }
     let what = match err.classify() {
         Category::Eof => "unexpected end of input",
         Category::Syntax => "syntax error",

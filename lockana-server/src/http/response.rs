@@ -18,7 +18,7 @@ pub(crate) fn error_status(err: &Error) -> StatusCode {
         Error::AlreadyInitialized | Error::InvalidRequest(_) | Error::CasMismatch => {
             StatusCode::BAD_REQUEST
         }
-        Error::PermissionDenied | Error::BadToken => StatusCode::FORBIDDEN,
+        Error::PermissionDenied | Error::Unauthenticated | Error::BadToken => StatusCode::FORBIDDEN,
         Error::NotFound | Error::NoRoute(_) => StatusCode::NOT_FOUND,
         Error::UnsupportedOperation => StatusCode::METHOD_NOT_ALLOWED,
         Error::Storage(_) | Error::Barrier(_) | Error::Audit(_) => {
@@ -37,8 +37,18 @@ pub(crate) fn error_response(err: &Error) -> HttpError {
     }
     match err {
         Error::NotFound => HttpError::empty(status),
+        // Vault's request pipeline collects these with go-multierror, and its text is
+        // what clients and scripts match on; errors an engine answers with are plain.
+        Error::PermissionDenied | Error::UnsupportedOperation => {
+            HttpError::new(status, multierror(&err.to_string()))
+        }
         _ => HttpError::new(status, err.to_string()),
     }
+}
+
+/// go-multierror's text for a single error: `1 error occurred:\n\t* <msg>\n\n`.
+pub(crate) fn multierror(msg: &str) -> String {
+    format!("1 error occurred:\n\t* {msg}\n\n")
 }
 
 /// Renders an [`HttpError`].
@@ -167,12 +177,16 @@ fn raw_response(status: StatusCode, raw: lockana::RawBody) -> HttpResponse {
     resp
 }
 
-/// An answer with no body.
+/// An answer with no body; Vault labels it JSON all the same (clients check the header).
 pub(crate) fn empty_response(status: StatusCode) -> HttpResponse {
     let mut resp = http::Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
@@ -208,6 +222,7 @@ mod tests {
             (Error::NotInitialized, 503),
             (Error::AlreadyInitialized, 400),
             (Error::PermissionDenied, 403),
+            (Error::Unauthenticated, 403),
             (Error::NotFound, 404),
             (Error::NoRoute("x/".into()), 404),
             (Error::UnsupportedOperation, 405),
@@ -230,13 +245,29 @@ mod tests {
 
     #[test]
     fn errors_carry_their_message() {
-        let resp = render_error(&error_response(&Error::PermissionDenied));
+        let resp = render_error(&error_response(&Error::Unauthenticated));
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
         assert_eq!(
             resp.headers()[header::CONTENT_TYPE],
             HeaderValue::from_static("application/json")
         );
         assert_eq!(body_json(resp), json!({ "errors": ["permission denied"] }));
+    }
+
+    #[test]
+    fn acl_denial_and_unsupported_operation_use_vaults_multierror_text() {
+        let resp = render_error(&error_response(&Error::PermissionDenied));
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            body_json(resp),
+            json!({ "errors": ["1 error occurred:\n\t* permission denied\n\n"] })
+        );
+        let resp = render_error(&error_response(&Error::UnsupportedOperation));
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            body_json(resp),
+            json!({ "errors": ["1 error occurred:\n\t* unsupported operation\n\n"] })
+        );
     }
 
     #[test]
@@ -273,6 +304,8 @@ mod tests {
     fn nothing_to_say_is_204() {
         let http = render(Response::empty());
         assert_eq!(http.status(), StatusCode::NO_CONTENT);
+        // Vault labels even an empty answer JSON.
+        assert_eq!(http.headers()[header::CONTENT_TYPE], "application/json");
         assert!(futures_body(http).is_empty());
     }
 

@@ -87,6 +87,27 @@ impl KeyLocks {
     }
 }
 
+/// The text Vault's field parser gives when a JSON value is not the object a field
+/// expects; clients and scripts match on it. Only the value's type is named.
+pub(crate) fn go_conversion_error(field: &str, v: &Value) -> String {
+    let go_type = |v: &Value| match v {
+        Value::Null => "<nil>",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "json.Number",
+        Value::String(_) => "string",
+        Value::Array(_) => "[]interface {}",
+        Value::Object(_) => "map[string]interface {}",
+    };
+    // A list is converted element by element, so the first element is the one named.
+    let (at, ty) = match v {
+        Value::Array(items) if !items.is_empty() => ("[0]", go_type(&items[0])),
+        other => ("", go_type(other)),
+    };
+    format!(
+        "error converting input for field \"{field}\": '{at}' expected type 'map[string]interface {{}}', got unconvertible type '{ty}'"
+    )
+}
+
 /// Reads an optional non-negative integer parameter (number or numeric string).
 pub(crate) fn opt_u64(data: &Map<String, Value>, name: &str) -> Result<Option<u64>> {
     match data.get(name) {

@@ -313,12 +313,31 @@ fn subkey_tree(data: &Map<String, Value>, depth: u64, level: u64) -> Value {
     Value::Object(out)
 }
 
+/// `options.cas`, read as Vault reads it (weakly typed; a negative number never matches).
 fn cas_param(d: &Map<String, Value>) -> Result<Option<u64>> {
-    match d.get("options") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(o)) => opt_u64(o, "cas"),
-        Some(_) => Err(Error::invalid("'options' must be an object")),
-    }
+    let bad = || Error::invalid("error parsing check-and-set parameter");
+    let o = match d.get("options") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(o)) => o,
+        Some(other) => return Err(Error::invalid(super::go_conversion_error("options", other))),
+    };
+    let cas = match o.get("cas") {
+        None => return Ok(None),
+        Some(Value::Null) => 0,
+        Some(Value::Bool(b)) => u64::from(*b),
+        Some(Value::Number(n)) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => u,
+            (None, Some(_)) => u64::MAX,
+            _ => return Err(bad()),
+        },
+        Some(Value::String(s)) if s.is_empty() => 0,
+        Some(Value::String(s)) => match s.parse::<i64>().map_err(|_| bad())? {
+            n if n < 0 => u64::MAX,
+            n => n.unsigned_abs(),
+        },
+        Some(_) => return Err(bad()),
+    };
+    Ok(Some(cas))
 }
 
 fn effective_max_versions(meta: &Meta, config: &Config) -> u64 {
@@ -334,7 +353,7 @@ fn write_data(ctx: &Ctx<'_>, key: &str, d: &Map<String, Value>, patch: bool) -> 
     let input = match d.get("data") {
         Some(Value::Object(m)) => m,
         None | Some(Value::Null) => return Err(Error::invalid("no data provided")),
-        Some(_) => return Err(Error::invalid("'data' must be a JSON object")),
+        Some(other) => return Err(Error::invalid(super::go_conversion_error("data", other))),
     };
     let cas = cas_param(d)?;
     let _g = ctx.lock(&meta_key(key));
@@ -529,6 +548,7 @@ fn delete_latest(ctx: &Ctx<'_>, key: &str) -> Result<Response> {
     Ok(Response::empty())
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Change {
     Delete,
     Undelete,
@@ -556,7 +576,8 @@ fn versions_param(d: &Map<String, Value>) -> Result<Vec<u64>> {
         Some(_) => return Err(bad()),
     };
     if list.is_empty() {
-        return Err(Error::invalid("no version number provided"));
+        // Vault capitalizes this on delete/undelete but not on destroy (see the caller).
+        return Err(Error::invalid("No version number provided"));
     }
     Ok(list)
 }
@@ -567,7 +588,12 @@ fn change_versions(
     d: &Map<String, Value>,
     change: Change,
 ) -> Result<Response> {
-    let versions = versions_param(d)?;
+    let versions = match versions_param(d) {
+        Err(Error::InvalidRequest(m)) if change == Change::Destroy && m.starts_with("No ") => {
+            return Err(Error::invalid("no version number provided"));
+        }
+        other => other?,
+    };
     let _g = ctx.lock(&meta_key(key));
     let Some(mut meta) = ctx.get_json::<Meta>(&meta_key(key))? else {
         return Ok(Response::empty());

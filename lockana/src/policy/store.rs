@@ -76,7 +76,7 @@ impl PolicyStore {
     pub(crate) fn put(&self, barrier: &Barrier, name: &str, raw: &str) -> Result<()> {
         let name = normalize_name(name)?;
         if name == "root" {
-            return Err(Error::invalid("cannot update the root policy"));
+            return Err(Error::invalid("cannot update \"root\" policy"));
         }
         let policy = parse(&name, raw)?;
         let bytes = serde_json::to_vec(&Stored {
@@ -92,8 +92,12 @@ impl PolicyStore {
 
     pub(crate) fn delete(&self, barrier: &Barrier, name: &str) -> Result<()> {
         let name = normalize_name(name)?;
-        if name == "root" || name == "default" {
-            return Err(Error::invalid(format!("cannot delete the {name} policy")));
+        // Vault's texts, quotes and all.
+        if name == "root" {
+            return Err(Error::invalid("cannot delete \"root\" policy"));
+        }
+        if name == "default" {
+            return Err(Error::invalid("cannot delete default policy"));
         }
         barrier.apply(vec![crate::barrier::Op::Delete(format!("{PREFIX}{name}"))])?;
         self.policies.write().remove(&name);

@@ -494,7 +494,7 @@ fn env_by_code(core: &Core, req: &Request) -> Result<Response> {
     )? {
         Ok(rec) => env_response(core, &rec, &req.data),
         // One answer for every failure: nothing tells a guess from a lockout.
-        Err(_) => Err(Error::PermissionDenied),
+        Err(_) => Err(Error::Unauthenticated),
     }
 }
 

@@ -14,7 +14,7 @@ pub(crate) fn auth_mounts_json(core: &Core) -> Map<String, Value> {
     for e in core.auth_mounts.read().entries() {
         m.insert(e.path.clone(), auth_entry_json(e));
     }
-    m.insert("token/".into(), token_auth_json());
+    m.insert("token/".into(), token_auth_json(core));
     m
 }
 

@@ -205,7 +205,7 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str, acl: &Acl) -> Resul
             for e in mounts.entries() {
                 m.insert(e.path.clone(), e.to_json());
             }
-            m.insert("sys/".into(), system_mount_json());
+            insert_builtin_mounts(core, &mut m);
             let mut r = sys_response(m);
             r.format = ResponseFormat::EnvelopeWithTopLevelData;
             Ok(r)
@@ -216,11 +216,13 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str, acl: &Acl) -> Resul
             for e in mounts.entries() {
                 secret.insert(e.path.clone(), e.to_json());
             }
-            secret.insert("sys/".into(), system_mount_json());
+            insert_builtin_mounts(core, &mut secret);
             Ok(sys_response(obj(
                 json!({"secret": secret, "auth": auth::auth_mounts_json(core)}),
             )))
         }
+        // The table itself is read-only: mounts change through `sys/mounts/<path>`.
+        ("mounts", _) => Err(Error::UnsupportedOperation),
         ("auth", Operation::Read) => Ok(auth::list(core)),
         ("rotate", Operation::Create | Operation::Update) => {
             core.barrier.rotate(core.unix_now())?;
@@ -272,26 +274,80 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str, acl: &Acl) -> Resul
     }
 }
 
-fn system_mount_json() -> Value {
+/// A built-in mount's uuid and accessor: Vault gives every mount real ones, and the
+/// built-in mounts are not in the table, so they are derived from the vault's own id
+/// (stable across restarts, different between vaults).
+fn builtin_ids(core: &Core, kind: &str, path: &str) -> (String, String) {
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(cluster_id(core).as_bytes())
+        .chain_update([0])
+        .chain_update(path.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    let uuid = uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string();
+    let accessor = format!("{kind}_{}", &uuid[..8]);
+    (uuid, accessor)
+}
+
+/// `sys/` and `identity/`, which Vault lists with the mounts although no one mounts them.
+fn insert_builtin_mounts(core: &Core, m: &mut Map<String, Value>) {
+    m.insert(
+        "identity/".into(),
+        builtin_mount_json(
+            core,
+            "identity",
+            "identity/",
+            "identity store",
+            "Authorization",
+            false,
+        ),
+    );
+    m.insert(
+        "sys/".into(),
+        builtin_mount_json(
+            core,
+            "system",
+            "sys/",
+            "system endpoints used for control, policy and debugging",
+            "Accept",
+            true,
+        ),
+    );
+}
+
+fn builtin_mount_json(
+    core: &Core,
+    kind: &str,
+    path: &str,
+    description: &str,
+    passthrough_header: &str,
+    seal_wrap: bool,
+) -> Value {
+    let (uuid, accessor) = builtin_ids(core, kind, path);
     json!({
-        "accessor": "system_lockana",
-        "config": {"default_lease_ttl": 0, "force_no_cache": false, "max_lease_ttl": 0, "passthrough_request_headers": ["Accept"]},
-        "description": "system endpoints used for control, policy and debugging",
+        "accessor": accessor,
+        "config": {"default_lease_ttl": 0, "force_no_cache": false, "max_lease_ttl": 0, "passthrough_request_headers": [passthrough_header]},
+        "description": description,
         "external_entropy_access": false,
         "local": false,
         "options": null,
         "plugin_version": "",
         "running_plugin_version": format!("v{VERSION}+builtin.lockana"),
         "running_sha256": "",
-        "seal_wrap": true,
-        "type": "system",
-        "uuid": "",
+        "seal_wrap": seal_wrap,
+        "type": kind,
+        "uuid": uuid,
     })
 }
 
-pub(crate) fn token_auth_json() -> Value {
+pub(crate) fn token_auth_json(core: &Core) -> Value {
+    let (uuid, accessor) = builtin_ids(core, "auth_token", "auth/token/");
     json!({
-        "accessor": "auth_token_lockana",
+        "accessor": accessor,
         "config": {"default_lease_ttl": 0, "force_no_cache": false, "max_lease_ttl": 0, "token_type": "default-service"},
         "description": "token based credentials",
         "external_entropy_access": false,
@@ -302,7 +358,7 @@ pub(crate) fn token_auth_json() -> Value {
         "running_sha256": "",
         "seal_wrap": false,
         "type": "token",
-        "uuid": "",
+        "uuid": uuid,
     })
 }
 
