@@ -303,11 +303,11 @@ fn kv1_read_write_list_delete() {
 fn tokens_are_checked_and_sealed_vault_answers_sealed() {
     let d = Dev::new();
     let r = d.vault.handle(Request::new(Read, "secret/data/x"));
-    assert!(matches!(r, Err(Error::PermissionDenied)));
+    assert!(matches!(r, Err(Error::Unauthenticated)));
     let r = d
         .vault
         .handle(Request::new(Read, "secret/data/x").with_token("not-root"));
-    assert!(matches!(r, Err(Error::PermissionDenied)));
+    assert!(matches!(r, Err(Error::Unauthenticated)));
     let h = d.vault.handle(Request::new(Read, "sys/health")).unwrap();
     assert_eq!(h.status, Some(200));
     d.ok(Update, "sys/seal", json!({}));
@@ -521,7 +521,7 @@ fn token_ttl_expires_on_the_clock_and_renewal_is_capped_by_explicit_max() {
     clock.advance(Duration::from_secs(2401));
     assert!(matches!(
         call_as(&vault, &t, Read, "auth/token/lookup-self", json!({})),
-        Err(Error::PermissionDenied)
+        Err(Error::Unauthenticated)
     ));
 }
 
@@ -551,7 +551,7 @@ fn revoking_a_parent_revokes_children_but_revoke_orphan_keeps_them() {
     for t in [&parent, &child, &grandchild] {
         assert!(matches!(
             call_as(&vault, t, Read, "auth/token/lookup-self", json!({})),
-            Err(Error::PermissionDenied)
+            Err(Error::Unauthenticated)
         ));
     }
     let (p2, _) = new_token(&vault, &root, json!({"policies": ["maker"]}));

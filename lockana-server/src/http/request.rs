@@ -195,7 +195,7 @@ pub(crate) fn parse_body(body: &[u8], max_depth: usize) -> Result<Map<String, Va
     }
     if json_depth_exceeds(body, max_depth) {
         return Err(HttpError::bad_request(format!(
-            "failed to parse JSON input: nesting depth exceeds the limit of {max_depth}"
+            "failed to decode JSON input: nesting depth exceeds the limit of {max_depth}"
         )));
     }
     match serde_json::from_slice::<Value>(body) {
@@ -230,7 +230,7 @@ fn json_error_message(err: &serde_json::Error) -> String {
         Category::Io => "read error",
     };
     format!(
-        "failed to parse JSON input: {what} at line {} column {}",
+        "failed to decode JSON input: {what} at line {} column {}",
         err.line(),
         err.column()
     )
@@ -512,7 +512,7 @@ mod tests {
     fn json_errors_do_not_echo_the_body() {
         let err = parse_body(br#"{"password": "hunter2" "#, 10).expect_err("bad json");
         let msg = err.message.unwrap_or_default();
-        assert!(msg.starts_with("failed to parse JSON input"));
+        assert!(msg.starts_with("failed to decode JSON input"));
         assert!(!msg.contains("hunter2"));
         let err = parse_body(br#"{"k": tru_hunter2}"#, 10).expect_err("bad json");
         assert!(!err.message.unwrap_or_default().contains("hunter2"));

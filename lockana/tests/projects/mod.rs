@@ -359,7 +359,7 @@ fn project_env_by_code_works_once_and_never_shows_the_seed() {
     // The same code again: refused, with the answer any failure gets.
     assert!(matches!(
         vault.handle(env_req("billing", &c, ADDR_A)),
-        Err(Error::PermissionDenied)
+        Err(Error::Unauthenticated)
     ));
     // The next step's code, typed with a space, works; then the previous one cannot.
     let next = code(&t, unix(&clock) + 30);
@@ -390,10 +390,7 @@ fn project_env_by_code_works_once_and_never_shows_the_seed() {
 
     // Without a code or a token: denied. A token with the project's policy may read.
     let no_code = Request::new(Read, "lockana/projects/billing/env");
-    assert!(matches!(
-        vault.handle(no_code),
-        Err(Error::PermissionDenied)
-    ));
+    assert!(matches!(vault.handle(no_code), Err(Error::Unauthenticated)));
     assert!(
         call_as(
             &vault,
@@ -534,7 +531,7 @@ fn project_lockout_after_five_wrong_codes_and_recovery() {
     // not consumed.
     assert!(matches!(
         vault.handle(env_req("billing", &good, ADDR_B)),
-        Err(Error::PermissionDenied)
+        Err(Error::Unauthenticated)
     ));
     // The address is locked for other projects too.
     let other = code(&t2, unix(&clock));
