@@ -320,6 +320,7 @@ _VOLATILE_KEYS = {
     "last_renewal_time": "<time>",
     "last_renewal": "<time>",
     "last_update_time": "<time>",
+    "generated": "<time>",  # TOTP code: the second it was made
 }
 
 
