@@ -97,7 +97,16 @@ fn parse_duration_str(s: &str) -> Option<u64> {
         }
         let value: f64 = num.parse().ok()?;
         num.clear();
+        if c == 'u' || c == 'µ' || c == 'n' {
+            // Go's `us`/`µs`/`ns`.
+            if chars.next()? != 's' {
+                return None;
+            }
+            unit.push('s');
+        }
         let mult = match unit.as_str() {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
             "ms" => 0.001,
             "s" => 1.0,
             "m" => 60.0,

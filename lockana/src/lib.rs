@@ -12,6 +12,7 @@ mod auth;
 mod barrier;
 mod clock;
 mod error;
+mod fields;
 mod identity;
 mod kv;
 mod logical;

@@ -409,7 +409,13 @@ impl Core {
         // Fail closed: a request no audit device accepted is not served, and a response
         // no device accepted is not returned.
         self.audit.log_request(&req, Some(&entry))?;
-        self.tokens.use_once(&self.barrier, &entry)?;
+        // The CLI asks for the mount of every `bao kv` path first; Vault serves that
+        // lookup without spending one of the token's uses.
+        let entry = if req.path.starts_with("sys/internal/ui/mounts/") {
+            entry
+        } else {
+            self.tokens.use_once(&self.barrier, &entry)?
+        };
         let mut outcome = self.route(&req, &entry, &acl);
         if let (Some(ttl), Ok(resp)) = (req.wrap_ttl, &outcome)
             && (resp.data.is_some() || resp.auth.is_some())
@@ -417,6 +423,9 @@ impl Core {
         {
             outcome =
                 outcome.and_then(|resp| crate::sys::wrapping::wrap(self, resp, ttl, &req.path));
+        }
+        if let Err(e) = self.tokens.finish_use(&self.barrier, &entry) {
+            outcome = Err(e);
         }
         self.audit.log_response(&req, Some(&entry), &outcome)?;
         self.notify_request(&req, &entry, &outcome);

@@ -935,16 +935,11 @@ fn response_wrapping_hands_over_an_answer_once() {
         .unwrap();
     let child = un.auth.unwrap().client_token.unwrap().expose().to_owned();
     call_as(&vault, &child, Read, "auth/token/lookup-self", json!({})).unwrap();
-    let w = call_as(
-        &vault,
-        &root,
-        Update,
-        "sys/wrapping/wrap",
-        json!({"k": "v"}),
-    )
-    .unwrap()
-    .wrap_info
-    .unwrap();
+    let mut req = Request::new(Update, "sys/wrapping/wrap")
+        .with_data(json!({"k": "v"}))
+        .with_token(&root);
+    req.wrap_ttl = Some(300);
+    let w = vault.handle(req).unwrap().wrap_info.unwrap();
     clock.advance(Duration::from_secs(301));
     let gone = vault.handle(
         Request::new(Update, "sys/wrapping/unwrap")

@@ -187,8 +187,10 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// Parses a request body: empty (or whitespace) is an empty object; anything else must
-/// be a JSON object no deeper than `max_depth`. Errors never echo the body.
+/// Parses a request body: empty (or whitespace) and `null` are an empty object, as
+/// Vault's decoder leaves its map empty for them (Vault's Go client sends `null` when
+/// it has no data: `bao write -f`, `bao unwrap`); anything else must be a JSON object
+/// no deeper than `max_depth`. Errors never echo the body.
 pub(crate) fn parse_body(body: &[u8], max_depth: usize) -> Result<Map<String, Value>, HttpError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
@@ -200,6 +202,7 @@ pub(crate) fn parse_body(body: &[u8], max_depth: usize) -> Result<Map<String, Va
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Null) => Ok(Map::new()),
         // Go's decoder text, naming only the JSON type.
         Ok(other) => Err(HttpError::bad_request(format!(
             "failed to decode JSON input: json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
@@ -208,7 +211,7 @@ pub(crate) fn parse_body(body: &[u8], max_depth: usize) -> Result<Map<String, Va
                 Value::String(_) => "string",
                 Value::Number(_) => "number",
                 Value::Bool(_) => "bool",
-                Value::Null | Value::Object(_) => "null",
+                Value::Null | Value::Object(_) => "object",
             }
         ))),
         Err(err) => Err(HttpError::bad_request(json_error_message(&err))),
@@ -500,10 +503,16 @@ mod tests {
     }
 
     #[test]
+    fn null_body_from_vault_go_client_is_no_data() {
+        assert!(parse_body(b"null", 10).expect("null").is_empty());
+        assert!(parse_body(b" null\n", 10).expect("null").is_empty());
+    }
+
+    #[test]
     fn body_must_be_a_json_object() {
         let m = parse_body(br#"{"data":{"k":"v"}}"#, 10).expect("object");
         assert_eq!(m["data"]["k"], Value::from("v"));
-        for bad in [&b"[1]"[..], b"\"s\"", b"42", b"null"] {
+        for bad in [&b"[1]"[..], b"\"s\"", b"42", b"true"] {
             assert_eq!(status(parse_body(bad, 10)), StatusCode::BAD_REQUEST);
         }
     }

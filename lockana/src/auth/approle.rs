@@ -364,23 +364,10 @@ fn role_id(ctx: &Ctx<'_>, req: &Request, name: &str) -> Result<Answer> {
     }
 }
 
+/// Secret-ID metadata, in any form Vault's `ParseArbitraryKeyValues` takes (the CLI
+/// sends `metadata=env=ci` as a string).
 fn metadata_param(d: &Map<String, Value>) -> Result<BTreeMap<String, String>> {
-    let bad = || Error::invalid("'metadata' must be a JSON object of strings");
-    let v = match d.get("metadata") {
-        None | Some(Value::Null) => return Ok(BTreeMap::new()),
-        Some(Value::String(s)) if s.trim().is_empty() => return Ok(BTreeMap::new()),
-        Some(Value::String(s)) => serde_json::from_str::<Value>(s).map_err(|_| bad())?,
-        Some(v) => v.clone(),
-    };
-    let Value::Object(m) = v else {
-        return Err(bad());
-    };
-    m.into_iter()
-        .map(|(k, v)| match v {
-            Value::String(s) => Ok((k, s)),
-            _ => Err(bad()),
-        })
-        .collect()
+    Ok(crate::fields::opt_arbitrary_kv(d, "metadata")?.unwrap_or_default())
 }
 
 fn generate_secret_id(ctx: &Ctx<'_>, req: &Request, name: &str, custom: bool) -> Result<Answer> {
@@ -545,24 +532,28 @@ fn login(ctx: &Ctx<'_>, req: &Request) -> Result<Answer> {
     let lockouts = ctx.lockouts;
     let accessor = &ctx.mount.accessor;
     let remote = req.connection.remote_addr.map(|a| a.ip());
-    let ok = check_secret_id(ctx, req, &role, &name, &salt, remote, |ok| {
+    let checked = check_secret_id(ctx, req, &role, &name, &salt, remote, |ok| {
         // Decided before a use is spent: a locked role ID spends nothing.
         ok && !lockouts.is_locked(accessor, &role_id, ctx.now)
     })?;
-    let ok = ok && cidrs_allow(role.secret_id_bound_cidrs.as_deref(), remote)?;
-    if !ok {
-        lockouts.record_failure(accessor, &role_id, ctx.now);
-        return fail();
-    }
+    let secret_meta = match checked {
+        Some(meta) if cidrs_allow(role.secret_id_bound_cidrs.as_deref(), remote)? => meta,
+        _ => {
+            lockouts.record_failure(accessor, &role_id, ctx.now);
+            return fail();
+        }
+    };
     lockouts.reset(accessor, &role_id);
     let mut grant = role.token.grant(&name);
+    // As Vault: the secret ID's metadata goes onto the token, `role_name` always wins.
+    grant.meta.extend(secret_meta);
     grant.meta.insert("role_name".into(), name);
     Ok(Answer::Login(grant))
 }
 
 /// Checks (and spends one use of) the presented secret ID when the role binds one.
 /// `admit` sees whether the secret ID is valid and has the last word before a use is
-/// spent.
+/// spent. Admitted: the secret ID's metadata (empty when the role binds none).
 fn check_secret_id(
     ctx: &Ctx<'_>,
     req: &Request,
@@ -571,24 +562,25 @@ fn check_secret_id(
     salt: &[u8],
     remote: Option<IpAddr>,
     admit: impl FnOnce(bool) -> bool,
-) -> Result<bool> {
+) -> Result<Option<BTreeMap<String, String>>> {
+    let admitted = |ok: bool| ok.then(BTreeMap::new);
     if !role.bind_secret_id {
-        return Ok(admit(true));
+        return Ok(admitted(admit(true)));
     }
     let secret_id = Zeroizing::new(required_string(&req.data, "secret_id")?);
     let h = hmac_hex(salt, "secret_id", &secret_id);
     let key = format!("secret_id/{name}/{h}");
     let _g = ctx.lock(&key);
     let Some(mut e) = ctx.get_json::<SecretIdEntry>(&key)? else {
-        return Ok(admit(false));
+        return Ok(admitted(admit(false)));
     };
     if e.expiration > 0 && unix(ctx.now) >= e.expiration {
         destroy_secret_id(ctx, name, &h)?;
-        return Ok(admit(false));
+        return Ok(admitted(admit(false)));
     }
     let cidr_ok = e.cidr_list.is_empty() || cidrs_allow(Some(&e.cidr_list), remote)?;
     if !admit(cidr_ok) {
-        return Ok(false);
+        return Ok(None);
     }
     match e.num_uses {
         0 => {}
@@ -599,7 +591,7 @@ fn check_secret_id(
             ctx.apply(vec![ctx.put_op(&key, &e)?])?;
         }
     }
-    Ok(true)
+    Ok(Some(e.metadata))
 }
 
 /// Whether `remote` is inside one of `blocks` (no blocks: everyone; no address: no one).

@@ -122,30 +122,8 @@ pub(crate) fn normalize_auth_path(path: &str) -> Result<String> {
     Ok(format!("{trimmed}/"))
 }
 
-/// Reads an optional list of strings (JSON list or comma-separated string).
-pub(crate) fn opt_strings(d: &Map<String, Value>, name: &str) -> Result<Option<Vec<String>>> {
-    let bad = || {
-        Error::invalid(format!(
-            "'{name}' must be a list of strings or a comma-separated string"
-        ))
-    };
-    match d.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(
-            s.split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        )),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().map(|s| s.trim().to_owned()).ok_or_else(bad))
-            .collect::<Result<Vec<_>>>()
-            .map(Some),
-        Some(_) => Err(bad()),
-    }
-}
+/// A list of strings: a JSON list or a comma-separated string (see `crate::fields`).
+pub(crate) use crate::fields::opt_comma_strings as opt_strings;
 
 /// Vault's common token fields on roles and users (`token_policies`/`policies`,
 /// `token_ttl`/`ttl`, `token_max_ttl`/`max_ttl`, `token_period`, `token_num_uses`,

@@ -68,6 +68,11 @@ pub(crate) struct TokenEntry {
     /// The token role it was created through, if any.
     #[serde(default)]
     pub role: String,
+    /// Set on a limited-use token's last use, as Vault's "revocation pending": the
+    /// token serves that one request (where it reports `num_uses: -1`) and is revoked
+    /// right after; no other request finds it meanwhile.
+    #[serde(default)]
+    pub last_use: bool,
 }
 
 impl TokenEntry {
@@ -116,7 +121,7 @@ impl TokenEntry {
             "id": id.map(|t| t.expose().to_owned()).unwrap_or_default(),
             "issue_time": at(self.creation_time),
             "meta": self.meta,
-            "num_uses": self.num_uses,
+            "num_uses": if self.last_use { json!(-1) } else { json!(self.num_uses) },
             "orphan": self.orphan,
             "path": self.path,
             "policies": self.policies,
@@ -170,6 +175,8 @@ pub(crate) struct TokenStore {
     // Entries are shared, not cloned, on the hot path: a lookup is a map hit and an
     // `Arc` bump.
     cache: RwLock<HashMap<String, Arc<TokenEntry>>>,
+    /// Serializes use counting, so two requests never spend the same use.
+    uses: parking_lot::Mutex<()>,
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -215,6 +222,7 @@ impl TokenStore {
         TokenStore {
             salt: RwLock::new(None),
             cache: RwLock::new(HashMap::new()),
+            uses: parking_lot::Mutex::new(()),
         }
     }
 
@@ -319,6 +327,7 @@ impl TokenStore {
             meta: t.meta,
             last_renewal: 0,
             role: t.role,
+            last_use: false,
         };
         let mut ops = vec![
             self.entry_op(&entry)?,
@@ -384,6 +393,9 @@ impl TokenStore {
             self.revoke_tree(barrier, hash)?;
             return Ok(None);
         }
+        if entry.last_use {
+            return Ok(None);
+        }
         Ok(Some(entry))
     }
 
@@ -413,19 +425,42 @@ impl TokenStore {
         self.live(barrier, &hash, now)
     }
 
-    /// Counts one use of a limited-use token; the last use revokes it.
-    pub(crate) fn use_once(&self, barrier: &Barrier, entry: &TokenEntry) -> Result<()> {
-        match entry.num_uses {
-            0 => Ok(()),
-            1 => self.revoke_tree(barrier, &entry.hash),
-            n => {
-                let mut e = entry.clone();
-                e.num_uses = n - 1;
-                barrier.apply(vec![self.entry_op(&e)?])?;
-                self.cache.write().insert(e.hash.clone(), Arc::new(e));
-                Ok(())
-            }
+    /// Counts one use of a limited-use token before the request is served, as Vault
+    /// does: the entry returned shows the uses left, and on the last use it is marked
+    /// [`TokenEntry::last_use`]; the caller then revokes it with [`Self::finish_use`]
+    /// once the request is answered.
+    pub(crate) fn use_once(
+        &self,
+        barrier: &Barrier,
+        entry: &Arc<TokenEntry>,
+    ) -> Result<Arc<TokenEntry>> {
+        if entry.num_uses == 0 {
+            return Ok(entry.clone());
         }
+        let _g = self.uses.lock();
+        // Re-read under the lock: a concurrent request may have spent a use already.
+        let current = match self.get_by_hash(barrier, &entry.hash)? {
+            Some(e) if !e.last_use && e.num_uses > 0 => e,
+            _ => return Err(Error::PermissionDenied),
+        };
+        let mut e = (*current).clone();
+        if e.num_uses == 1 {
+            e.last_use = true;
+        } else {
+            e.num_uses -= 1;
+        }
+        barrier.apply(vec![self.entry_op(&e)?])?;
+        let e = Arc::new(e);
+        self.cache.write().insert(e.hash.clone(), e.clone());
+        Ok(e)
+    }
+
+    /// Revokes a token whose last use was just served (see [`Self::use_once`]).
+    pub(crate) fn finish_use(&self, barrier: &Barrier, entry: &TokenEntry) -> Result<()> {
+        if entry.last_use {
+            self.revoke_tree(barrier, &entry.hash)?;
+        }
+        Ok(())
     }
 
     /// Renews a token by `increment` seconds (0: its original TTL), never past its

@@ -90,13 +90,15 @@ pub(crate) fn handle(
         "renew-self" if write => {
             let inc = opt_duration(d, "increment")?.unwrap_or(0);
             let e = core.tokens.renew(&core.barrier, caller, inc, now)?;
-            Ok(auth_response(core, None, &e))
+            // Vault gives the renewed token back (clients read it from `auth`);
+            // only renew-accessor leaves it out, since its caller may not hold it.
+            Ok(auth_response(core, req.token.clone(), &e))
         }
         "renew" if write => {
             let inc = opt_duration(d, "increment")?.unwrap_or(0);
-            let (_, e) = named_token(core, d)?;
+            let (t, e) = named_token(core, d)?;
             let e = core.tokens.renew(&core.barrier, &e, inc, now)?;
-            Ok(auth_response(core, None, &e))
+            Ok(auth_response(core, Some(t), &e))
         }
         "renew-accessor" if write => {
             let inc = opt_duration(d, "increment")?.unwrap_or(0);

@@ -108,51 +108,8 @@ pub(crate) fn go_conversion_error(field: &str, v: &Value) -> String {
     )
 }
 
-/// Reads an optional non-negative integer parameter (number or numeric string).
-pub(crate) fn opt_u64(data: &Map<String, Value>, name: &str) -> Result<Option<u64>> {
-    match data.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| Error::invalid(format!("'{name}' must be a non-negative integer"))),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| Error::invalid(format!("'{name}' must be a non-negative integer"))),
-        Some(_) => Err(Error::invalid(format!(
-            "'{name}' must be a non-negative integer"
-        ))),
-    }
-}
-
-/// Reads an optional boolean parameter (bool or `"true"`/`"false"`).
-pub(crate) fn opt_bool(data: &Map<String, Value>, name: &str) -> Result<Option<bool>> {
-    match data.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(Value::String(s)) => match s.trim() {
-            "true" | "1" => Ok(Some(true)),
-            "false" | "0" | "" => Ok(Some(false)),
-            _ => Err(Error::invalid(format!("'{name}' must be a boolean"))),
-        },
-        Some(_) => Err(Error::invalid(format!("'{name}' must be a boolean"))),
-    }
-}
-
-/// Reads an optional duration parameter (seconds or `"1h30m"`).
-pub(crate) fn opt_duration(data: &Map<String, Value>, name: &str) -> Result<Option<u64>> {
-    match data.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => crate::clock::parse_duration(v).map(Some).ok_or_else(|| {
-            Error::invalid(format!(
-                "'{name}' must be a duration such as \"30s\" or \"1h\", or a number of seconds"
-            ))
-        }),
-    }
-}
+// Request fields are read the one way Vault reads them (see `crate::fields`).
+pub(crate) use crate::fields::{opt_bool, opt_duration, opt_u64};
 
 /// A list answer: `{"keys": [...]}`, or 404 when there is nothing.
 pub(crate) fn list_response(keys: Vec<String>) -> Result<crate::Response> {

@@ -56,8 +56,8 @@ pub(crate) fn handle(core: &Core, req: &Request, p: &str) -> Result<Response> {
             )),
             Operation::Create | Operation::Update => {
                 apply_tune(&mut entry.config, &Value::Object(d.clone()))?;
-                if let Some(desc) = d.get("description").and_then(Value::as_str) {
-                    entry.description = desc.to_owned();
+                if let Some(desc) = crate::fields::opt_string(d, "description")? {
+                    entry.description = desc;
                 }
                 table.update(&core.barrier, entry)?;
                 Ok(Response::empty())

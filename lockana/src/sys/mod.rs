@@ -402,6 +402,11 @@ pub(crate) fn tune_response(entry: &MountEntry, extra_key: &str, extra: Value) -
 fn mounts(core: &Core, req: &Request, p: &str) -> Result<Response> {
     let d = &req.data;
     if let Some(mount) = p.strip_suffix("/tune").or_else(|| p.strip_suffix("/tune/")) {
+        // `bao auth tune` goes through `sys/mounts/auth/<path>/tune`, which Vault serves
+        // from the auth table, the same as `sys/auth/<path>/tune`.
+        if let Some(auth_mount) = mount.strip_prefix("auth/") {
+            return auth::handle(core, req, &format!("{auth_mount}/tune"));
+        }
         let path = normalize_mount_path(mount)?;
         let mut table = core.mounts.write();
         let mut entry = table
@@ -412,10 +417,8 @@ fn mounts(core: &Core, req: &Request, p: &str) -> Result<Response> {
             Operation::Read => Ok(tune_response(&entry, "options", json!(entry.options))),
             Operation::Create | Operation::Update => {
                 apply_tune(&mut entry.config, &Value::Object(d.clone()))?;
-                match d.get("description") {
-                    None | Some(Value::Null) => {}
-                    Some(Value::String(s)) => entry.description = s.clone(),
-                    Some(_) => return Err(Error::invalid("'description' must be a string")),
+                if let Some(desc) = crate::fields::opt_string(d, "description")? {
+                    entry.description = desc;
                 }
                 if let Some(Value::Object(opts)) = d.get("options")
                     && let Some(v) = opts.get("version")

@@ -198,16 +198,18 @@ pub(crate) fn rewrap(core: &Core, req: &Request) -> Result<Response> {
     wrap(core, inner, ttl, &path)
 }
 
-/// `sys/wrapping/wrap`: wraps the request body itself.
+/// `sys/wrapping/wrap`: wraps the request body itself, even an empty one (Vault does).
+/// The endpoint exists only for wrapping, so a request without `X-Vault-Wrap-TTL` is
+/// refused, as Vault refuses it.
 pub(crate) fn wrap_data(core: &Core, req: &Request) -> Result<Response> {
-    if req.data.is_empty() {
-        return Err(Error::invalid("empty request body"));
-    }
+    let ttl = match req.wrap_ttl {
+        Some(ttl) if ttl > 0 => ttl,
+        _ => {
+            return Err(Error::invalid(
+                "endpoint requires response wrapping to be used",
+            ));
+        }
+    };
     let r = Response::with_data(req.data.clone());
-    wrap(
-        core,
-        r,
-        req.wrap_ttl.unwrap_or(DEFAULT_WRAP_TTL),
-        "sys/wrapping/wrap",
-    )
+    wrap(core, r, ttl, "sys/wrapping/wrap")
 }
