@@ -1,8 +1,8 @@
 //! Request fields read the way Vault reads them (`framework.FieldData` with
 //! `parseutil`/`strutil`): weakly typed, so a client may send `3600`, `"3600"` or `"1h"`
 //! for a duration, `true`, `"true"` or `1` for a flag, `"a,b"` or `["a","b"]` for a list,
-//! and `{"k":"v"}`, `["k=v"]` or `"k=v"` for key-value pairs — the forms the `bao` CLI,
-//! hvac and the Go client send.
+//! and `{"k":"v"}`, `"k=v,k2=v2"` (or the same as JSON text) for free-form metadata — the
+//! forms the `bao` CLI, hvac and the Go client send.
 //!
 //! Every engine reads its request fields through these functions, so a value means the
 //! same everywhere and is stored as OpenBao would store it. Absent and `null` fields are
@@ -132,41 +132,6 @@ pub(crate) fn opt_comma_strings(d: &Map<String, Value>, name: &str) -> Result<Op
     ))
 }
 
-/// Key-value pairs (`TypeKVPairs`): a JSON object (values weakly turned to strings),
-/// or `"k=v"` strings — one, or a list of them, as the CLI sends repeated `key=value`
-/// flags. Each string is one pair split at its first `=`: values may hold `=` and `,`.
-pub(crate) fn opt_kv_pairs(
-    d: &Map<String, Value>,
-    name: &str,
-) -> Result<Option<BTreeMap<String, String>>> {
-    let bad = || invalid(name, "a map of strings or a list of \"key=value\" strings");
-    let pairs: Vec<String> = match d.get(name) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Object(m)) => {
-            return m
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), scalar_text(v).ok_or_else(bad)?)))
-                .collect::<Result<_>>()
-                .map(Some);
-        }
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| scalar_text(v).ok_or_else(bad))
-            .collect::<Result<_>>()?,
-        Some(v) => vec![scalar_text(v).ok_or_else(bad)?],
-    };
-    let mut out = BTreeMap::new();
-    for pair in pairs {
-        match pair.split_once('=') {
-            Some((k, v)) if !k.is_empty() => {
-                out.insert(k.to_owned(), v.to_owned());
-            }
-            _ => return Err(invalid(name, "made of \"key=value\" pairs with a key")),
-        }
-    }
-    Ok(Some(out))
-}
-
 /// Free-form key-value metadata (Vault's `strutil.ParseArbitraryKeyValues`, used for
 /// AppRole secret-ID `metadata`): a JSON object, a string holding a JSON object, or
 /// comma-separated `k=v` pairs (the CLI's `metadata=env=ci`), either possibly base64.
@@ -253,7 +218,6 @@ mod tests {
             assert_eq!(opt_duration(&d, "f").unwrap(), None);
             assert_eq!(opt_string(&d, "f").unwrap(), None);
             assert_eq!(opt_comma_strings(&d, "f").unwrap(), None);
-            assert_eq!(opt_kv_pairs(&d, "f").unwrap(), None);
             assert_eq!(opt_arbitrary_kv(&d, "f").unwrap(), None);
         }
     }
@@ -351,34 +315,6 @@ mod tests {
             Some(vec![])
         );
         assert!(opt_comma_strings(&data(json!({"a": 1})), "f").is_err());
-    }
-
-    #[test]
-    fn kv_pairs_take_maps_and_key_value_strings() {
-        let one = |k: &str, v: &str| Some(BTreeMap::from([(k.to_owned(), v.to_owned())]));
-        assert_eq!(
-            opt_kv_pairs(&data(json!({"k": "v"})), "f").unwrap(),
-            one("k", "v")
-        );
-        assert_eq!(
-            opt_kv_pairs(&data(json!({"k": 1})), "f").unwrap(),
-            one("k", "1")
-        );
-        assert_eq!(
-            opt_kv_pairs(&data(json!(["k=v"])), "f").unwrap(),
-            one("k", "v")
-        );
-        assert_eq!(
-            opt_kv_pairs(&data(json!("k=v=w")), "f").unwrap(),
-            one("k", "v=w")
-        );
-        // One string is one pair, as in Vault: commas stay in the value.
-        assert_eq!(
-            opt_kv_pairs(&data(json!("k=a,b")), "f").unwrap(),
-            one("k", "a,b")
-        );
-        assert!(opt_kv_pairs(&data(json!(["novalue"])), "f").is_err());
-        assert!(opt_kv_pairs(&data(json!(["=v"])), "f").is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod barrier;
 mod clock;
 mod error;
 mod fields;
+mod help;
 mod identity;
 mod kv;
 mod logical;

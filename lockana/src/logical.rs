@@ -85,6 +85,9 @@ pub struct Request {
     /// `X-Lockana-TOTP`: a project's one-time code, the credential of
     /// `lockana/projects/<name>/env` when no token is used.
     pub totp_code: Option<String>,
+    /// `?help=1` or the `HELP` method: answer with the path's help instead of serving
+    /// it (`bao path-help`).
+    pub help: bool,
 }
 
 impl Request {
@@ -99,6 +102,7 @@ impl Request {
             wrap_ttl: None,
             mfa: Vec::new(),
             totp_code: None,
+            help: false,
         }
     }
 

@@ -373,6 +373,11 @@ impl Core {
         if self.barrier.is_sealed() {
             return Err(Error::Sealed);
         }
+        if req.help {
+            // Vault lets any valid token read any path's help; no policy applies.
+            self.authenticate(req.token.as_ref())?;
+            return crate::help::answer(self, &req.path);
+        }
         // A project's one-time code is the credential of these (auth/totp/login, env).
         if let Some(outcome) = crate::projects::try_code_access(self, &req) {
             return outcome;

@@ -178,13 +178,18 @@ where
         // Vault's backends serve no HEAD operation; only the health check answers it.
         return Err(HttpError::empty(StatusCode::METHOD_NOT_ALLOWED));
     }
-    let query = if request::uses_query(&parts.method) {
+    let help = request::wants_help(&parts.method, parts.uri.query());
+    let query = if request::uses_query(&parts.method) && !help {
         request::parse_query(parts.uri.query())?
     } else {
         request::Query::default()
     };
-    let operation = request::operation_for(&parts.method, query.list)
-        .ok_or_else(|| HttpError::empty(StatusCode::METHOD_NOT_ALLOWED))?;
+    let operation = if help {
+        Operation::Read
+    } else {
+        request::operation_for(&parts.method, query.list)
+            .ok_or_else(|| HttpError::empty(StatusCode::METHOD_NOT_ALLOWED))?
+    };
     if operation == Operation::List && !path.ends_with('/') {
         // Vault lists a directory: `LIST secret/metadata` means `secret/metadata/`.
         path.push('/');
@@ -209,7 +214,7 @@ where
             ),
         ));
     }
-    let data = if request::uses_body(&parts.method) {
+    let data = if request::uses_body(&parts.method) && !help {
         let limit = limits.max_request_size;
         if request::content_length(&parts.headers).is_some_and(|len| len > limit as u64) {
             return Err(request::too_large(limit));
@@ -238,6 +243,7 @@ where
         user_agent,
     });
     logical.data = data;
+    logical.help = help;
     logical.token = request::token(&parts.headers);
     logical.wrap_ttl = request::wrap_ttl(&parts.headers)?;
     logical.mfa = request::mfa_values(&parts.headers);

@@ -45,6 +45,15 @@ pub(crate) fn is_merge_patch(headers: &http::HeaderMap) -> bool {
         })
 }
 
+/// Whether the request asks for help (`bao path-help`): a non-empty `help` query
+/// parameter on any method, or the `HELP` method, as Vault's help handler decides.
+pub(crate) fn wants_help(method: &Method, query: Option<&str>) -> bool {
+    method.as_str() == "HELP"
+        || query.is_some_and(|q| {
+            form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "help" && !v.is_empty())
+        })
+}
+
 /// Whether the method carries a JSON body.
 pub(crate) fn uses_body(method: &Method) -> bool {
     matches!(method.as_str(), "POST" | "PUT" | "PATCH")
@@ -362,6 +371,16 @@ mod tests {
             let method = Method::from_bytes(m.as_bytes()).expect("method");
             assert_eq!(operation_for(&method, list), want, "{m} list={list}");
         }
+    }
+
+    #[test]
+    fn help_is_a_non_empty_help_parameter_or_the_help_method() {
+        assert!(wants_help(&Method::GET, Some("help=1")));
+        assert!(wants_help(&Method::POST, Some("x=y&help=true")));
+        assert!(!wants_help(&Method::GET, Some("help=")));
+        assert!(!wants_help(&Method::GET, None));
+        let help = Method::from_bytes(b"HELP").expect("method");
+        assert!(wants_help(&help, None));
     }
 
     #[test]

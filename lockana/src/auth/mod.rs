@@ -152,10 +152,11 @@ impl TokenFields {
             self.legacy_policies = modern.is_none();
         }
         if let Some(p) = modern.or(legacy) {
-            self.token_policies = p
-                .iter()
-                .map(|n| crate::policy::normalize_name(n))
-                .collect::<Result<_>>()?;
+            // Checked now, stored as given (Vault keeps the case; logins lower-case).
+            for n in &p {
+                crate::policy::normalize_name(n)?;
+            }
+            self.token_policies = p;
         }
         if let Some(v) = opt_duration(d, "token_ttl")?.or(opt_duration(d, "ttl")?) {
             self.token_ttl = v;

@@ -150,6 +150,12 @@ fn create(
     role: Option<(&str, Role)>,
 ) -> Result<Response> {
     let d = &req.data;
+    // As Vault: children would let a limited-use token escape its count.
+    if caller.num_uses > 0 {
+        return Err(Error::invalid(
+            "restricted use token cannot generate child tokens",
+        ));
+    }
     let privileged = acl.is_root() || acl.allows(&req.path, Caps::SUDO);
     if let Some(t) = d.get("type").and_then(Value::as_str)
         && !matches!(t, "service" | "default" | "")

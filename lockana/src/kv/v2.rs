@@ -625,16 +625,15 @@ fn custom_metadata_param(
     let m = match d.get("custom_metadata") {
         None => return Ok(None),
         Some(Value::Null) => return Ok(Some(BTreeMap::new())),
-        Some(Value::Object(m)) => m.clone(),
-        // `["k=v", ...]` or `"k=v"`, as Vault's TypeKVPairs takes them.
-        Some(_) => crate::fields::opt_kv_pairs(d, "custom_metadata")?
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect(),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(Error::invalid(
+                "'custom_metadata' must be an object of string values",
+            ));
+        }
     };
     let mut out = BTreeMap::new();
-    for (k, v) in &m {
+    for (k, v) in m {
         let v = match v {
             Value::String(s) => Some(s.clone()),
             Value::Null if patch => None,

@@ -97,21 +97,27 @@ pub(crate) struct Policy {
 }
 
 /// Normalizes a policy name as Vault does (trimmed, lower-case) and refuses names
-/// that could be mistaken for others (inner whitespace, control characters, slashes).
+/// that could be mistaken for others (Unicode look-alikes, control characters).
 pub(crate) fn normalize_name(name: &str) -> Result<String> {
     let n = name.trim().to_ascii_lowercase();
+    // Vault takes any name and lower-cases it (hvac's tests use `['testpolicy']`).
+    // Lockana keeps to printable ASCII: a Unicode look-alike (`rооt` in Cyrillic,
+    // `root` with a zero-width space) would be a different policy that reads the same
+    // in a token's policy list.
     if n.is_empty()
-        || n.len() > 128
-        || !n
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+        || n.len() > MAX_NAME_LEN
+        || !n.chars().all(|c| c.is_ascii() && !c.is_ascii_control())
     {
-        return Err(Error::invalid(
-            "policy names may only contain letters, digits, '-', '_', '.' and '@'",
-        ));
+        return Err(Error::invalid(format!(
+            "policy names must be 1 to {MAX_NAME_LEN} printable ASCII characters"
+        )));
     }
     Ok(n)
 }
+
+/// The longest policy name accepted (Vault has no limit; names are storage keys and
+/// appear in every token's policy list).
+const MAX_NAME_LEN: usize = 256;
 
 /// Validates a path pattern: `*` only at the end, `+` only as a whole segment.
 fn check_pattern(p: &str) -> Result<String> {
@@ -563,8 +569,31 @@ path "secret/+/wild" { capabilities = ["list"] }
     fn names_normalize_and_lookalikes_collapse() {
         assert_eq!(normalize_name(" ROOT").unwrap(), "root");
         assert_eq!(normalize_name("root\n").unwrap(), "root");
-        assert!(normalize_name("ro ot").is_err());
-        assert!(normalize_name("a/b").is_err());
         assert!(normalize_name("").is_err());
+        assert!(normalize_name("  ").is_err());
+    }
+
+    #[test]
+    fn names_vault_accepts_are_accepted() {
+        for (raw, want) in [
+            ("['testpolicy']", "['testpolicy']"),
+            ("ro ot", "ro ot"),
+            ("a/b", "a/b"),
+            ("Team:Ops,1", "team:ops,1"),
+        ] {
+            assert_eq!(normalize_name(raw).unwrap(), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn unicode_lookalikes_of_root_are_refused() {
+        for raw in [
+            "r\u{43e}\u{43e}t",
+            "root\u{200b}",
+            "\u{ff52}oot",
+            "ro\u{0}ot",
+        ] {
+            assert!(normalize_name(raw).is_err(), "{raw:?}");
+        }
     }
 }

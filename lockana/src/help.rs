@@ -1,0 +1,1136 @@
+//! `path-help`: `GET /v1/<path>?help=1` (and the `HELP` method) answers with Vault's
+//! help shape, `{"help": "...", "openapi": {...}, "see_also": null}`.
+//!
+//! The text and the OpenAPI document are generated from one description per backend
+//! kind ([`backend_doc`]): a list of path patterns, each with its operations, fields and
+//! help. That is the table engines are meant to declare themselves later; then
+//! [`backend_doc`] reads it from the engine instead of this module. The wording is
+//! Lockana's own, not OpenBao's.
+
+use serde_json::{Map, Value, json};
+
+use crate::mounts::EngineKind;
+use crate::vault::Core;
+use crate::{Error, Operation, Response, Result};
+
+/// One request field of a path.
+pub(crate) struct FieldDoc {
+    pub name: &'static str,
+    /// Vault's type name (`string`, `int`, `bool`, `duration`, `map`, ...).
+    pub kind: &'static str,
+    pub description: &'static str,
+}
+
+/// One path of a backend. `pattern` segments are literal, `{name}` (one segment) or a
+/// final `{name*}` (the rest of the path, possibly empty).
+pub(crate) struct PathDoc {
+    pub pattern: &'static str,
+    pub operations: &'static [Operation],
+    pub synopsis: &'static str,
+    pub description: &'static str,
+    pub fields: &'static [FieldDoc],
+}
+
+/// What a backend kind serves.
+pub(crate) struct BackendDoc {
+    pub description: &'static str,
+    pub paths: &'static [PathDoc],
+}
+
+/// Answers a help request for `path` (below `/v1/`): the backend's overview at a mount's
+/// root, else the help of the first path pattern that matches. Paths no backend serves
+/// are 404, as in Vault.
+pub(crate) fn answer(core: &Core, path: &str) -> Result<Response> {
+    let no_route = || Error::NoRoute(path.to_owned());
+    let (kind, rel) = backend_of(core, path).ok_or_else(no_route)?;
+    let doc = backend_doc(&kind).ok_or_else(no_route)?;
+    let rel = rel.trim_start_matches('/');
+    let (help, paths) = if rel.is_empty() {
+        (backend_help(doc), doc.paths.iter().collect::<Vec<_>>())
+    } else {
+        let p = doc
+            .paths
+            .iter()
+            .find(|p| matches(p.pattern, rel))
+            .ok_or_else(no_route)?;
+        (path_help(p, rel), vec![p])
+    };
+    let mut body = Map::new();
+    body.insert("help".into(), Value::String(help));
+    body.insert("openapi".into(), openapi(&paths));
+    body.insert("see_also".into(), Value::Null);
+    Ok(Response::raw(body))
+}
+
+/// The backend kind serving `path` and the path below its mount.
+fn backend_of(core: &Core, path: &str) -> Option<(String, String)> {
+    if let Some(rest) = path.strip_prefix("sys/").or((path == "sys").then_some("")) {
+        return Some(("system".into(), rest.into()));
+    }
+    if let Some(rest) = path.strip_prefix("auth/") {
+        if let Some(rel) = rest
+            .strip_prefix("token/")
+            .or((rest == "token").then_some(""))
+        {
+            return Some(("token".into(), rel.into()));
+        }
+        let mounts = core.auth_mounts.read();
+        let m = mounts.route(rest)?;
+        return Some((
+            m.kind.clone(),
+            rest.get(m.path.len()..).unwrap_or("").into(),
+        ));
+    }
+    if let Some(rest) = path.strip_prefix("identity/") {
+        return Some(("identity".into(), rest.into()));
+    }
+    if let Some(rest) = path.strip_prefix("lockana/") {
+        return Some(("lockana".into(), rest.into()));
+    }
+    let mounts = core.mounts.read();
+    let m = mounts.route(path)?;
+    let kind = match m.engine() {
+        EngineKind::KvV1 => "kv",
+        EngineKind::KvV2 => "kv-v2",
+        EngineKind::Cubbyhole => "cubbyhole",
+        EngineKind::Totp => "totp",
+    };
+    Some((kind.into(), path.get(m.path.len()..).unwrap_or("").into()))
+}
+
+/// Whether `rel` matches `pattern` (see [`PathDoc`]).
+fn matches(pattern: &str, rel: &str) -> bool {
+    let rel = rel.strip_suffix('/').unwrap_or(rel);
+    let mut want = pattern.split('/').filter(|s| !s.is_empty());
+    let mut got = rel.split('/').filter(|s| !s.is_empty());
+    loop {
+        match (want.next(), got.next()) {
+            (Some(w), _) if w.starts_with('{') && w.ends_with("*}") => return true,
+            (Some(w), Some(g)) if w.starts_with('{') => {
+                if g.is_empty() {
+                    return false;
+                }
+            }
+            (Some(w), Some(g)) if w == g => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// The pattern as Vault prints its route regex.
+fn regex(pattern: &str) -> String {
+    let segs: Vec<String> = pattern
+        .split('/')
+        .map(
+            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => match name.strip_suffix('*') {
+                    Some(name) => format!("(?P<{name}>.*)"),
+                    None => format!("(?P<{name}>[^/]+)"),
+                },
+                None => s.to_owned(),
+            },
+        )
+        .collect();
+    format!("^{}$", segs.join("/"))
+}
+
+/// The pattern as an OpenAPI path (`/data/{path}`).
+fn openapi_path(pattern: &str) -> String {
+    format!("/{}", pattern.replace("*}", "}"))
+}
+
+fn backend_help(doc: &BackendDoc) -> String {
+    let mut s = format!(
+        "## DESCRIPTION\n\n{}\n\n## PATHS\n\nThe following paths are supported by this backend. To view help for\nany of the paths below, use the help command with any route matching\nthe path pattern. Note that depending on the policy of your auth token,\nyou may or may not be able to access certain paths.\n",
+        doc.description
+    );
+    for p in doc.paths {
+        s.push_str(&format!(
+            "\n    {}\n        {}\n",
+            regex(p.pattern),
+            p.synopsis
+        ));
+    }
+    s
+}
+
+fn path_help(p: &PathDoc, rel: &str) -> String {
+    let mut s = format!(
+        "Request:        {rel}\nMatching Route: {}\n\n{}\n",
+        regex(p.pattern),
+        p.synopsis
+    );
+    if !p.fields.is_empty() {
+        s.push_str("\n## PARAMETERS\n");
+        for f in p.fields {
+            s.push_str(&format!(
+                "\n    {} ({})\n\n        {}\n",
+                f.name, f.kind, f.description
+            ));
+        }
+    }
+    s.push_str(&format!("\n## DESCRIPTION\n\n{}\n", p.description));
+    s
+}
+
+fn openapi(paths: &[&PathDoc]) -> Value {
+    let mut out = Map::new();
+    for p in paths {
+        let mut item = Map::new();
+        item.insert("description".into(), json!(p.synopsis));
+        let params: Vec<Value> = p
+            .pattern
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .map(|n| {
+                json!({"name": n.trim_end_matches('*'), "in": "path", "required": true,
+                       "schema": {"type": "string"}})
+            })
+            .collect();
+        if !params.is_empty() {
+            item.insert("parameters".into(), Value::Array(params));
+        }
+        let op_id = p.pattern.replace(['{', '}', '*'], "").replace('/', "-");
+        for op in p.operations {
+            let (method, verb) = match op {
+                Operation::Read => ("get", "read"),
+                Operation::List => ("get", "list"),
+                Operation::Create | Operation::Update => ("post", "write"),
+                Operation::Patch => ("patch", "patch"),
+                Operation::Delete => ("delete", "delete"),
+            };
+            let mut o = json!({
+                "operationId": format!("{verb}-{op_id}").trim_end_matches('-').to_owned(),
+                "responses": {"200": {"description": "OK"}},
+            });
+            if *op == Operation::List {
+                o["parameters"] = json!([{"name": "list", "in": "query", "required": true,
+                                           "schema": {"type": "string", "enum": ["true"]}}]);
+            }
+            if matches!(op, Operation::Create | Operation::Update | Operation::Patch)
+                && !p.fields.is_empty()
+            {
+                let props: Map<String, Value> = p
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.name.to_owned(),
+                            json!({"type": openapi_type(f.kind), "description": f.description}),
+                        )
+                    })
+                    .collect();
+                o["requestBody"] = json!({"content": {"application/json": {"schema":
+                    {"type": "object", "properties": props}}}});
+            }
+            // LIST and READ share GET; the first one declared keeps it.
+            item.entry(method).or_insert(o);
+        }
+        out.insert(openapi_path(p.pattern), Value::Object(item));
+    }
+    json!({
+        "openapi": "3.0.2",
+        "info": {
+            "title": "Lockana API",
+            "description": "HTTP API that gives you full access to Lockana. All API routes are prefixed with `/v1/`.",
+            "version": crate::sys::VERSION,
+            "license": {"name": "Apache-2.0", "url": "https://www.apache.org/licenses/LICENSE-2.0"},
+        },
+        "paths": out,
+        "components": {"schemas": {}},
+    })
+}
+
+fn openapi_type(kind: &str) -> &'static str {
+    match kind {
+        "int" | "duration" => "integer",
+        "bool" => "boolean",
+        "map" => "object",
+        "list" => "array",
+        _ => "string",
+    }
+}
+
+use Operation::{Create, Delete, List, Patch, Read, Update};
+
+const RW: &[Operation] = &[Read, Create, Update, Delete];
+
+/// The description of a backend kind: mount type names, plus `system`, `token`,
+/// `identity` and `lockana` for the built-in paths.
+pub(crate) fn backend_doc(kind: &str) -> Option<&'static BackendDoc> {
+    Some(match kind {
+        "kv-v2" => &KV_V2,
+        "kv" => &KV_V1,
+        "cubbyhole" => &CUBBYHOLE,
+        "totp" => &TOTP,
+        "system" => &SYSTEM,
+        "token" => &TOKEN,
+        "userpass" => &USERPASS,
+        "approle" => &APPROLE,
+        "jwt" => &JWT,
+        "identity" => &IDENTITY,
+        "lockana" => &LOCKANA,
+        _ => return None,
+    })
+}
+
+const PATH_FIELD: FieldDoc = FieldDoc {
+    name: "path",
+    kind: "string",
+    description: "Location of the secret.",
+};
+
+static KV_V2: BackendDoc = BackendDoc {
+    description: "A versioned key-value store. Every write of a key makes a new version; old versions can be read, deleted (soft), undeleted and destroyed. Values are encrypted before they reach storage.",
+    paths: &[
+        PathDoc {
+            pattern: "config",
+            operations: &[Read, Update],
+            synopsis: "Configures settings for the KV store.",
+            description: "Reads or sets the mount's max_versions, cas_required and delete_version_after.",
+            fields: &[
+                FieldDoc {
+                    name: "max_versions",
+                    kind: "int",
+                    description: "Versions kept per key (0: the default of 10).",
+                },
+                FieldDoc {
+                    name: "cas_required",
+                    kind: "bool",
+                    description: "Require the cas option on every write.",
+                },
+                FieldDoc {
+                    name: "delete_version_after",
+                    kind: "duration",
+                    description: "Delete versions this long after they were written (0: never).",
+                },
+            ],
+        },
+        PathDoc {
+            pattern: "data/{path*}",
+            operations: &[Read, Create, Update, Patch, Delete],
+            synopsis: "Write, Patch, Read, and Delete data in the Key-Value Store.",
+            description: "Writes store a new version of the key's data; reads return the latest version, or the one named by \"version\"; deletes soft-delete the latest version.",
+            fields: &[
+                FieldDoc {
+                    name: "data",
+                    kind: "map",
+                    description: "The contents of the data map will be stored and returned on read.",
+                },
+                FieldDoc {
+                    name: "options",
+                    kind: "map",
+                    description: "Write options; \"cas\" makes the write a check-and-set against the key's current version (0: only if the key does not exist).",
+                },
+                PATH_FIELD,
+                FieldDoc {
+                    name: "version",
+                    kind: "int",
+                    description: "If provided during a read, the value at the version number will be returned.",
+                },
+            ],
+        },
+        PathDoc {
+            pattern: "delete/{path*}",
+            operations: &[Update],
+            synopsis: "Marks one or more versions as deleted in the KV store.",
+            description: "Soft-deletes the given versions; they can be undeleted.",
+            fields: &[
+                PATH_FIELD,
+                FieldDoc {
+                    name: "versions",
+                    kind: "list",
+                    description: "The versions to delete.",
+                },
+            ],
+        },
+        PathDoc {
+            pattern: "undelete/{path*}",
+            operations: &[Update],
+            synopsis: "Undeletes one or more versions from the KV store.",
+            description: "Restores soft-deleted versions.",
+            fields: &[
+                PATH_FIELD,
+                FieldDoc {
+                    name: "versions",
+                    kind: "list",
+                    description: "The versions to undelete.",
+                },
+            ],
+        },
+        PathDoc {
+            pattern: "destroy/{path*}",
+            operations: &[Update],
+            synopsis: "Permanently removes one or more versions in the KV store.",
+            description: "Destroys the given versions' data for good.",
+            fields: &[
+                PATH_FIELD,
+                FieldDoc {
+                    name: "versions",
+                    kind: "list",
+                    description: "The versions to destroy.",
+                },
+            ],
+        },
+        PathDoc {
+            pattern: "metadata/{path*}",
+            operations: &[Read, List, Create, Update, Patch, Delete],
+            synopsis: "Configures settings for the KV store.",
+            description: "Reads, lists and writes a key's metadata (max_versions, cas_required, delete_version_after, custom_metadata); deleting it removes every version of the key.",
+            fields: &[
+                PATH_FIELD,
+                FieldDoc {
+                    name: "max_versions",
+                    kind: "int",
+                    description: "Versions kept for this key.",
+                },
+                FieldDoc {
+                    name: "cas_required",
+                    kind: "bool",
+                    description: "Require the cas option on every write of this key.",
+                },
+                FieldDoc {
+                    name: "delete_version_after",
+                    kind: "duration",
+                    description: "Delete versions this long after they were written.",
+                },
+                FieldDoc {
+                    name: "custom_metadata",
+                    kind: "map",
+                    description: "User-provided key-value pairs for describing the key.",
+                },
+            ],
+        },
+        PathDoc {
+            pattern: "subkeys/{path*}",
+            operations: &[Read],
+            synopsis: "Read the structure of a secret entry from the Key-Value store with the values removed.",
+            description: "Returns the keys of a secret's data, nested to \"depth\", with every value replaced by null.",
+            fields: &[PATH_FIELD],
+        },
+    ],
+};
+
+static KV_V1: BackendDoc = BackendDoc {
+    description: "A key-value store: each key holds one JSON object, overwritten by every write. Values are encrypted before they reach storage.",
+    paths: &[PathDoc {
+        pattern: "{path*}",
+        operations: &[Read, List, Create, Update, Delete],
+        synopsis: "Pass-through secret storage to the storage backend, allowing you to read/write arbitrary data into secret storage.",
+        description: "Writes store the request's data at the path; reads return it; lists return the keys below a path ending in '/'.",
+        fields: &[PATH_FIELD],
+    }],
+};
+
+static CUBBYHOLE: BackendDoc = BackendDoc {
+    description: "Per-token private secret storage: each token sees only its own entries, and they go when the token is revoked.",
+    paths: &[PathDoc {
+        pattern: "{path*}",
+        operations: &[Read, List, Create, Update, Delete],
+        synopsis: "Pass-through secret storage to a token-specific cubbyhole in the storage backend, allowing you to read/write arbitrary data into secret storage.",
+        description: "Writes, reads, lists and deletes entries private to the calling token.",
+        fields: &[PATH_FIELD],
+    }],
+};
+
+static TOTP: BackendDoc = BackendDoc {
+    description: "Time-based one-time passwords (RFC 6238): generate or import keys, then have codes made or checked.",
+    paths: &[
+        PathDoc {
+            pattern: "keys/",
+            operations: &[List],
+            synopsis: "Manage the keys that can be created with this backend.",
+            description: "Lists the key names.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "keys/{name}",
+            operations: &[Read, Create, Update, Delete],
+            synopsis: "Manage the keys that can be created with this backend.",
+            description: "Creates (generate=true) or imports (key or url) a key, reads its parameters, or deletes it.",
+            fields: &[
+                FieldDoc {
+                    name: "generate",
+                    kind: "bool",
+                    description: "Make a new key and return its barcode and URL.",
+                },
+                FieldDoc {
+                    name: "issuer",
+                    kind: "string",
+                    description: "The key's issuer.",
+                },
+                FieldDoc {
+                    name: "account_name",
+                    kind: "string",
+                    description: "The key's account name.",
+                },
+                FieldDoc {
+                    name: "key",
+                    kind: "string",
+                    description: "The shared secret to import (base32).",
+                },
+                FieldDoc {
+                    name: "url",
+                    kind: "string",
+                    description: "An otpauth:// URL to import.",
+                },
+                FieldDoc {
+                    name: "period",
+                    kind: "duration",
+                    description: "Seconds a code is valid for.",
+                },
+                FieldDoc {
+                    name: "digits",
+                    kind: "int",
+                    description: "Digits in a code (6 or 8).",
+                },
+            ],
+        },
+        PathDoc {
+            pattern: "code/{name}",
+            operations: &[Read, Update],
+            synopsis: "Request time-based one-time use password or validate a password for a certain key.",
+            description: "A read makes the current code of a generated key; a write with \"code\" checks one (each code works once).",
+            fields: &[FieldDoc {
+                name: "code",
+                kind: "string",
+                description: "The code to check.",
+            }],
+        },
+    ],
+};
+
+static SYSTEM: BackendDoc = BackendDoc {
+    description: "The system backend: seal state, mounts, auth methods, policies, audit devices, response wrapping and Lockana's notifications.",
+    paths: &[
+        PathDoc {
+            pattern: "mounts",
+            operations: &[Read],
+            synopsis: "List the currently mounted backends.",
+            description: "Lists every secrets engine mount with its type and configuration.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "mounts/{path*}",
+            operations: &[Read, Create, Update, Delete],
+            synopsis: "Mount a new backend at a new path.",
+            description: "Enables (type, description, config, options), reads, tunes (<path>/tune, also auth/<path>/tune) or disables a secrets engine.",
+            fields: &[
+                FieldDoc {
+                    name: "type",
+                    kind: "string",
+                    description: "The type of the backend (kv, totp, cubbyhole).",
+                },
+                FieldDoc {
+                    name: "description",
+                    kind: "string",
+                    description: "User-friendly description for this mount.",
+                },
+                FieldDoc {
+                    name: "config",
+                    kind: "map",
+                    description: "Configuration for this mount, such as default_lease_ttl and max_lease_ttl.",
+                },
+                FieldDoc {
+                    name: "options",
+                    kind: "map",
+                    description: "Engine options; for kv, \"version\".",
+                },
+            ],
+        },
+        PathDoc {
+            pattern: "auth",
+            operations: &[Read],
+            synopsis: "List the currently enabled credential backends.",
+            description: "Lists every auth method mount.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "auth/{path*}",
+            operations: &[Read, Create, Update, Delete],
+            synopsis: "Enable a new credential backend with a name.",
+            description: "Enables, reads, tunes (<path>/tune) or disables an auth method.",
+            fields: &[
+                FieldDoc {
+                    name: "type",
+                    kind: "string",
+                    description: "The type of the auth method (userpass, approle, jwt).",
+                },
+                FieldDoc {
+                    name: "description",
+                    kind: "string",
+                    description: "User-friendly description for this auth method.",
+                },
+            ],
+        },
+        PathDoc {
+            pattern: "policies/acl",
+            operations: &[List],
+            synopsis: "List the configured access control policies.",
+            description: "Lists ACL policy names.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "policies/acl/{name*}",
+            operations: &[Read, Create, Update, Delete],
+            synopsis: "Read, Modify, or Delete an access control policy.",
+            description: "Reads, writes (policy, in HCL or JSON) or deletes an ACL policy. Names are lower-cased; root cannot be changed.",
+            fields: &[
+                FieldDoc {
+                    name: "name",
+                    kind: "string",
+                    description: "The name of the policy.",
+                },
+                FieldDoc {
+                    name: "policy",
+                    kind: "string",
+                    description: "The rules of the policy.",
+                },
+            ],
+        },
+        PathDoc {
+            pattern: "policy/{name*}",
+            operations: &[Read, List, Create, Update, Delete],
+            synopsis: "Read, Modify, or Delete an access control policy.",
+            description: "The older form of sys/policies/acl.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "capabilities-self",
+            operations: &[Update],
+            synopsis: "Fetches the capabilities of the given token on the given path.",
+            description: "Returns the calling token's capabilities on each of \"paths\".",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "wrapping/{op}",
+            operations: &[Update],
+            synopsis: "Response-wrapping operations: wrap, unwrap, lookup, rewrap.",
+            description: "wrap (needs X-Vault-Wrap-TTL) wraps the request data; unwrap returns a wrapped answer once; lookup shows a wrapping token's details; rewrap moves an answer to a new token.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "audit",
+            operations: &[Read],
+            synopsis: "List the enabled audit devices.",
+            description: "Lists audit devices.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "audit/{path*}",
+            operations: &[Create, Update, Delete],
+            synopsis: "Enable or disable audit backends.",
+            description: "Enables or disables an audit device (file, socket, syslog).",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "seal-status",
+            operations: &[Read],
+            synopsis: "Returns the seal status of the Vault.",
+            description: "Whether the vault is initialized and sealed, and unseal progress.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "health",
+            operations: &[Read],
+            synopsis: "Checks the health status of the Vault.",
+            description: "Answers with a status code that reflects initialization, seal and standby state.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "seal",
+            operations: &[Update],
+            synopsis: "Seals the Vault.",
+            description: "Drops the key material; the vault serves nothing until unsealed.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "rotate",
+            operations: &[Update],
+            synopsis: "Rotates the backend encryption key used to persist data.",
+            description: "Adds a new data key to the keyring; new writes use it.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "key-status",
+            operations: &[Read],
+            synopsis: "Provides information about the backend encryption key.",
+            description: "The current key term and when it was installed.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "internal/ui/mounts/{path*}",
+            operations: &[Read],
+            synopsis: "Return information about the mount serving a path.",
+            description: "Used by clients (bao kv) to learn a mount's type and version; spends no token use.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "{path*}",
+            operations: &[Read, Update],
+            synopsis: "Other system paths.",
+            description: "init, unseal, leader, mfa, locked-users, audit-hash and lockana/notify; see docs/API.md.",
+            fields: &[],
+        },
+    ],
+};
+
+static TOKEN: BackendDoc = BackendDoc {
+    description: "The token store: create, look up, renew and revoke tokens, and manage token roles.",
+    paths: &[
+        PathDoc {
+            pattern: "create",
+            operations: &[Update],
+            synopsis: "The token create path is used to create new tokens.",
+            description: "Creates a child token of the caller (policies, ttl, num_uses, meta, period, ...).",
+            fields: &[
+                FieldDoc {
+                    name: "policies",
+                    kind: "list",
+                    description: "Policies of the new token (a subset of the caller's unless root).",
+                },
+                FieldDoc {
+                    name: "ttl",
+                    kind: "duration",
+                    description: "Time to live.",
+                },
+                FieldDoc {
+                    name: "num_uses",
+                    kind: "int",
+                    description: "Uses before the token is revoked (0: unlimited).",
+                },
+                FieldDoc {
+                    name: "meta",
+                    kind: "map",
+                    description: "Metadata.",
+                },
+            ],
+        },
+        PathDoc {
+            pattern: "create-orphan",
+            operations: &[Update],
+            synopsis: "The token create path is used to create new orphan tokens.",
+            description: "As create, with no parent (needs sudo).",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "create/{role_name}",
+            operations: &[Update],
+            synopsis: "This token create path is used to create new tokens adhering to the given role.",
+            description: "Creates a token through a token role.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "lookup",
+            operations: &[Read, Update],
+            synopsis: "This endpoint will lookup a token and its properties.",
+            description: "Looks up the token given as \"token\".",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "lookup-self",
+            operations: &[Read],
+            synopsis: "This endpoint will lookup a token and its properties.",
+            description: "Looks up the calling token; num_uses shows the uses left (-1 on the last one).",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "lookup-accessor",
+            operations: &[Update],
+            synopsis: "This endpoint will lookup a token associated with the given accessor and its properties.",
+            description: "Looks up a token by accessor.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "renew",
+            operations: &[Update],
+            synopsis: "This endpoint will renew the given token and prevent expiration.",
+            description: "Renews the token given as \"token\" by \"increment\".",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "renew-self",
+            operations: &[Update],
+            synopsis: "This endpoint will renew the token used to call it and prevent expiration.",
+            description: "Renews the calling token by \"increment\".",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "renew-accessor",
+            operations: &[Update],
+            synopsis: "This endpoint will renew a token associated with the given accessor and its properties.",
+            description: "Renews a token by accessor; the token itself is not returned.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "revoke",
+            operations: &[Update],
+            synopsis: "This endpoint will delete the given token and all of its child tokens.",
+            description: "Revokes the token given as \"token\" and its children.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "revoke-self",
+            operations: &[Update],
+            synopsis: "This endpoint will delete the token used to call it and all of its child tokens.",
+            description: "Revokes the calling token and its children.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "revoke-accessor",
+            operations: &[Update],
+            synopsis: "This endpoint will delete the token associated with the accessor and all of its child tokens.",
+            description: "Revokes a token by accessor.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "revoke-orphan",
+            operations: &[Update],
+            synopsis: "This endpoint will delete the token and orphan its child tokens.",
+            description: "Revokes a token and leaves its children as orphans (needs sudo).",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "accessors/",
+            operations: &[List],
+            synopsis: "List token accessors, which can then be used to iterate and discover their properties or revoke them.",
+            description: "Lists every token accessor (needs sudo).",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "roles/{role_name*}",
+            operations: &[Read, List, Create, Update, Delete],
+            synopsis: "Manage token roles.",
+            description: "Creates, reads, lists and deletes token roles.",
+            fields: &[],
+        },
+    ],
+};
+
+const TOKEN_FIELDS: &[FieldDoc] = &[
+    FieldDoc {
+        name: "token_policies",
+        kind: "list",
+        description: "Comma-separated list of policies.",
+    },
+    FieldDoc {
+        name: "token_ttl",
+        kind: "duration",
+        description: "The initial ttl of the token to generate.",
+    },
+    FieldDoc {
+        name: "token_max_ttl",
+        kind: "duration",
+        description: "The maximum lifetime of the generated token.",
+    },
+    FieldDoc {
+        name: "token_num_uses",
+        kind: "int",
+        description: "The maximum number of times a token may be used, a value of zero means unlimited.",
+    },
+    FieldDoc {
+        name: "token_period",
+        kind: "duration",
+        description: "If set, tokens created via this role will have no max lifetime; instead, their renewal period will be fixed to this value.",
+    },
+    FieldDoc {
+        name: "token_no_default_policy",
+        kind: "bool",
+        description: "If true, the 'default' policy will not automatically be added to generated tokens.",
+    },
+];
+
+static USERPASS: BackendDoc = BackendDoc {
+    description: "The userpass credential provider: users log in with a name and a password.",
+    paths: &[
+        PathDoc {
+            pattern: "users/",
+            operations: &[List],
+            synopsis: "Manage users allowed to authenticate.",
+            description: "Lists user names.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "users/{username}",
+            operations: RW,
+            synopsis: "Manage users allowed to authenticate.",
+            description: "Creates, reads, updates and deletes a user with its password and token settings.",
+            fields: TOKEN_FIELDS,
+        },
+        PathDoc {
+            pattern: "users/{username}/password",
+            operations: &[Update],
+            synopsis: "Reset user's password.",
+            description: "Sets a user's password.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "users/{username}/policies",
+            operations: &[Update],
+            synopsis: "Update the policies associated with the username.",
+            description: "Sets a user's token policies.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "login/{username}",
+            operations: &[Update],
+            synopsis: "Log in with a username and password.",
+            description: "Returns a token for the user when the password matches.",
+            fields: &[FieldDoc {
+                name: "password",
+                kind: "string",
+                description: "Password for this user.",
+            }],
+        },
+    ],
+};
+
+static APPROLE: BackendDoc = BackendDoc {
+    description: "Any registered role can authenticate itself with a role ID and, when bound, a secret ID.",
+    paths: &[
+        PathDoc {
+            pattern: "login",
+            operations: &[Update],
+            synopsis: "Issue a token based on the credentials supplied.",
+            description: "Logs in with role_id and secret_id; the token's metadata holds the secret ID's metadata and role_name.",
+            fields: &[
+                FieldDoc {
+                    name: "role_id",
+                    kind: "string",
+                    description: "Unique identifier of the Role.",
+                },
+                FieldDoc {
+                    name: "secret_id",
+                    kind: "string",
+                    description: "SecretID belong to the App role.",
+                },
+            ],
+        },
+        PathDoc {
+            pattern: "role/",
+            operations: &[List],
+            synopsis: "Lists all the roles registered with the backend.",
+            description: "Lists role names.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "role/{role_name}",
+            operations: RW,
+            synopsis: "Register an role with the backend.",
+            description: "Creates, reads, updates and deletes a role (bind_secret_id, secret_id_num_uses, secret_id_ttl, CIDR bounds, token settings).",
+            fields: TOKEN_FIELDS,
+        },
+        PathDoc {
+            pattern: "role/{role_name}/role-id",
+            operations: &[Read, Update],
+            synopsis: "Returns the 'role_id' of the role.",
+            description: "Reads or sets the role's role ID.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "role/{role_name}/secret-id",
+            operations: &[List, Update],
+            synopsis: "Generate a SecretID against this role.",
+            description: "Makes a secret ID (metadata, cidr_list, num_uses, ttl) or lists their accessors.",
+            fields: &[
+                FieldDoc {
+                    name: "metadata",
+                    kind: "string",
+                    description: "Metadata tied to the secret ID: a JSON object, or comma-separated key=value pairs.",
+                },
+                FieldDoc {
+                    name: "num_uses",
+                    kind: "int",
+                    description: "Number of times this secret ID can be used.",
+                },
+                FieldDoc {
+                    name: "ttl",
+                    kind: "duration",
+                    description: "Duration after which this secret ID expires.",
+                },
+            ],
+        },
+        PathDoc {
+            pattern: "role/{role_name}/custom-secret-id",
+            operations: &[Update],
+            synopsis: "Assign a SecretID of choice against the role.",
+            description: "Stores a secret ID the caller chose.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "role/{role_name}/{rest*}",
+            operations: &[Read, Update, Delete],
+            synopsis: "Read or change one setting of a role, or look up and destroy secret IDs.",
+            description: "Per-field role settings and secret-id/lookup, secret-id/destroy, secret-id-accessor/lookup and secret-id-accessor/destroy.",
+            fields: &[],
+        },
+    ],
+};
+
+static JWT: BackendDoc = BackendDoc {
+    description: "The JWT credential provider: log in with a JSON Web Token signed by a configured key.",
+    paths: &[
+        PathDoc {
+            pattern: "config",
+            operations: &[Read, Update],
+            synopsis: "Configures the JWT authentication backend.",
+            description: "Sets the validation keys (jwt_validation_pubkeys), bound issuer and default role.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "role/",
+            operations: &[List],
+            synopsis: "Lists all the roles registered with the backend.",
+            description: "Lists role names.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "role/{name}",
+            operations: RW,
+            synopsis: "Register a role with the backend.",
+            description: "Creates, reads, updates and deletes a role (bound_audiences, bound_claims, user_claim, token settings).",
+            fields: TOKEN_FIELDS,
+        },
+        PathDoc {
+            pattern: "login",
+            operations: &[Update],
+            synopsis: "Authenticates to Vault using a JWT (or OIDC) token.",
+            description: "Logs in with role and jwt.",
+            fields: &[],
+        },
+    ],
+};
+
+static IDENTITY: BackendDoc = BackendDoc {
+    description: "Identity: entities for the users and roles that log in, and login MFA.",
+    paths: &[
+        PathDoc {
+            pattern: "entity/id/",
+            operations: &[List],
+            synopsis: "List all the entity IDs.",
+            description: "Lists entity IDs.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "entity/id/{id}",
+            operations: &[Read],
+            synopsis: "Update, read or delete an entity using entity ID.",
+            description: "Reads an entity.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "lookup/entity",
+            operations: &[Update],
+            synopsis: "Query entities based on various properties.",
+            description: "Finds an entity by id, name or alias.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "mfa/{rest*}",
+            operations: &[Read, List, Create, Update, Delete],
+            synopsis: "Login MFA methods and enforcements.",
+            description: "TOTP MFA methods, admin-generate, and login enforcements.",
+            fields: &[],
+        },
+    ],
+};
+
+static LOCKANA: BackendDoc = BackendDoc {
+    description: "Lockana's projects: sets of secrets with their own TOTP seed, owners and notification routes.",
+    paths: &[
+        PathDoc {
+            pattern: "projects/",
+            operations: &[List],
+            synopsis: "List projects.",
+            description: "Lists project names.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "projects/{name}",
+            operations: &[Read, Create, Update, Delete],
+            synopsis: "Manage a project.",
+            description: "Creates, reads and deletes a project.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "projects/{name}/env",
+            operations: &[Read],
+            synopsis: "A project's secrets as JSON or dotenv.",
+            description: "Returns the project's variables; with X-Lockana-TOTP the one-time code is the credential.",
+            fields: &[],
+        },
+        PathDoc {
+            pattern: "projects/{name}/{rest*}",
+            operations: &[Read, Update, Delete],
+            synopsis: "A project's members, seed and settings.",
+            description: "See docs/API.md.",
+            fields: &[],
+        },
+    ],
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_segments_and_rest() {
+        assert!(matches("data/{path*}", "data/a/b"));
+        assert!(matches("data/{path*}", "data/"));
+        assert!(!matches("data/{path*}", "metadata/a"));
+        assert!(matches("users/{username}", "users/bob"));
+        assert!(!matches("users/{username}", "users/bob/password"));
+        assert!(matches("users/{username}/password", "users/bob/password"));
+        assert!(matches("config", "config"));
+        assert!(matches("keys/", "keys/"));
+        assert!(!matches("config", "config/x"));
+    }
+
+    #[test]
+    fn routes_print_like_vault_regexes() {
+        assert_eq!(regex("data/{path*}"), "^data/(?P<path>.*)$");
+        assert_eq!(regex("login/{username}"), "^login/(?P<username>[^/]+)$");
+        assert_eq!(openapi_path("data/{path*}"), "/data/{path}");
+    }
+
+    #[test]
+    fn every_backend_path_has_operations_and_help() {
+        for kind in [
+            "kv-v2",
+            "kv",
+            "cubbyhole",
+            "totp",
+            "system",
+            "token",
+            "userpass",
+            "approle",
+            "jwt",
+            "identity",
+            "lockana",
+        ] {
+            let doc = backend_doc(kind).expect(kind);
+            assert!(!doc.description.is_empty(), "{kind}");
+            for p in doc.paths {
+                assert!(!p.operations.is_empty(), "{kind} {}", p.pattern);
+                assert!(
+                    !p.synopsis.is_empty() && !p.description.is_empty(),
+                    "{kind} {}",
+                    p.pattern
+                );
+            }
+        }
+        assert!(backend_doc("nope").is_none());
+    }
+
+    #[test]
+    fn path_help_names_the_route_and_fields() {
+        let p = &KV_V2.paths[1];
+        let h = path_help(p, "data/foo");
+        assert!(h.starts_with("Request:        data/foo\nMatching Route: ^data/(?P<path>.*)$"));
+        assert!(h.contains("## PARAMETERS") && h.contains("    data (map)"));
+        let o = openapi(&[p]);
+        assert!(o["paths"]["/data/{path}"]["get"].is_object());
+        assert!(o["paths"]["/data/{path}"]["post"]["requestBody"].is_object());
+    }
+}
