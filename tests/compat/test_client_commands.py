@@ -49,15 +49,27 @@ def both(request):
     return ob, lk
 
 
-def same_outcome(both, scenario: Callable[[Target], Any], expect: Any = None) -> Any:
-    """Runs `scenario` on OpenBao then Lockana; their outcomes must be equal (and equal
-    `expect`, when given). Returns OpenBao's outcome."""
+def same_outcome(both, scenario: Callable[[Target, str], Any], expect: Any = None) -> Any:
+    """Runs `scenario` on OpenBao then Lockana with the same unique `key` (for mount
+    paths, so both servers' listings keep the same shape for other tests); their
+    outcomes must be equal (and equal `expect`, when given). Auth mounts the scenario
+    enabled under `key` are disabled afterwards. Returns OpenBao's outcome."""
     ob, lk = both
-    ref = scenario(ob)
+    key = uid("cc")
+
+    def run(t: Target) -> Any:
+        try:
+            return scenario(t, key)
+        finally:
+            for path in t.client.sys.list_auth_methods()["data"]:
+                if key in path:
+                    t.client.sys.disable_auth_method(path)
+
+    ref = run(ob)
     if expect is not None:
         assert ref == expect, f"openbao itself: {ref!r} != expected {expect!r}"
     if lk is not None:
-        got = scenario(lk)
+        got = run(lk)
         assert got == ref, f"openbao {ref!r}\n  lockana {got!r}"
     return ref
 
@@ -75,8 +87,8 @@ def http_status(t: Target, method: str, path: str, **kw) -> tuple[int, Any]:
 
 
 def test_write_f_sends_null_body_and_makes_an_approle_secret_id(bao_bin, both, tmp_path):
-    def scenario(t: Target):
-        m = uid("ar")
+    def scenario(t: Target, key: str):
+        m = f"ar-{key}"
         assert bao(bao_bin, t, tmp_path, "auth", "enable", f"-path={m}", "approle")[0] == 0
         assert bao(bao_bin, t, tmp_path, "write", f"auth/{m}/role/r1", "token_policies=default")[0] == 0
         rc, out, _ = bao(bao_bin, t, tmp_path, "write", "-format=json", "-f", f"auth/{m}/role/r1/secret-id")
@@ -92,7 +104,7 @@ def test_write_f_sends_null_body_and_makes_an_approle_secret_id(bao_bin, both, t
 
 
 def test_unwrap_with_the_wrapping_token_or_as_an_argument(bao_bin, both, tmp_path):
-    def scenario(t: Target):
+    def scenario(t: Target, key: str):
         out = []
         for how in ("as VAULT_TOKEN", "as argument without VAULT_TOKEN"):
             rc, w, _ = bao(bao_bin, t, tmp_path, "write", "-field=wrapping_token", "-wrap-ttl=60",
@@ -114,7 +126,7 @@ def test_unwrap_with_the_wrapping_token_or_as_an_argument(bao_bin, both, tmp_pat
 
 
 def test_raw_null_and_empty_bodies_are_no_data(both):
-    def scenario(t: Target):
+    def scenario(t: Target, key: str):
         out = []
         for body in (b"null", b"", b" null \n"):
             st, _ = http_status(t, "POST", "auth/token/create", data=body,
@@ -131,8 +143,8 @@ def test_raw_null_and_empty_bodies_are_no_data(both):
 
 
 def test_auth_tune_through_the_cli_and_both_tune_paths(bao_bin, both, tmp_path):
-    def scenario(t: Target):
-        m = uid("up")
+    def scenario(t: Target, key: str):
+        m = f"up-{key}"
         assert bao(bao_bin, t, tmp_path, "auth", "enable", f"-path={m}", "userpass")[0] == 0
         rc = bao(bao_bin, t, tmp_path, "auth", "tune", "-default-lease-ttl=1h", "-description=tuned", f"{m}/")[0]
         st1, b1 = http_status(t, "GET", f"sys/auth/{m}/tune")
@@ -153,20 +165,20 @@ def test_auth_tune_through_the_cli_and_both_tune_paths(bao_bin, both, tmp_path):
 
 
 def test_kv_get_with_a_use_limited_token(bao_bin, both, tmp_path):
-    def scenario(t: Target):
-        key = f"secret/{uid('uses')}"
-        assert bao(bao_bin, t, tmp_path, "kv", "put", key, "a=1")[0] == 0
+    def scenario(t: Target, key: str):
+        kv_path = f"secret/uses-{key}"
+        assert bao(bao_bin, t, tmp_path, "kv", "put", kv_path, "a=1")[0] == 0
         _, tok2, _ = bao(bao_bin, t, tmp_path, "token", "create", "-field=token", "-use-limit=2", "-policy=root")
         _, tok1, _ = bao(bao_bin, t, tmp_path, "token", "create", "-field=token", "-use-limit=1", "-policy=root")
-        runs = [bao(bao_bin, t, tmp_path, "kv", "get", "-field=a", key, token=tok2.strip()) for _ in range(3)]
-        one = bao(bao_bin, t, tmp_path, "kv", "get", "-field=a", key, token=tok1.strip())
+        runs = [bao(bao_bin, t, tmp_path, "kv", "get", "-field=a", kv_path, token=tok2.strip()) for _ in range(3)]
+        one = bao(bao_bin, t, tmp_path, "kv", "get", "-field=a", kv_path, token=tok1.strip())
         return [(rc, out.strip() if rc == 0 else "") for rc, out, _ in runs + [one]]
 
     same_outcome(both, scenario, expect=[(0, "1"), (0, "1"), (2, ""), (0, "1")])
 
 
 def test_lookup_self_shows_uses_left_and_minus_one_on_the_last(bao_bin, both, tmp_path):
-    def scenario(t: Target):
+    def scenario(t: Target, key: str):
         _, tok, _ = bao(bao_bin, t, tmp_path, "token", "create", "-field=token", "-use-limit=3", "-policy=default")
         seen = []
         for _ in range(4):
@@ -178,7 +190,7 @@ def test_lookup_self_shows_uses_left_and_minus_one_on_the_last(bao_bin, both, tm
 
 
 def test_use_limited_tokens_and_children(both):
-    def scenario(t: Target):
+    def scenario(t: Target, key: str):
         out = []
         for uses in (2, 1):
             st, b = http_status(t, "POST", "auth/token/create", json={"num_uses": uses, "policies": ["root"]})
@@ -196,7 +208,7 @@ def test_use_limited_tokens_and_children(both):
 
 
 def test_renew_and_renew_self_give_the_token_back(both):
-    def scenario(t: Target):
+    def scenario(t: Target, key: str):
         tok = t.client.auth.token.create(policies=["default"], ttl="1h")["auth"]["client_token"]
         r1 = t.client.auth.token.renew(tok)["auth"]["client_token"] == tok
         r2 = t.http.post("auth/token/renew-self", json_body={}, token=tok).json()["auth"]["client_token"] == tok
@@ -208,7 +220,7 @@ def test_renew_and_renew_self_give_the_token_back(both):
 
 
 def test_bao_token_renew_prints_the_token(bao_bin, both, tmp_path):
-    def scenario(t: Target):
+    def scenario(t: Target, key: str):
         _, tok, _ = bao(bao_bin, t, tmp_path, "token", "create", "-field=token", "-ttl=1h", "-policy=default")
         tok = tok.strip()
         rc, out, _ = bao(bao_bin, t, tmp_path, "token", "renew", "-format=json", tok)
@@ -225,8 +237,8 @@ def test_bao_token_renew_prints_the_token(bao_bin, both, tmp_path):
     ["metadata=env=ci,team=ops", 'metadata={"env":"ci","team":"ops"}', "metadata=Env=CI,team=ops"],
 )
 def test_approle_secret_id_metadata_reaches_the_login_token(bao_bin, both, tmp_path, metadata_arg):
-    def scenario(t: Target):
-        m = uid("ar")
+    def scenario(t: Target, key: str):
+        m = f"ar-{key}"
         assert bao(bao_bin, t, tmp_path, "auth", "enable", f"-path={m}", "approle")[0] == 0
         assert bao(bao_bin, t, tmp_path, "write", f"auth/{m}/role/r1", "token_policies=default")[0] == 0
         _, rid, _ = bao(bao_bin, t, tmp_path, "read", "-field=role_id", f"auth/{m}/role/r1/role-id")
@@ -247,7 +259,7 @@ def test_approle_secret_id_metadata_reaches_the_login_token(bao_bin, both, tmp_p
 
 
 def test_wrap_of_an_empty_body_and_wrap_without_a_ttl(both):
-    def scenario(t: Target):
+    def scenario(t: Target, key: str):
         st, b = http_status(t, "POST", "sys/wrapping/wrap", json={}, headers={"X-Vault-Wrap-TTL": "60"})
         wrapped = st == 200 and bool(b["wrap_info"]["token"]) and b["wrap_info"]["ttl"] == 60
         st2, b2 = http_status(t, "POST", "sys/wrapping/unwrap", json={}, token=b["wrap_info"]["token"]) if wrapped else (None, None)
@@ -263,7 +275,7 @@ def test_wrap_of_an_empty_body_and_wrap_without_a_ttl(both):
 def test_policy_names_vault_accepts(both):
     rules = 'path "secret/data/x" { capabilities = ["read"] }'
 
-    def scenario(t: Target):
+    def scenario(t: Target, key: str):
         out = []
         for name in ("['testpolicy']", "Team Ops", "a:b"):
             t.client.sys.create_or_update_policy(name=name, policy=rules)
@@ -294,7 +306,7 @@ def test_lockana_refuses_unicode_lookalikes_of_root(lockana):
 
 @pytest.mark.parametrize("ttl", [3600, "3600", "1h", "60m"])
 def test_token_ttl_in_any_form_vault_takes(both, ttl):
-    def scenario(t: Target):
+    def scenario(t: Target, key: str):
         st, b = http_status(t, "POST", "auth/token/create", json={"ttl": ttl, "policies": "default"})
         return st, b["auth"]["lease_duration"], b["auth"]["policies"]
 
@@ -317,8 +329,8 @@ def test_token_ttl_in_any_form_vault_takes(both, ttl):
     ],
 )
 def test_approle_role_fields_parse_and_store_as_vault(both, field, value, read_key, want):
-    def scenario(t: Target):
-        m = uid("ar")
+    def scenario(t: Target, key: str):
+        m = f"ar-{key}"
         t.client.sys.enable_auth_method("approle", path=m)
         st, _ = http_status(t, "POST", f"auth/{m}/role/r1", json={field: value})
         got = t.client.read(f"auth/{m}/role/r1")["data"][read_key] if st == 204 else None
@@ -328,12 +340,12 @@ def test_approle_role_fields_parse_and_store_as_vault(both, field, value, read_k
 
 
 def test_kv_custom_metadata_is_a_map_and_key_value_strings_are_refused(both):
-    def scenario(t: Target):
+    def scenario(t: Target, key: str):
         out = []
         for value in ({"owner": "ops", "n": "1"}, ["owner=ops"], "owner=ops"):
-            key = uid("cm")
-            st, _ = http_status(t, "POST", f"secret/metadata/{key}", json={"custom_metadata": value})
-            got = t.client.secrets.kv.v2.read_secret_metadata(key)["data"]["custom_metadata"] if st == 204 else None
+            k = uid("cm")
+            st, _ = http_status(t, "POST", f"secret/metadata/{k}", json={"custom_metadata": value})
+            got = t.client.secrets.kv.v2.read_secret_metadata(k)["data"]["custom_metadata"] if st == 204 else None
             out.append((st, got))
         return out
 
@@ -344,8 +356,8 @@ def test_kv_custom_metadata_is_a_map_and_key_value_strings_are_refused(both):
 
 
 def test_path_help_through_the_cli_and_http(bao_bin, both, tmp_path):
-    def scenario(t: Target):
-        m = uid("up")
+    def scenario(t: Target, key: str):
+        m = f"up-{key}"
         assert bao(bao_bin, t, tmp_path, "auth", "enable", f"-path={m}", "userpass")[0] == 0
         out = []
         for p in ("secret/", "secret/data/foo", "sys/mounts", "auth/token/lookup-self", f"auth/{m}/login/bob"):
