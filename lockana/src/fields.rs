@@ -22,6 +22,35 @@ fn invalid(name: &str, what: &str) -> Error {
     Error::invalid(format!("'{name}' must be {what}"))
 }
 
+/// Vault's text for a value its field parser cannot convert (mapstructure's words):
+/// clients and scripts match on it. Only the field and the JSON value's Go type are
+/// named, never the value.
+fn conversion_error(name: &str, go_target: &str, v: &Value) -> Error {
+    let detail = match v {
+        // Text (JSON numbers are text to Vault's decoder) that does not parse.
+        Value::String(_) | Value::Number(_) => {
+            let func = match go_target {
+                "bool" => "strconv.ParseBool",
+                _ => "strconv.ParseInt",
+            };
+            format!("'' cannot parse value as '{go_target}': {func}: invalid syntax")
+        }
+        Value::Array(_) => {
+            format!("'' expected type '{go_target}', got unconvertible type '[]interface {{}}'")
+        }
+        Value::Object(_) => format!(
+            "'' expected type '{go_target}', got unconvertible type 'map[string]interface {{}}'"
+        ),
+        Value::Bool(_) => {
+            format!("'' expected type '{go_target}', got unconvertible type 'bool'")
+        }
+        Value::Null => format!("'' expected type '{go_target}', got unconvertible type '<nil>'"),
+    };
+    Error::invalid(format!(
+        "error converting input for field \"{name}\": {detail}"
+    ))
+}
+
 /// Go's `strconv.ParseBool`.
 fn go_bool(s: &str) -> Option<bool> {
     match s {
@@ -33,41 +62,45 @@ fn go_bool(s: &str) -> Option<bool> {
 
 /// A boolean (`TypeBool`): `true`, `"true"`/`"t"`/`"1"`, `1`/`0`; `""` is false.
 pub(crate) fn opt_bool(d: &Map<String, Value>, name: &str) -> Result<Option<bool>> {
-    let bad = || invalid(name, "a boolean");
-    match d.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
+    let v = match d.get(name) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v,
+    };
+    let bad = || conversion_error(name, "bool", v);
+    match v {
+        Value::Bool(b) => Ok(Some(*b)),
         // Vault decodes JSON numbers as text, so `1` and `0` parse like `"1"`/`"0"`.
-        Some(Value::Number(n)) => go_bool(&n.to_string()).map(Some).ok_or_else(bad),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(Some(false)),
-        Some(Value::String(s)) => go_bool(s.trim()).map(Some).ok_or_else(bad),
-        Some(_) => Err(bad()),
+        Value::Number(n) => go_bool(&n.to_string()).map(Some).ok_or_else(bad),
+        Value::String(s) if s.trim().is_empty() => Ok(Some(false)),
+        Value::String(s) => go_bool(s.trim()).map(Some).ok_or_else(bad),
+        _ => Err(bad()),
     }
 }
 
 /// A signed integer (`TypeInt`): a JSON integer, an integer string (`""` is 0) or a
 /// boolean (1/0).
 pub(crate) fn opt_i64(d: &Map<String, Value>, name: &str) -> Result<Option<i64>> {
-    let bad = || invalid(name, "an integer");
-    match d.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(bad),
-        Some(Value::Bool(b)) => Ok(Some(i64::from(*b))),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(Some(0)),
-        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| bad()),
-        Some(_) => Err(bad()),
+    let v = match d.get(name) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v,
+    };
+    let bad = || conversion_error(name, "int", v);
+    match v {
+        Value::Number(n) => n.as_i64().map(Some).ok_or_else(bad),
+        Value::Bool(b) => Ok(Some(i64::from(*b))),
+        Value::String(s) if s.trim().is_empty() => Ok(Some(0)),
+        Value::String(s) => s.trim().parse().map(Some).map_err(|_| bad()),
+        _ => Err(bad()),
     }
 }
 
-/// A non-negative integer: [`opt_i64`], refusing negative values.
+/// A non-negative integer: [`opt_i64`], refusing negative values (Lockana is stricter
+/// than Vault here on purpose: a negative count is a mistake, see docs/compat.md).
 pub(crate) fn opt_u64(d: &Map<String, Value>, name: &str) -> Result<Option<u64>> {
-    match opt_i64(d, name) {
-        Ok(v) => v
-            .map(u64::try_from)
-            .transpose()
-            .map_err(|_| invalid(name, "a non-negative integer")),
-        Err(_) => Err(invalid(name, "a non-negative integer")),
-    }
+    opt_i64(d, name)?
+        .map(u64::try_from)
+        .transpose()
+        .map_err(|_| invalid(name, "a non-negative integer"))
 }
 
 /// A duration in seconds (`TypeDurationSecond`): a number of seconds (number or
@@ -76,11 +109,11 @@ pub(crate) fn opt_u64(d: &Map<String, Value>, name: &str) -> Result<Option<u64>>
 pub(crate) fn opt_duration(d: &Map<String, Value>, name: &str) -> Result<Option<u64>> {
     match d.get(name) {
         None | Some(Value::Null) => Ok(None),
+        // Vault's text without the value Go's parser quotes (it may be a typo'd secret).
         Some(v) => crate::clock::parse_duration(v).map(Some).ok_or_else(|| {
-            invalid(
-                name,
-                "a duration such as \"30s\" or \"1h\", or a number of seconds",
-            )
+            Error::invalid(format!(
+                "error converting input for field \"{name}\": time: invalid duration"
+            ))
         }),
     }
 }
@@ -253,6 +286,44 @@ mod tests {
         assert!(opt_i64(&data(json!("ten")), "f").is_err());
         assert!(opt_u64(&data(json!(-1)), "f").is_err());
         assert_eq!(opt_u64(&data(json!("7")), "f").unwrap(), Some(7));
+    }
+
+    #[test]
+    fn conversion_errors_use_vaults_words_without_the_value() {
+        let named = |k: &str, v: Value| {
+            let mut m = Map::new();
+            m.insert(k.to_owned(), v);
+            m
+        };
+        let msg = |r: Result<Option<i64>>| match r {
+            Err(Error::InvalidRequest(m)) => m.into_owned(),
+            other => panic!("{:?}", other.map_err(|e| e.to_string())),
+        };
+        assert_eq!(
+            msg(opt_i64(
+                &named("max_versions", json!("hunter2")),
+                "max_versions"
+            )),
+            "error converting input for field \"max_versions\": '' cannot parse value as 'int': strconv.ParseInt: invalid syntax"
+        );
+        assert_eq!(
+            msg(opt_i64(&named("max_versions", json!([1])), "max_versions")),
+            "error converting input for field \"max_versions\": '' expected type 'int', got unconvertible type '[]interface {}'"
+        );
+        let Err(Error::InvalidRequest(m)) =
+            opt_bool(&named("cas_required", json!("hunter2")), "cas_required")
+        else {
+            panic!("bool accepted");
+        };
+        assert_eq!(
+            m,
+            "error converting input for field \"cas_required\": '' cannot parse value as 'bool': strconv.ParseBool: invalid syntax"
+        );
+        let Err(Error::InvalidRequest(m)) = opt_duration(&named("ttl", json!("hunter2")), "ttl")
+        else {
+            panic!("duration accepted");
+        };
+        assert!(!m.contains("hunter2"), "{m}");
     }
 
     #[test]

@@ -212,13 +212,18 @@ fn read_config(ctx: &Ctx<'_>) -> Result<Response> {
 fn write_config(ctx: &Ctx<'_>, d: &Map<String, Value>) -> Result<Response> {
     let _g = ctx.lock("config");
     let mut c = load_config(ctx)?;
-    if let Some(v) = opt_u64(d, "max_versions")? {
+    // Vault validates this path's fields up front and says so.
+    let field = |e: Error| match e {
+        Error::InvalidRequest(m) => Error::invalid(format!("Field validation failed: {m}")),
+        e => e,
+    };
+    if let Some(v) = opt_u64(d, "max_versions").map_err(field)? {
         c.max_versions = v;
     }
-    if let Some(v) = opt_bool(d, "cas_required")? {
+    if let Some(v) = opt_bool(d, "cas_required").map_err(field)? {
         c.cas_required = v;
     }
-    if let Some(v) = opt_duration(d, "delete_version_after")? {
+    if let Some(v) = opt_duration(d, "delete_version_after").map_err(field)? {
         c.delete_version_after = v;
     }
     ctx.apply(vec![ctx.put_op("config", &c)?])?;
