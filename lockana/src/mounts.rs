@@ -364,6 +364,31 @@ impl MountTable {
         Ok(())
     }
 
+    /// Moves the mount at `from` to `to` and persists the table (`sys/remount`). A
+    /// mount's data is keyed by its UUID, so nothing else has to move.
+    pub(crate) fn rename(&mut self, barrier: &Barrier, from: &str, to: &str) -> Result<()> {
+        let Some(i) = self.entries.iter().position(|e| e.path == from) else {
+            return Err(Error::invalid(format!("no matching mount at \"{from}\"")));
+        };
+        if let Some(conflict) = self
+            .entries
+            .iter()
+            .enumerate()
+            .find(|(j, e)| *j != i && (to.starts_with(&e.path) || e.path.starts_with(to)))
+        {
+            return Err(Error::invalid(format!(
+                "path already in use at \"{}\"",
+                conflict.1.path
+            )));
+        }
+        let old = std::mem::replace(&mut self.entries[i].path, to.to_owned());
+        if let Err(e) = barrier.put(self.key, &self.encode()?) {
+            self.entries[i].path = old;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Removes a mount and all of its data in one commit.
     pub(crate) fn remove(&mut self, barrier: &Barrier, mount_path: &str) -> Result<bool> {
         let Some(i) = self.entries.iter().position(|e| e.path == mount_path) else {

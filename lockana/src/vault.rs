@@ -103,6 +103,8 @@ pub(crate) struct Core {
     pub mfa: crate::identity::mfa::MfaState,
     /// Serializes init, unseal and seal so they never interleave.
     pub lifecycle: Mutex<()>,
+    /// Rekey, root generation, remount and rotation-config state.
+    pub operator: crate::sys::operator::OperatorState,
 }
 
 /// Paths served without a token, even while sealed.
@@ -110,7 +112,7 @@ fn is_unauthenticated(path: &str) -> bool {
     matches!(
         path,
         "sys/health" | "sys/seal-status" | "sys/init" | "sys/unseal" | "sys/leader"
-    )
+    ) || crate::sys::operator::is_unauthenticated(path)
 }
 
 /// Refuses paths that could mean something other than they look: `..`, `.`, empty
@@ -163,6 +165,7 @@ impl Vault {
                 lockouts: Default::default(),
                 mfa: Default::default(),
                 lifecycle: Mutex::new(()),
+                operator: Default::default(),
             }),
         };
         vault.core.notify.start(Arc::downgrade(&vault.core));
@@ -323,6 +326,7 @@ impl Core {
         self.policies.unload();
         self.lockouts.clear();
         self.mfa.clear();
+        self.operator.clear();
         *self.mounts.write() = MountTable::default();
         *self.auth_mounts.write() = MountTable::auth();
         tracing::info!("vault sealed");
@@ -373,6 +377,7 @@ impl Core {
         if self.barrier.is_sealed() {
             return Err(Error::Sealed);
         }
+        crate::sys::rotation::rotate_if_due(self);
         if req.help {
             // Vault lets any valid token read any path's help; no policy applies.
             self.authenticate(req.token.as_ref())?;
@@ -776,7 +781,13 @@ fn login_alias<'a>(rel: &'a str, data: &'a serde_json::Map<String, serde_json::V
 fn needs_sudo(path: &str, op: Operation) -> bool {
     matches!(
         path,
-        "sys/seal" | "sys/audit" | "sys/rotate" | "sys/step-down"
+        "sys/seal"
+            | "sys/audit"
+            | "sys/rotate"
+            | "sys/rotate/keyring"
+            | "sys/remount"
+            | "sys/host-info"
+            | "sys/step-down"
     ) || path.starts_with("sys/audit/")
         || path.starts_with("sys/raw")
         || (path.starts_with("sys/auth/") && op != Operation::Read)

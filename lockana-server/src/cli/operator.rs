@@ -95,7 +95,7 @@ Vault does not store the generated root key. Without at least {threshold} keys t
 reconstruct the root key, Vault will remain permanently sealed!
 
 It is possible to generate new unseal keys, provided you have a quorum of
-existing unseal keys shares."
+existing unseal keys shares. See \"bao operator rekey\" (or \"vault operator rekey\")."
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@
 //! the unseal key; the unseal key is split with Shamir and never stored.
 
 mod cipher;
+mod rekey;
 mod shamir;
 
 pub use self::cipher::Cipher;

@@ -13,8 +13,14 @@ use crate::vault::Core;
 
 mod audit;
 mod auth;
+mod generate_root;
+mod host_info;
 mod notify;
+pub(crate) mod operator;
 mod policy;
+mod rekey;
+mod remount;
+pub(crate) mod rotation;
 pub(crate) mod wrapping;
 use crate::{Error, Operation, Request, Response, ResponseFormat, Result};
 
@@ -86,6 +92,7 @@ pub(crate) fn handle_unauthenticated(core: &Core, req: &Request) -> Result<Respo
         ))),
         ("sys/init", Operation::Create | Operation::Update) => init(core, &req.data),
         ("sys/unseal", Operation::Create | Operation::Update) => unseal(core, &req.data),
+        (p, _) if operator::is_unauthenticated(p) => operator::handle_unauthenticated(core, req),
         _ => Err(Error::UnsupportedOperation),
     }
 }
@@ -224,10 +231,11 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str, acl: &Acl) -> Resul
         // The table itself is read-only: mounts change through `sys/mounts/<path>`.
         ("mounts", _) => Err(Error::UnsupportedOperation),
         ("auth", Operation::Read) => Ok(auth::list(core)),
-        ("rotate", Operation::Create | Operation::Update) => {
-            core.barrier.rotate(core.unix_now())?;
-            Ok(Response::empty())
-        }
+        ("rotate" | "rotate/keyring", _) => rotation::rotate(core, req),
+        ("rotate/keyring/config" | "rotate/config", _) => rotation::handle_config(core, req),
+        ("remount", _) => remount::remount(core, req),
+        ("host-info" | "host-info/", _) => host_info::handle(core, req),
+        ("rekey/backup" | "rekey/recovery-key-backup", _) => rekey::backup(req),
         ("key-status", Operation::Read) => {
             let (term, installed) = core.barrier.key_status()?;
             let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(installed);
@@ -255,6 +263,18 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str, acl: &Acl) -> Resul
             }
             if let Some(p) = rest.strip_prefix("internal/ui/mounts/") {
                 return ui_mount(core, p);
+            }
+            if let Some(p) = rest.strip_prefix("rotate/root/") {
+                return match p {
+                    "backup" => rekey::backup(req),
+                    _ => rekey::handle(core, req, p, rekey::Shape::Envelope),
+                };
+            }
+            if let Some(id) = rest.strip_prefix("remount/status/") {
+                return remount::status(core, req, id);
+            }
+            if let Some(p) = rest.strip_prefix("generate-root-token/") {
+                return generate_root::handle_authenticated(core, req, p);
             }
             if let Some(p) = rest.strip_prefix("mounts/") {
                 return mounts(core, req, p);

@@ -1,0 +1,131 @@
+//! Replacing the unseal key (`sys/rekey`) and proving possession of it
+//! (`sys/generate-root`). The root key and the keyring stay as they are: only the
+//! wrapping of the root key and the seal configuration change, in one commit.
+
+use zeroize::Zeroizing;
+
+use super::{Barrier, ROOT_KEY_PATH, SEAL_CONFIG_PATH, Share, as_key, random_key, shamir};
+use crate::storage::BatchOp;
+use crate::{Error, Result};
+
+/// A freshly generated unseal key and its shares; nothing is stored yet.
+pub(crate) struct NewUnsealKey {
+    pub key: Zeroizing<[u8; 32]>,
+    pub shares: Vec<Share>,
+}
+
+impl Barrier {
+    /// Recombines unseal key shares with the current threshold.
+    pub(crate) fn combine_shares(&self, shares: &[Share], threshold: u8) -> Result<Share> {
+        Ok(shamir::combine(shares, threshold)?)
+    }
+
+    /// Whether `candidate` is the unseal key in force: it must open the stored root
+    /// key, and that root key must be the one the unsealed barrier holds.
+    pub(crate) fn verify_unseal_key(&self, candidate: &[u8]) -> Result<bool> {
+        let config = self.seal_config()?.ok_or(Error::NotInitialized)?;
+        let Ok(candidate) = as_key(candidate) else {
+            return Ok(false);
+        };
+        let wrapped = self
+            .storage
+            .get(ROOT_KEY_PATH)?
+            .ok_or(crate::StorageError::Corrupt)?;
+        let Ok(root) = config
+            .cipher()
+            .open(&candidate, &wrapped, ROOT_KEY_PATH.as_bytes())
+        else {
+            return Ok(false);
+        };
+        let root = Zeroizing::new(root);
+        let guard = self.keyring.read();
+        let ring = guard.as_ref().ok_or(Error::Sealed)?;
+        Ok(subtle::ConstantTimeEq::ct_eq(&root[..], &ring.root[..]).into())
+    }
+
+    /// A new random unseal key split into `shares` parts, `threshold` of which
+    /// recombine it.
+    pub(crate) fn new_unseal_key(&self, shares: u8, threshold: u8) -> Result<NewUnsealKey> {
+        let key = random_key()?;
+        let shares = shamir::split(&key[..], shares, threshold)?;
+        Ok(NewUnsealKey { key, shares })
+    }
+
+    /// Makes `key` the unseal key: the root key is wrapped again under it and the
+    /// seal configuration records the new share count and threshold, both in one
+    /// durable commit — a crash leaves either the old shares working or the new ones.
+    pub(crate) fn install_unseal_key(
+        &self,
+        key: &[u8; 32],
+        shares: u8,
+        threshold: u8,
+    ) -> Result<()> {
+        let old = self.seal_config()?.ok_or(Error::NotInitialized)?;
+        let guard = self.keyring.read();
+        let ring = guard.as_ref().ok_or(Error::Sealed)?;
+        let cipher = old.cipher();
+        let wrapped_root = cipher.seal(key, &ring.root[..], ROOT_KEY_PATH.as_bytes())?;
+        let mut config = (*old).clone();
+        config.secret_shares = shares;
+        config.secret_threshold = threshold;
+        let encoded = serde_json::to_vec(&config).map_err(|_| crate::StorageError::Corrupt)?;
+        self.storage.batch(vec![
+            BatchOp::Put(ROOT_KEY_PATH.into(), wrapped_root),
+            BatchOp::Put(SEAL_CONFIG_PATH.into(), encoded),
+        ])?;
+        *self.config.write() = Some(std::sync::Arc::new(config));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::barrier::Cipher;
+    use crate::storage::{Backend, MemoryBackend};
+
+    #[test]
+    fn rekeyed_shares_unseal_and_old_shares_no_longer_do() {
+        let storage: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+        let b = Barrier::new(storage.clone());
+        let (old_key, _) = b.initialize(1, 1, Cipher::default(), 0).unwrap();
+        b.unseal_with_key(&old_key[..]).unwrap();
+        b.put("logical/x", b"kept across rekey").unwrap();
+        assert!(b.verify_unseal_key(&old_key[..]).unwrap());
+        let new = b.new_unseal_key(5, 3).unwrap();
+        assert_eq!(new.shares.len(), 5);
+        b.install_unseal_key(&new.key, 5, 3).unwrap();
+        assert!(!b.verify_unseal_key(&old_key[..]).unwrap());
+        assert!(b.verify_unseal_key(&new.key[..]).unwrap());
+
+        // A fresh process on the same storage: only the new shares open it.
+        let reopened = Barrier::new(storage);
+        let cfg = reopened.seal_config().unwrap().unwrap();
+        assert_eq!((cfg.secret_shares, cfg.secret_threshold), (5, 3));
+        assert!(reopened.unseal_with_key(&old_key[..]).is_err());
+        for s in &new.shares[1..4] {
+            reopened.submit_share(s.clone()).unwrap();
+        }
+        assert!(!reopened.is_sealed());
+        assert_eq!(
+            reopened.get("logical/x").unwrap().unwrap(),
+            b"kept across rekey"
+        );
+    }
+
+    #[test]
+    fn a_failed_rekey_commit_leaves_the_old_unseal_key_in_force() {
+        let storage = Arc::new(MemoryBackend::default());
+        let b = Barrier::new(storage.clone());
+        let (old_key, _) = b.initialize(1, 1, Cipher::default(), 0).unwrap();
+        b.unseal_with_key(&old_key[..]).unwrap();
+        let new = b.new_unseal_key(3, 2).unwrap();
+        // Nothing is written until install: generating shares alone changes nothing.
+        let reopened = Barrier::new(storage.clone());
+        reopened.unseal_with_key(&old_key[..]).unwrap();
+        assert!(reopened.unseal_with_key(&new.key[..]).is_err());
+        assert_eq!(reopened.seal_config().unwrap().unwrap().secret_shares, 1);
+    }
+}
