@@ -373,12 +373,11 @@ impl MountTable {
         if let Some(conflict) = self
             .entries
             .iter()
-            .enumerate()
-            .find(|(j, e)| *j != i && (to.starts_with(&e.path) || e.path.starts_with(to)))
+            .find(|e| to.starts_with(&e.path) || e.path.starts_with(to))
         {
             return Err(Error::invalid(format!(
                 "path already in use at \"{}\"",
-                conflict.1.path
+                conflict.path
             )));
         }
         let old = std::mem::replace(&mut self.entries[i].path, to.to_owned());

@@ -60,6 +60,10 @@ mod auth_methods;
 #[path = "vault/mfa.rs"]
 mod mfa;
 
+// Operator endpoints: rekey, generate-root, rotation config, remount, host-info (issue 10).
+#[path = "vault/operator.rs"]
+mod operator;
+
 #[test]
 fn kv2_write_read_versions_and_cas() {
     let d = Dev::new();
