@@ -41,6 +41,14 @@ pub(super) enum Shape {
     Envelope,
 }
 
+/// Vault's `sys/rekey` wording or OpenBao's `sys/rotate/root` wording.
+fn text(shape: Shape, bare: &'static str, envelope: &'static str) -> &'static str {
+    match shape {
+        Shape::Bare => bare,
+        Shape::Envelope => envelope,
+    }
+}
+
 fn answer(m: Map<String, Value>, shape: Shape) -> Response {
     match shape {
         Shape::Bare => Response::raw(m),
@@ -92,7 +100,7 @@ fn handle_inner(core: &Core, req: &Request, rest: &str, shape: Shape) -> Result<
         }
         ("update", Operation::Create | Operation::Update) => update(core, &req.data, shape),
         ("verify", Operation::Read) => verify_status(core).map(Response::raw),
-        ("verify", Operation::Create | Operation::Update) => verify(core, &req.data),
+        ("verify", Operation::Create | Operation::Update) => verify(core, &req.data, shape),
         ("verify", Operation::Delete) => {
             if let Some(v) = core
                 .operator
@@ -176,8 +184,9 @@ fn small(d: &Map<String, Value>, name: &str) -> Result<u64> {
 }
 
 /// Vault's seal-configuration checks, with its texts.
-fn validate(shares: u64, threshold: u64) -> Result<(u8, u8)> {
-    let bad = |why: &str| Error::invalid(format!("invalid rekey seal configuration: {why}"));
+fn validate(shares: u64, threshold: u64, shape: Shape) -> Result<(u8, u8)> {
+    let what = text(shape, "rekey", "rotate");
+    let bad = |why: &str| Error::invalid(format!("invalid {what} seal configuration: {why}"));
     if shares < 1 {
         return Err(bad("shares must be at least one"));
     }
@@ -226,11 +235,15 @@ fn init(core: &Core, d: &Map<String, Value>, shape: Shape) -> Result<Response> {
             "PGP-encrypted key shares are not supported by Lockana; omit pgp_keys and backup",
         ));
     }
-    let (shares, threshold) = validate(shares, threshold)?;
+    let (shares, threshold) = validate(shares, threshold, shape)?;
     {
         let mut guard = core.operator.rekey.lock();
         if guard.is_some() {
-            return Err(Error::invalid("rekey already in progress"));
+            return Err(Error::invalid(text(
+                shape,
+                "rekey already in progress",
+                "rotation already in progress",
+            )));
         }
         *guard = Some(Rekey {
             nonce: new_nonce(),
@@ -255,25 +268,33 @@ fn update(core: &Core, d: &Map<String, Value>, shape: Shape) -> Result<Response>
     let share = share_from(d)?;
     let threshold = required(core)?;
     let mut guard = core.operator.rekey.lock();
-    let r = guard
-        .as_mut()
-        .ok_or_else(|| Error::invalid("no barrier rekey in progress"))?;
+    let r = guard.as_mut().ok_or_else(|| {
+        Error::invalid(text(
+            shape,
+            "no barrier rekey in progress",
+            "no rotation in progress",
+        ))
+    })?;
     if let Some(v) = &r.verification {
         return Err(Error::invalid(format!(
-            "rekey operation already finished; verification must be performed; nonce for the verification operation is \"{}\"",
+            "{} already finished; verification must be performed; nonce for the verification operation is \"{}\"",
+            text(shape, "rekey operation", "rotation"),
             v.nonce
         )));
     }
     if nonce_from(d) != r.nonce {
         return Err(Error::invalid(format!(
-            "incorrect nonce supplied; nonce for this rekey operation is \"{}\"",
+            "incorrect nonce supplied; nonce for {} is \"{}\"",
+            text(shape, "this rekey operation", "rotation"),
             r.nonce
         )));
     }
     if already_given(&r.progress, &share) {
-        return Err(Error::invalid(
+        return Err(Error::invalid(text(
+            shape,
             "given key has already been provided during this generation operation",
-        ));
+            "given key has already been provided during this rotation",
+        )));
     }
     r.progress.push(share);
     if r.progress.len() < usize::from(threshold) {
@@ -348,17 +369,24 @@ fn verify_status(core: &Core) -> Result<Map<String, Value>> {
 }
 
 /// `PUT sys/rekey/verify`: one new share; at the new threshold, the switch.
-fn verify(core: &Core, d: &Map<String, Value>) -> Result<Response> {
+fn verify(core: &Core, d: &Map<String, Value>, shape: Shape) -> Result<Response> {
     let share = share_from(d)?;
     let mut guard = core.operator.rekey.lock();
-    let r = guard
-        .as_mut()
-        .ok_or_else(|| Error::invalid("no rekey in progress"))?;
+    let r = guard.as_mut().ok_or_else(|| {
+        Error::invalid(text(
+            shape,
+            "no rekey in progress",
+            "no rotation in progress",
+        ))
+    })?;
     let threshold = r.threshold;
-    let v = r
-        .verification
-        .as_mut()
-        .ok_or_else(|| Error::invalid("no rekey verification in progress"))?;
+    let v = r.verification.as_mut().ok_or_else(|| {
+        Error::invalid(text(
+            shape,
+            "no rekey verification in progress",
+            "no rotation verification in progress",
+        ))
+    })?;
     if nonce_from(d) != v.nonce {
         return Err(Error::invalid(format!(
             "incorrect nonce supplied; nonce for this verify operation is \"{}\"",
@@ -383,9 +411,11 @@ fn verify(core: &Core, d: &Map<String, Value>) -> Result<Response> {
     if !matches {
         // A failed attempt starts over under a new nonce, as in Vault.
         v.nonce = new_nonce();
-        return Err(Error::invalid(
+        return Err(Error::invalid(text(
+            shape,
             "rekey verification failed; incorrect key shares supplied",
-        ));
+            "rotation verification failed; incorrect key shares supplied",
+        )));
     }
     let nonce = v.nonce.clone();
     let key = v.key.clone();
