@@ -115,17 +115,47 @@ mod tests {
         );
     }
 
+    /// A backend whose batches fail once `fail` is set: a crash or I/O error at the
+    /// commit point of a rekey.
+    struct Failing {
+        inner: MemoryBackend,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl Backend for Failing {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::StorageError> {
+            self.inner.get(key)
+        }
+        fn scan(&self, prefix: &str) -> Result<Vec<String>, crate::StorageError> {
+            self.inner.scan(prefix)
+        }
+        fn batch(&self, ops: Vec<BatchOp>) -> Result<(), crate::StorageError> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(crate::StorageError::Backend("injected failure".into()));
+            }
+            self.inner.batch(ops)
+        }
+        fn kind(&self) -> &'static str {
+            "failing"
+        }
+    }
+
     #[test]
     fn a_failed_rekey_commit_leaves_the_old_unseal_key_in_force() {
-        let storage = Arc::new(MemoryBackend::default());
+        let storage = Arc::new(Failing {
+            inner: MemoryBackend::default(),
+            fail: false.into(),
+        });
         let b = Barrier::new(storage.clone());
         let (old_key, _) = b.initialize(1, 1, Cipher::default(), 0).unwrap();
         b.unseal_with_key(&old_key[..]).unwrap();
         let new = b.new_unseal_key(3, 2).unwrap();
-        // Nothing is written until install: generating shares alone changes nothing.
-        let reopened = Barrier::new(storage.clone());
+        storage.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(b.install_unseal_key(&new.key, 3, 2).is_err());
+        assert!(b.verify_unseal_key(&old_key[..]).unwrap());
+        assert_eq!(b.seal_config().unwrap().unwrap().secret_shares, 1);
+        let reopened = Barrier::new(storage);
         reopened.unseal_with_key(&old_key[..]).unwrap();
-        assert!(reopened.unseal_with_key(&new.key[..]).is_err());
-        assert_eq!(reopened.seal_config().unwrap().unwrap().secret_shares, 1);
+        assert!(!reopened.verify_unseal_key(&new.key[..]).unwrap());
     }
 }
