@@ -150,7 +150,9 @@ mod tests {
         let (old_key, _) = b.initialize(1, 1, Cipher::default(), 0).unwrap();
         b.unseal_with_key(&old_key[..]).unwrap();
         let new = b.new_unseal_key(3, 2).unwrap();
-        storage.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        storage
+            .fail
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(b.install_unseal_key(&new.key, 3, 2).is_err());
         assert!(b.verify_unseal_key(&old_key[..]).unwrap());
         assert_eq!(b.seal_config().unwrap().unwrap().secret_shares, 1);
