@@ -359,7 +359,7 @@ fn rotate_root_is_the_authenticated_rekey_bao_rotate_keys_calls() {
     let (old, root) = init_shares(&vault, 1, 1);
     assert!(matches!(
         anon(&vault, Read, "sys/rotate/root/init", json!({})),
-        Err(Error::PermissionDenied)
+        Err(Error::Unauthenticated)
     ));
     let st = body(call_as(&vault, &root, Read, "sys/rotate/root/init", json!({})).unwrap());
     assert_eq!(st, json!({"started": false, "t": 0, "n": 0, "required": 1}));
@@ -500,7 +500,7 @@ fn generate_root_token_path_answers_in_the_envelope_and_needs_a_token() {
     let (keys, root) = init_shares(&vault, 1, 1);
     assert!(matches!(
         anon(&vault, Read, "sys/generate-root-token/attempt", json!({})),
-        Err(Error::PermissionDenied)
+        Err(Error::Unauthenticated)
     ));
     let st = body(
         call_as(
