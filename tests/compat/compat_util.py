@@ -303,6 +303,8 @@ _BUILTIN = re.compile(r"v\d+\.\d+\.\d+[^\s\"]*\+builtin(?:\.[a-z]+)?")
 _ADDR = re.compile(r"https?://127\.0\.0\.1:\d+")
 # A generated TOTP key inside an otpauth URL.
 _OTP_SECRET = re.compile(r"([?&]secret=)[A-Z2-7]+=*")
+# A mount's accessor in CLI tables: `kv_3a2ed264`, `auth_token_7a815f56`.
+_MOUNT_ACCESSOR = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)*_[0-9a-f]{8}\b")
 _ACCESSOR_LINE = re.compile(r"^(\S*accessor\S*\s+)\S+$", re.M)
 _TTL_LINE = re.compile(r"^(ttl\s+)\S+$", re.M)
 _TIME_LINE = re.compile(r"^((?:creation_time|expire_time|issue_time|last_renewal\S*)\s+)\S+$", re.M)
@@ -371,6 +373,7 @@ def normalize_text(s: str) -> str:
     """CLI output that is not JSON: the same placeholders, found by pattern and by table row."""
     s = _norm_str(s)
     s = _ACCESSOR_LINE.sub(r"\1<accessor>", s)
+    s = _MOUNT_ACCESSOR.sub("<accessor>", s)
     s = _TTL_LINE.sub(r"\1<ttl>", s)
     return _TIME_LINE.sub(r"\1<time>", s)
 
