@@ -478,10 +478,12 @@ _RECORD_TO = os.environ.get("COMPAT_RECORD_DIFFS", "")
 
 def stale_divergences(scenario_prefix: str) -> list[Divergence]:
     """Entries scoped to scenarios under `scenario_prefix` that ran but absorbed nothing."""
+    # Entries marked `pending` await work in flight: when that lands they are reported
+    # loudly at the end of the run (conftest.py) instead of failing the test.
     return [
         d
         for d in DIVERGENCES
-        if d.seen and not d.used and all(g.startswith(scenario_prefix) for g in d.scenarios)
+        if d.seen and not d.used and not d.pending and all(g.startswith(scenario_prefix) for g in d.scenarios)
     ]
 
 
