@@ -37,6 +37,10 @@ pub(crate) enum EventKind {
     WatchedPathWritten,
     /// A delete under a watched path.
     WatchedPathDeleted,
+    /// A quorum of unseal key holders minted a new root token (`sys/generate-root`).
+    RootTokenGenerated,
+    /// The unseal key shares were replaced (`sys/rekey`).
+    UnsealKeysRekeyed,
 }
 
 /// Every kind name, for route validation and docs.
@@ -52,6 +56,8 @@ pub(crate) const KIND_NAMES: &[&str] = &[
     "unsealed",
     "watched_path_written",
     "watched_path_deleted",
+    "root_token_generated",
+    "unseal_keys_rekeyed",
 ];
 
 impl EventKind {
@@ -69,6 +75,8 @@ impl EventKind {
             EventKind::Unsealed => "unsealed",
             EventKind::WatchedPathWritten => "watched_path_written",
             EventKind::WatchedPathDeleted => "watched_path_deleted",
+            EventKind::RootTokenGenerated => "root_token_generated",
+            EventKind::UnsealKeysRekeyed => "unseal_keys_rekeyed",
         }
     }
 
@@ -87,6 +95,8 @@ impl EventKind {
             "unsealed" => EventKind::Unsealed,
             "watched_path_written" => EventKind::WatchedPathWritten,
             "watched_path_deleted" => EventKind::WatchedPathDeleted,
+            "root_token_generated" => EventKind::RootTokenGenerated,
+            "unseal_keys_rekeyed" => EventKind::UnsealKeysRekeyed,
             _ => return None,
         })
     }
@@ -109,7 +119,8 @@ impl EventKind {
             EventKind::ProjectLoginFailed | EventKind::LoginFailed { .. } => "❌",
             EventKind::ProjectLockedOut | EventKind::UserLockedOut | EventKind::Sealed => "🔒",
             EventKind::Unsealed => "🔓",
-            EventKind::RootTokenUsed => "⚠️",
+            EventKind::RootTokenUsed | EventKind::RootTokenGenerated => "⚠️",
+            EventKind::UnsealKeysRekeyed => "🔑",
             EventKind::WatchedPathWritten => "✏️",
             EventKind::WatchedPathDeleted => "🗑️",
         }
@@ -129,6 +140,10 @@ impl EventKind {
             EventKind::Unsealed => "vault unsealed".into(),
             EventKind::WatchedPathWritten => "written".into(),
             EventKind::WatchedPathDeleted => "deleted".into(),
+            EventKind::RootTokenGenerated => {
+                "new root token generated with unseal key shares".into()
+            }
+            EventKind::UnsealKeysRekeyed => "unseal key shares replaced (rekey)".into(),
         }
     }
 }

@@ -294,6 +294,18 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response>
     }
 }
 
+/// Names of the projects whose variables live on `mount` (with its trailing slash):
+/// `sys/remount` refuses to move such a mount from under them.
+pub(crate) fn names_on_mount(core: &Core, mount: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for name in core.barrier.list(CONFIG_PREFIX)? {
+        if load(core, &name)?.is_some_and(|r| r.mount == mount) {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
 fn list(core: &Core) -> Result<Response> {
     let keys = core.barrier.list(CONFIG_PREFIX)?;
     crate::kv::list_response(keys)

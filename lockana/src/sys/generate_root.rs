@@ -215,6 +215,10 @@ fn update(core: &Core, d: &Map<String, Value>, shape: Shape) -> Result<Response>
     *guard = None;
     drop(guard);
     tracing::info!("root generation finished");
+    core.emit(crate::notify::Event::new(
+        crate::notify::EventKind::RootTokenGenerated,
+        core.now(),
+    ));
     m.insert("complete".into(), json!(true));
     m.insert("encoded_token".into(), json!(encoded));
     if shape == Shape::Bare {

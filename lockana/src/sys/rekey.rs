@@ -346,6 +346,10 @@ fn install(core: &Core, key: &[u8; 32], shares: u8, threshold: u8) -> Result<()>
     }
     core.barrier.install_unseal_key(key, shares, threshold)?;
     tracing::info!(shares, threshold, "unseal key replaced by rekey");
+    core.emit(crate::notify::Event::new(
+        crate::notify::EventKind::UnsealKeysRekeyed,
+        core.now(),
+    ));
     Ok(())
 }
 

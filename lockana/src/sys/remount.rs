@@ -98,6 +98,15 @@ pub(super) fn remount(core: &Core, req: &Request) -> Result<Response> {
             }
         }
         let to = crate::mounts::normalize_mount_path(&to)?;
+        // A project's policy and env path name its mount: moving the mount would cut the
+        // project off from its variables, so say which projects to move first.
+        let projects = crate::projects::names_on_mount(core, &from)?;
+        if !projects.is_empty() {
+            return Err(Error::invalid(format!(
+                "cannot remount \"{from}\": Lockana projects keep their variables there ({}); delete them or point them at another mount first",
+                projects.join(", ")
+            )));
+        }
         let mut table = core.mounts.write();
         if table.get(&from).is_none() {
             return Err(Error::invalid(format!("no matching mount at \"{from}\"")));

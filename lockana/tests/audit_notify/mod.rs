@@ -852,3 +852,72 @@ fn sealed_event_reaches_declared_channel_which_is_read_only() {
         .collect();
     assert_eq!(kinds, ["sealed"]);
 }
+
+#[test]
+fn generate_root_and_rekey_notify_their_routes_without_the_token_or_keys() {
+    let token = format!("lvs.root-{}", random_hex(8));
+    let (v, creds) = Vault::dev(Some(token.clone())).unwrap();
+    let rx = Receiver::start(TcpListener::bind("127.0.0.1:0").unwrap(), "{}");
+    webhook_channel(&v, &token, "hook", rx.addr);
+    call(
+        &v,
+        &token,
+        Update,
+        "sys/lockana/notify/routes/operator",
+        json!({"events": ["root_token_generated", "unseal_keys_rekeyed"], "channels": ["hook"]}),
+    )
+    .unwrap();
+    let anon = |op, path: &str, body: Value| v.handle(Request::new(op, path).with_data(body));
+    let key = creds.unseal_key_base64.clone();
+    let st = anon(Update, "sys/generate-root/attempt", json!({}))
+        .unwrap()
+        .data
+        .unwrap();
+    let nonce = st["nonce"].as_str().unwrap().to_owned();
+    let done = anon(
+        Update,
+        "sys/generate-root/update",
+        json!({"key": key, "nonce": nonce}),
+    )
+    .unwrap()
+    .data
+    .unwrap();
+    let encoded = done["encoded_token"].as_str().unwrap().to_owned();
+    let st = anon(
+        Update,
+        "sys/rekey/init",
+        json!({"secret_shares": 1, "secret_threshold": 1}),
+    )
+    .unwrap()
+    .data
+    .unwrap();
+    let nonce = st["nonce"].as_str().unwrap().to_owned();
+    let rekeyed = anon(
+        Update,
+        "sys/rekey/update",
+        json!({"key": key, "nonce": nonce}),
+    )
+    .unwrap()
+    .data
+    .unwrap();
+    let new_key = rekeyed["keys_base64"][0].as_str().unwrap().to_owned();
+    let hits = rx.wait_for(2, 10);
+    let mut kinds: Vec<String> = hits
+        .iter()
+        .map(|h| {
+            let body = String::from_utf8_lossy(&h.body);
+            for secret in [&encoded, &key, &new_key] {
+                assert!(
+                    !body.contains(secret.as_str()),
+                    "event leaked a secret: {body}"
+                );
+            }
+            serde_json::from_str::<Value>(&body).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["root_token_generated", "unseal_keys_rekeyed"]);
+}

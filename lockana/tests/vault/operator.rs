@@ -690,6 +690,28 @@ fn remount_moves_secrets_and_auth_mounts_with_their_data() {
     )
     .unwrap_err();
     assert_eq!(msg(e), "path already in use at \"other/\"");
+
+    // A mount holding a Lockana project's variables stays put while the project uses it.
+    call(Update, "sys/mounts/projkv", json!({"type": "kv-v2"})).unwrap();
+    call(
+        Update,
+        "lockana/projects/billing",
+        json!({"mount": "projkv"}),
+    )
+    .unwrap();
+    let e = call(
+        Update,
+        "sys/remount",
+        json!({"from": "projkv", "to": "projkv2"}),
+    )
+    .unwrap_err();
+    assert!(
+        msg(&e).starts_with(
+            "cannot remount \"projkv/\": Lockana projects keep their variables there (billing)"
+        ),
+        "{e}"
+    );
+    assert!(call(Read, "sys/mounts/projkv", json!({})).is_ok());
 }
 
 #[test]
