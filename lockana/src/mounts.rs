@@ -240,10 +240,8 @@ pub(crate) fn apply_tune(config: &mut MountConfig, v: &Value) -> Result<()> {
             "default lease TTL cannot be greater than max lease TTL",
         ));
     }
-    if let Some(b) = m.get("force_no_cache") {
-        config.force_no_cache = b
-            .as_bool()
-            .ok_or_else(|| Error::invalid("'force_no_cache' must be a boolean"))?;
+    if let Some(b) = crate::fields::opt_bool(m, "force_no_cache")? {
+        config.force_no_cache = b;
     }
     Ok(())
 }

@@ -389,3 +389,38 @@ def test_path_help_through_the_cli_and_http(bao_bin, both, tmp_path):
             404,
         ],
     )
+
+
+def test_token_create_fields_in_the_forms_clients_send(both):
+    def scenario(t: Target, key: str):
+        body = {"policies": "default", "num_uses": "2", "renewable": "false", "explicit_max_ttl": "2h",
+                "ttl": 1800, "display_name": key}
+        st, b = http_status(t, "POST", "auth/token/create", json=body)
+        tok = b["auth"]["client_token"]
+        d = http_status(t, "POST", "auth/token/lookup", json={"token": tok})[1]["data"]
+        return st, d["num_uses"], d["renewable"], d["explicit_max_ttl"], d["creation_ttl"], d["policies"]
+
+    same_outcome(both, scenario, expect=(200, 2, False, 7200, 1800, ["default"]))
+
+
+def test_userpass_and_mount_tune_fields_in_the_forms_clients_send(both):
+    def scenario(t: Target, key: str):
+        m = f"up-{key}"
+        t.client.sys.enable_auth_method("userpass", path=m)
+        st1, _ = http_status(t, "POST", f"auth/{m}/users/bob",
+                             json={"password": "pw-1234567", "token_policies": "a,b", "token_ttl": "1h",
+                                   "token_max_ttl": 7200, "token_num_uses": "0"})
+        u = t.client.read(f"auth/{m}/users/bob")["data"]
+        kv = f"kv-{key}"
+        t.client.sys.enable_secrets_engine("kv", path=kv)
+        try:
+            st2, _ = http_status(t, "POST", f"sys/mounts/{kv}/tune",
+                                 json={"default_lease_ttl": "1h", "max_lease_ttl": "7200", "force_no_cache": True})
+            tune = http_status(t, "GET", f"sys/mounts/{kv}/tune")[1]["data"]
+        finally:
+            t.client.sys.disable_secrets_engine(kv)
+        return (st1, u["token_policies"], u["token_ttl"], u["token_max_ttl"], u["token_num_uses"],
+                # force_no_cache is mount-time only: tune ignores it.
+                st2, tune["default_lease_ttl"], tune["max_lease_ttl"], tune["force_no_cache"])
+
+    same_outcome(both, scenario, expect=(204, ["a", "b"], 3600, 7200, 0, 204, 3600, 7200, False))

@@ -55,7 +55,10 @@ pub(crate) fn handle(core: &Core, req: &Request, p: &str) -> Result<Response> {
                 json!("default-service"),
             )),
             Operation::Create | Operation::Update => {
-                apply_tune(&mut entry.config, &Value::Object(d.clone()))?;
+                // `force_no_cache` is set at mount time only; Vault's tune ignores it.
+                let mut tune = d.clone();
+                tune.remove("force_no_cache");
+                apply_tune(&mut entry.config, &Value::Object(tune))?;
                 if let Some(desc) = crate::fields::opt_string(d, "description")? {
                     entry.description = desc;
                 }

@@ -436,7 +436,10 @@ fn mounts(core: &Core, req: &Request, p: &str) -> Result<Response> {
         return match req.operation {
             Operation::Read => Ok(tune_response(&entry, "options", json!(entry.options))),
             Operation::Create | Operation::Update => {
-                apply_tune(&mut entry.config, &Value::Object(d.clone()))?;
+                // `force_no_cache` is set at mount time only; Vault's tune ignores it.
+                let mut tune = d.clone();
+                tune.remove("force_no_cache");
+                apply_tune(&mut entry.config, &Value::Object(tune))?;
                 if let Some(desc) = crate::fields::opt_string(d, "description")? {
                     entry.description = desc;
                 }
