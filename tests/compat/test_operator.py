@@ -306,3 +306,45 @@ def test_lockana_hvac_rekey_and_generate_root(nodes):
     assert hvac.Client(url=node.addr, token=token).lookup_token()["data"]["policies"] == ["root"]
     with pytest.raises(hvac.exceptions.InvalidRequest, match="OTP string has incorrect length"):
         anon.sys.start_root_token_generation(otp="short")
+
+
+def test_lockana_operator_cli_rekey_and_generate_root(lockana_bin, nodes, tmp_path):
+    """`lockana operator rekey` / `generate-root` (Lockana's own CLI) end to end."""
+    node = nodes["lockana"]
+    env = clean_env({"VAULT_ADDR": node.addr, "HOME": str(tmp_path)})
+
+    def lk(*args: str, stdin: str | None = None) -> Res:
+        p = subprocess.run([str(lockana_bin), "operator", *args], env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, input=stdin)
+        return Res(p.returncode, p.stdout, p.stderr)
+
+    old = node.unseal_key.split(",")
+    t = requests.get(f"{node.addr}/v1/sys/seal-status", timeout=10).json()["t"]
+    init = lk("rekey", "--init", "--key-shares", "2", "--key-threshold", "2", "--verify", "--format", "json")
+    assert init.rc == 0, init
+    nonce = init.json()["nonce"]
+    assert lk("rekey", "--status").out.count(nonce) == 1
+    out = None
+    for k in old[:t]:
+        out = lk("rekey", "--nonce", nonce, stdin=k + "\n")  # the share from stdin, as when prompted
+        assert out.rc == 0, out
+    new = re.findall(r"Key \d+: (\S+)", out.out)
+    vnonce = re.search(r"--verify --nonce (\S+)", out.out).group(1)
+    assert len(new) == 2, out
+    for k in new:
+        v = lk("rekey", "--verify", "--nonce", vnonce, k)
+        assert v.rc == 0, v
+    assert "verification successful" in v.out, v
+    assert requests.get(f"{node.addr}/v1/sys/seal-status", timeout=10).json()["n"] == 2
+    node.unseal_key = ",".join(new)
+    bad = lk("rekey", "--nonce", "x", new[0])
+    assert bad.rc != 0 and "no barrier rekey in progress" in bad.err, bad
+
+    st = lk("generate-root", "--init", "--format", "json")
+    assert st.rc == 0, st
+    st = st.json()
+    for k in new:
+        done = lk("generate-root", "--nonce", st["nonce"], "--format", "json", k)
+        assert done.rc == 0, done
+    enc = done.json()["encoded_token"]
+    token = lk("generate-root", "--decode", enc, "--otp", st["otp"]).out.strip()
+    assert hvac.Client(url=node.addr, token=token).lookup_token()["data"]["policies"] == ["root"]

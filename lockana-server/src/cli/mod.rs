@@ -7,6 +7,7 @@
 mod audit;
 mod client;
 mod operator;
+mod operator_keys;
 mod project;
 mod server;
 mod user;
@@ -183,6 +184,68 @@ Examples:
     Seal,
     /// Show seal status. Exit code: 0 unsealed, 2 sealed, 1 error.
     Status,
+    /// Replace the unseal key shares, authorized by a quorum of the current ones.
+    #[command(after_help = "\
+Examples:
+  $ lockana operator rekey --init --key-shares 5 --key-threshold 3 --verify
+  $ lockana operator rekey --nonce <nonce>                # each holder: prompts for a current share
+  $ lockana operator rekey --verify --nonce <vnonce>      # each new holder: a new share
+  $ lockana operator rekey --status
+  $ lockana operator rekey --cancel")]
+    Rekey {
+        /// A share (hex or base64). Omit to be prompted.
+        key: Option<String>,
+        /// Start a rekey.
+        #[arg(long, conflicts_with_all = ["cancel", "status", "key"])]
+        init: bool,
+        /// Cancel the rekey (with --verify: restart the verification).
+        #[arg(long, conflicts_with_all = ["status", "key"])]
+        cancel: bool,
+        /// Show progress (with --verify: of the verification).
+        #[arg(long, conflicts_with = "key")]
+        status: bool,
+        /// With --init: require the new shares to be entered before they replace the
+        /// old ones. Otherwise: submit a new share to that verification.
+        #[arg(long)]
+        verify: bool,
+        /// The nonce printed by --init (or the verification nonce).
+        #[arg(long)]
+        nonce: Option<String>,
+        /// Number of new shares (with --init).
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        key_shares: u8,
+        /// Number of new shares needed to unseal (with --init).
+        #[arg(long, default_value_t = 3, value_name = "T")]
+        key_threshold: u8,
+    },
+    /// Mint a new root token with a quorum of unseal key shares (no token needed).
+    #[command(after_help = "\
+Examples:
+  $ lockana operator generate-root --init                # prints the OTP and nonce
+  $ lockana operator generate-root --nonce <nonce>       # each holder: prompts for a share
+  $ lockana operator generate-root --decode <encoded token> --otp <otp>")]
+    GenerateRoot {
+        /// An unseal key share (hex or base64). Omit to be prompted.
+        key: Option<String>,
+        /// Start a root token generation (the server makes the OTP unless --otp).
+        #[arg(long, conflicts_with_all = ["cancel", "status", "key", "decode"])]
+        init: bool,
+        /// Cancel the generation.
+        #[arg(long, conflicts_with_all = ["status", "key", "decode"])]
+        cancel: bool,
+        /// Show progress.
+        #[arg(long, conflicts_with_all = ["key", "decode"])]
+        status: bool,
+        /// The nonce printed by --init.
+        #[arg(long)]
+        nonce: Option<String>,
+        /// Decode this encoded token with --otp (done locally, nothing is sent).
+        #[arg(long, value_name = "ENCODED_TOKEN", conflicts_with = "key")]
+        decode: Option<String>,
+        /// The one-time password (28 characters) for --init or --decode.
+        #[arg(long)]
+        otp: Option<String>,
+    },
 }
 
 /// Ciphers `sys/init` accepts.

@@ -1,4 +1,5 @@
-//! `lockana operator init | unseal | seal | status`, over HTTP like the vault CLI.
+//! `lockana operator init | unseal | seal | status` (and `rekey`, `generate-root` in
+//! `operator_keys`), over HTTP like the vault CLI.
 
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
@@ -34,6 +35,50 @@ pub(super) fn run(args: &ClientArgs, command: OperatorCommand) -> anyhow::Result
             Ok(ExitCode::SUCCESS)
         }
         OperatorCommand::Status => status(&client, args.format),
+        OperatorCommand::Rekey {
+            key,
+            init,
+            cancel,
+            status,
+            verify,
+            nonce,
+            key_shares,
+            key_threshold,
+        } => super::operator_keys::rekey(
+            &client,
+            args.format,
+            super::operator_keys::RekeyArgs {
+                key,
+                init,
+                cancel,
+                status,
+                verify,
+                nonce,
+                key_shares,
+                key_threshold,
+            },
+        ),
+        OperatorCommand::GenerateRoot {
+            key,
+            init,
+            cancel,
+            status,
+            nonce,
+            decode,
+            otp,
+        } => super::operator_keys::generate_root(
+            &client,
+            args.format,
+            super::operator_keys::GenerateRootArgs {
+                key,
+                init,
+                cancel,
+                status,
+                nonce,
+                decode,
+                otp,
+            },
+        ),
     }
 }
 
@@ -125,7 +170,7 @@ fn unseal(
     Ok(ExitCode::SUCCESS)
 }
 
-fn prompt_key() -> anyhow::Result<Zeroizing<String>> {
+pub(super) fn prompt_key() -> anyhow::Result<Zeroizing<String>> {
     if std::io::stdin().is_terminal() {
         rpassword::prompt_password("Unseal Key (will be hidden): ")
             .map(Zeroizing::new)
