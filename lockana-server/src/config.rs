@@ -10,6 +10,20 @@
 //!   rate_limit_per_second      = 2000   # per client address; 0 turns it off
 //!   rate_limit_burst           = 4000
 //!   rate_limit_exempt_loopback = true   # set false behind a reverse proxy on this host
+//!   # JSON body complexity (Vault's and OpenBao's names and defaults)
+//!   max_json_depth               = 500
+//!   max_json_string_value_length = 1048576
+//!   max_json_object_entry_count  = 10000
+//!   max_json_array_element_count = 10000
+//!   max_request_json_memory      = 34078720
+//!   max_request_json_strings     = 1000
+//!   # slow and idle clients (Vault's names and defaults)
+//!   http_read_header_timeout = "10s"
+//!   http_read_timeout        = "30s"
+//!   http_idle_timeout        = "5m"
+//!   # open connections (Lockana-only)
+//!   max_connections            = 4096
+//!   max_connections_per_client = 256
 //! }
 //! auto_unseal { key_file = "/etc/lockana/unseal.keys" }  # or: key_env = "LOCKANA_UNSEAL_KEYS"
 //! log_level = "info"
@@ -41,7 +55,11 @@ use std::time::Duration;
 use hcl::{Map, Value};
 use lockana::{StorageConfig, Vault};
 
-use crate::http::{DEFAULT_MAX_REQUEST_SIZE, DEFAULT_REQUEST_TIMEOUT, Limits, RateLimit};
+use crate::http::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    DEFAULT_MAX_REQUEST_SIZE, DEFAULT_READ_HEADER_TIMEOUT, DEFAULT_READ_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT, JsonLimits, Limits, RateLimit,
+};
 use crate::server::ServerOptions;
 use crate::tls::TlsFiles;
 use crate::unseal::AutoUnseal;
@@ -106,6 +124,18 @@ pub struct ListenerConfig {
     /// Requests per second per client address (`rate_limit_per_second`, 0: off),
     /// bursts (`rate_limit_burst`), and whether loopback clients are exempt.
     pub rate_limit: RateLimit,
+    /// JSON body complexity limits (`max_json_*`, `max_request_json_*`).
+    pub json: JsonLimits,
+    /// `http_read_header_timeout` (zero: none).
+    pub read_header_timeout: Duration,
+    /// `http_read_timeout` (zero: none).
+    pub read_timeout: Duration,
+    /// `http_idle_timeout` (zero: falls back as in Vault).
+    pub idle_timeout: Duration,
+    /// `max_connections`: open connections at once.
+    pub max_connections: usize,
+    /// `max_connections_per_client`: open connections at once per address (0: no cap).
+    pub max_connections_per_client: usize,
 }
 
 /// A parsed and checked configuration file.
@@ -279,6 +309,12 @@ impl Config {
                 max_request_size: self.listener.max_request_size,
                 request_timeout: self.request_timeout,
                 rate_limit: self.listener.rate_limit,
+                json: self.listener.json,
+                read_header_timeout: self.listener.read_header_timeout,
+                read_timeout: self.listener.read_timeout,
+                idle_timeout: self.listener.idle_timeout,
+                max_connections: self.listener.max_connections,
+                max_connections_per_client: self.listener.max_connections_per_client,
                 ..Limits::default()
             },
         }
@@ -547,6 +583,17 @@ fn parse_listener(
             "rate_limit_per_second",
             "rate_limit_burst",
             "rate_limit_exempt_loopback",
+            "max_json_depth",
+            "max_json_string_value_length",
+            "max_json_object_entry_count",
+            "max_json_array_element_count",
+            "max_request_json_memory",
+            "max_request_json_strings",
+            "http_read_header_timeout",
+            "http_read_timeout",
+            "http_idle_timeout",
+            "max_connections",
+            "max_connections_per_client",
         ],
         IGNORED_LISTENER,
         warnings,
@@ -626,11 +673,53 @@ fn parse_listener(
     if let Some(b) = get_bool(ctx, body, "rate_limit_exempt_loopback")? {
         rate_limit.exempt_loopback = b;
     }
+    let mut json = JsonLimits::default();
+    for (key, slot) in [
+        ("max_json_depth", &mut json.max_depth),
+        ("max_json_string_value_length", &mut json.max_string_length),
+        ("max_json_object_entry_count", &mut json.max_object_entries),
+        ("max_json_array_element_count", &mut json.max_array_elements),
+        ("max_request_json_memory", &mut json.max_memory),
+        ("max_request_json_strings", &mut json.max_strings),
+    ] {
+        // As in Vault and OpenBao, 0 (or unset) means the default.
+        if let Some(n) = get_count(ctx, body, key)?
+            && n > 0
+        {
+            *slot = n;
+        }
+    }
+    let timeout = |key: &str, default: Duration| -> Result<Duration, ConfigError> {
+        match body.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => parse_duration_or_zero(v, &format!("{ctx}: `{key}`")),
+        }
+    };
+    let read_header_timeout = timeout("http_read_header_timeout", DEFAULT_READ_HEADER_TIMEOUT)?;
+    let read_timeout = timeout("http_read_timeout", DEFAULT_READ_TIMEOUT)?;
+    let idle_timeout = timeout("http_idle_timeout", DEFAULT_IDLE_TIMEOUT)?;
+    let max_connections = match get_count(ctx, body, "max_connections")? {
+        None => DEFAULT_MAX_CONNECTIONS,
+        Some(0) => {
+            return Err(invalid(format!(
+                "{ctx}: `max_connections` must be at least 1"
+            )));
+        }
+        Some(n) => n,
+    };
+    let max_connections_per_client = get_count(ctx, body, "max_connections_per_client")?
+        .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
     Ok(ListenerConfig {
         address,
         tls,
         max_request_size,
         rate_limit,
+        json,
+        read_header_timeout,
+        read_timeout,
+        idle_timeout,
+        max_connections,
+        max_connections_per_client,
     })
 }
 
@@ -700,6 +789,35 @@ fn parse_duration(value: &Value, name: &str) -> Result<Duration, ConfigError> {
         _ => Err(invalid(format!(
             "`{name}` must be a positive duration, e.g. \"90s\" or \"5m\""
         ))),
+    }
+}
+
+/// A duration where zero is allowed and means "none" (Vault's `http_*_timeout`).
+fn parse_duration_or_zero(value: &Value, name: &str) -> Result<Duration, ConfigError> {
+    let d = match value {
+        Value::Number(n) => n.as_u64().map(Duration::from_secs),
+        Value::String(s) if s.trim() == "0" => Some(Duration::ZERO),
+        Value::String(s) => humantime::parse_duration(s.trim()).ok(),
+        _ => None,
+    };
+    d.ok_or_else(|| {
+        invalid(format!(
+            "{name} must be a duration, e.g. \"30s\" or \"5m\" (\"0\": no limit)"
+        ))
+    })
+}
+
+/// A non-negative whole number that fits this machine's `usize`.
+fn get_count(
+    ctx: &str,
+    body: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<usize>, ConfigError> {
+    match get_int(ctx, body, key)? {
+        None => Ok(None),
+        Some(n) => usize::try_from(n)
+            .map(Some)
+            .map_err(|_| invalid(format!("{ctx}: `{key}` must be 0 or more"))),
     }
 }
 
@@ -782,6 +900,73 @@ mod tests {
         Config::parse(text)
             .expect_err("config should be rejected")
             .to_string()
+    }
+
+    #[test]
+    fn listener_hardening_keys_have_vault_and_openbao_defaults_and_can_be_set() {
+        let c = Config::parse("storage \"inmem\" {}\nlistener \"tcp\" { tls_disable = true }")
+            .expect("config");
+        let l = c.server_options().limits;
+        assert_eq!(l.json, JsonLimits::default());
+        assert_eq!(l.read_header_timeout, Duration::from_secs(10));
+        assert_eq!(l.read_timeout, Duration::from_secs(30));
+        assert_eq!(l.idle_timeout, Duration::from_secs(300));
+        assert_eq!(l.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(
+            l.max_connections_per_client,
+            DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+        );
+
+        let c = Config::parse(
+            r#"
+            storage "inmem" {}
+            listener "tcp" {
+              tls_disable = true
+              max_json_depth = 20
+              max_json_string_value_length = 64
+              max_json_object_entry_count = 30
+              max_json_array_element_count = "40"
+              max_request_json_memory = 5000
+              max_request_json_strings = 0
+              http_read_header_timeout = "2s"
+              http_read_timeout = 3
+              http_idle_timeout = "0"
+              max_connections = 50
+              max_connections_per_client = 5
+            }
+            "#,
+        )
+        .expect("config");
+        let l = c.server_options().limits;
+        assert_eq!(
+            l.json,
+            JsonLimits {
+                max_depth: 20,
+                max_string_length: 64,
+                max_object_entries: 30,
+                max_array_elements: 40,
+                max_memory: 5000,
+                // 0 means the default, as in OpenBao
+                max_strings: 1000,
+            }
+        );
+        assert_eq!(l.read_header_timeout, Duration::from_secs(2));
+        assert_eq!(l.read_timeout, Duration::from_secs(3));
+        // Vault: no idle timeout falls back to the read timeout
+        assert_eq!(l.effective_idle_timeout(), Duration::from_secs(3));
+        assert_eq!((l.max_connections, l.max_connections_per_client), (50, 5));
+
+        let listener = |extra: &str| {
+            err(&format!(
+                "storage \"inmem\" {{}}\nlistener \"tcp\" {{\n tls_disable = true\n {extra}\n}}"
+            ))
+        };
+        assert!(listener("max_json_depth = -1").contains("`max_json_depth` must be 0 or more"));
+        assert!(
+            listener("http_read_timeout = \"soon\"")
+                .contains("`http_read_timeout` must be a duration")
+        );
+        assert!(listener("max_connections = 0").contains("at least 1"));
     }
 
     #[test]

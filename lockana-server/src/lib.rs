@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 mod config;
+mod conn;
 mod http;
 mod server;
 mod tls;
@@ -23,8 +24,12 @@ mod unseal;
 
 pub use config::{Config, ConfigError, DEFAULT_ADDRESS, Declared, ListenerConfig};
 pub use http::{
-    DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND,
-    DEFAULT_REQUEST_TIMEOUT, Limits, RateBuckets, RateLimit,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    DEFAULT_MAX_JSON_ARRAY_ELEMENT_COUNT, DEFAULT_MAX_JSON_DEPTH,
+    DEFAULT_MAX_JSON_OBJECT_ENTRY_COUNT, DEFAULT_MAX_JSON_STRING_VALUE_LENGTH,
+    DEFAULT_MAX_REQUEST_JSON_MEMORY, DEFAULT_MAX_REQUEST_JSON_STRINGS, DEFAULT_MAX_REQUEST_SIZE,
+    DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, DEFAULT_READ_HEADER_TIMEOUT, DEFAULT_READ_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT, JsonLimits, Limits, RateBuckets, RateLimit,
 };
 pub use server::{Server, ServerError, ServerOptions, serve, shutdown_signal};
 pub use tls::TlsFiles;

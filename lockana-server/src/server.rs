@@ -21,11 +21,13 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::config::DEFAULT_ADDRESS;
-use crate::http::{Limits, dispatch};
+use crate::conn::{Admission, ClockedIo, ConnCaps, ConnClock, open_file_limit};
+use crate::http::{Limits, RequestStart, dispatch};
 use crate::tls::{self, TlsFiles};
 
-/// Time a client gets to send its request headers (slow-loris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// File descriptors kept back from `max_connections` for storage, audit files and
+/// the listener itself.
+const RESERVED_FDS: usize = 64;
 /// Time a client gets to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight requests before giving up on them.
@@ -143,11 +145,34 @@ impl Server {
         } = self;
         let graceful = GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
-        tracing::info!(address = %local_addr, tls = tls.is_some(), "listening");
+        // Header and idle deadlines are kept by `ConnClock`, which also covers a
+        // connection that never sends a byte (hyper's header timer starts only once
+        // bytes arrive); hyper's own header timer stays off so one clock decides.
+        builder.http1().timer(TokioTimer::new());
+        let mut max_connections = limits.max_connections;
+        if let Some(nofile) = open_file_limit()
+            && nofile.saturating_sub(RESERVED_FDS) < max_connections
+        {
+            max_connections = nofile.saturating_sub(RESERVED_FDS).max(1);
+            tracing::warn!(
+                configured = limits.max_connections,
+                open_file_limit = nofile,
+                max_connections,
+                "max_connections lowered to fit the open-file limit (raise `ulimit -n` to allow more)"
+            );
+        }
+        let caps = ConnCaps::new(
+            max_connections,
+            limits.max_connections_per_client,
+            limits.rate_limit.exempt_loopback,
+        );
+        tracing::info!(
+            address = %local_addr,
+            tls = tls.is_some(),
+            max_connections,
+            max_connections_per_client = limits.max_connections_per_client,
+            "listening"
+        );
 
         let reopen = tokio::spawn(reopen_audit_on_sighup(vault.clone()));
         let mut shutdown = std::pin::pin!(shutdown);
@@ -164,6 +189,12 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
+            // Closing at once (dropping the socket) costs the least; the log line
+            // is rate-limited inside.
+            let Some(admission) = caps.admit(remote.ip()) else {
+                drop(stream);
+                continue;
+            };
             // Answers are small and written whole: don't let Nagle hold the last
             // segment back for the client's delayed ACK (Go, and so OpenBao, does the
             // same by default).
@@ -176,6 +207,7 @@ impl Server {
                 vault: vault.clone(),
                 limits: Arc::clone(&limits),
                 remote,
+                admission,
             };
             match &tls {
                 None => {
@@ -248,6 +280,17 @@ struct Conn {
     vault: Vault,
     limits: Arc<Limits>,
     remote: SocketAddr,
+    /// Held while the connection is open: its place under the connection caps.
+    admission: Admission,
+}
+
+/// Marks a request finished on its connection's clock, however its future ends.
+struct InFlight(Arc<ConnClock>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_finished();
+    }
 }
 
 impl Conn {
@@ -261,7 +304,11 @@ impl Conn {
             vault,
             limits,
             remote,
+            admission,
         } = self;
+        let clock = ConnClock::new(limits.read_header_timeout, limits.effective_idle_timeout());
+        let io = ClockedIo::new(io, Arc::clone(&clock));
+        let service_clock = Arc::clone(&clock);
         // Only method, path, status and latency are traced: never the query string
         // (it can carry parameters), headers (tokens) or bodies (secrets).
         // At debug level: a line per request at info cost about a quarter of the read
@@ -285,17 +332,33 @@ impl Conn {
                     // 5xx are logged where they are mapped (with the reason).
                     .on_failure(()),
             )
-            .service_fn(move |req: http::Request<Incoming>| {
+            .service_fn(move |mut req: http::Request<Incoming>| {
                 let vault = vault.clone();
                 let limits = Arc::clone(&limits);
-                async move { Ok::<_, Infallible>(dispatch(vault, &limits, Some(remote), req).await) }
+                let started = service_clock.request_started();
+                let in_flight = InFlight(Arc::clone(&service_clock));
+                req.extensions_mut().insert(RequestStart(started));
+                async move {
+                    let resp = dispatch(vault, &limits, Some(remote), req).await;
+                    drop(in_flight);
+                    Ok::<_, Infallible>(resp)
+                }
             });
         let conn = builder
             .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
             .into_owned();
-        if let Err(err) = watcher.watch(conn).await {
-            tracing::debug!(%remote, error = %err, "connection closed with an error");
+        tokio::select! {
+            result = watcher.watch(conn) => {
+                if let Err(err) = result {
+                    tracing::debug!(%remote, error = %err, "connection closed with an error");
+                }
+            }
+            why = clock.expired() => {
+                // Dropping the connection closes the socket.
+                tracing::debug!(%remote, reason = ?why, "connection closed: deadline passed");
+            }
         }
+        drop(admission);
     }
 }
 

@@ -114,6 +114,62 @@ impl TestServer {
         (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
+    /// Sends a request's head announcing `content_length` bytes and only `sent` of
+    /// them, then waits (at most 10 s) for an answer without sending the rest.
+    fn partial(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_length: usize,
+        sent: &[u8],
+    ) -> (u16, Value) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let token = token
+            .map(|t| format!("X-Vault-Token: {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "PUT {path} HTTP/1.1\r\nHost: {}\r\n{token}Content-Length: {content_length}\r\n\r\n",
+            self.addr
+        )
+        .expect("write head");
+        stream.write_all(sent).expect("write body");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Read until the head and a Content-Length body are in; the connection stays
+        // open (the client has not finished its body).
+        loop {
+            let n = stream
+                .read(&mut buf)
+                .expect("no answer before the body was complete");
+            assert!(n > 0, "connection closed without an answer");
+            answer.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&answer).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    let status = head
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|s| s.parse().ok())
+                        .expect("status");
+                    return (status, serde_json::from_str(body).unwrap_or(Value::Null));
+                }
+            }
+        }
+    }
+
     fn json(&self, method: &str, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
         self.call(
             method,
@@ -187,8 +243,8 @@ fn oversize_body_is_413() {
 
 #[test]
 fn deep_json_is_400() {
-    let vault = Vault::open(lockana::StorageConfig::Memory).expect("open");
-    let server = TestServer::start(vault, Limits::default());
+    // A dev vault: a sealed one answers 503 without reading the body.
+    let server = TestServer::dev();
     let deep = format!("{{\"data\":{}{}}}", "[".repeat(5000), "]".repeat(5000));
     let (status, body) = server.call(
         "PUT",
@@ -208,8 +264,7 @@ fn deep_json_is_400() {
 
 #[test]
 fn invalid_json_is_400_without_echo() {
-    let vault = Vault::open(lockana::StorageConfig::Memory).expect("open");
-    let server = TestServer::start(vault, Limits::default());
+    let server = TestServer::dev();
     let (status, body) = server.call(
         "PUT",
         "/v1/secret/data/x",
@@ -346,4 +401,149 @@ fn over_the_rate_limit_is_429_before_anything_is_read() {
     );
     assert_eq!(status, 429, "{body}");
     assert_eq!(body, json!({"errors": ["rate limit quota exceeded"]}));
+}
+
+/// A body of `n` distinct keys, as JSON text.
+fn many_keys(n: usize) -> String {
+    let entries: Vec<String> = (0..n).map(|i| format!("\"k{i}\":1")).collect();
+    format!("{{\"data\":{{{}}}}}", entries.join(","))
+}
+
+#[test]
+fn write_without_a_valid_token_is_refused_before_its_body_is_read() {
+    let server = TestServer::dev();
+    // 32 MB announced, none sent: the answer cannot depend on the body.
+    for token in [None, Some("not-a-token")] {
+        let (status, body) = server.partial("/v1/secret/data/x", token, 32 * 1024 * 1024 - 1, b"");
+        assert_eq!(status, 403, "{token:?}");
+        assert_eq!(body, json!({"errors": ["permission denied"]}), "{token:?}");
+    }
+    // The same 403 as with the body sent whole.
+    let (status, body) = server.call(
+        "PUT",
+        "/v1/secret/data/x",
+        Some("not-a-token"),
+        Some(many_keys(50_000).into_bytes()),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(body, json!({"errors": ["permission denied"]}));
+}
+
+#[test]
+fn paths_whose_body_is_the_credential_still_read_it() {
+    let server = TestServer::dev();
+    let (status, _) = server.json(
+        "POST",
+        "/v1/sys/auth/userpass",
+        Some(ROOT),
+        &json!({"type": "userpass"}),
+    );
+    assert_eq!(status, 204);
+    let (status, _) = server.json(
+        "POST",
+        "/v1/auth/userpass/users/bob",
+        Some(ROOT),
+        &json!({"password": "pw-bob-1234", "token_policies": "default"}),
+    );
+    assert_eq!(status, 204);
+    let (status, body) = server.json(
+        "POST",
+        "/v1/auth/userpass/login/bob",
+        None,
+        &json!({"password": "pw-bob-1234"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body["auth"]["client_token"].is_string(), "{body}");
+
+    let (status, body) = server.json(
+        "POST",
+        "/v1/sys/wrapping/wrap",
+        Some(ROOT),
+        &json!({"k": "v"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let wrapped = body["wrap_info"]["token"].as_str().expect("wrapping token");
+    let (status, body) = server.json(
+        "POST",
+        "/v1/sys/wrapping/unwrap",
+        None,
+        &json!({ "token": wrapped }),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["k"], "v");
+
+    let (status, body) = server.json("PUT", "/v1/sys/unseal", None, &json!({"reset": true}));
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn complex_body_is_refused_from_its_first_bytes_with_openbaos_message() {
+    let server = TestServer::dev();
+    // 2,000 keys sent of a body announced at 30 MB: refused without the rest.
+    let head = many_keys(2_000);
+    let head = &head.as_bytes()[..head.len() - 2];
+    let (status, body) = server.partial("/v1/secret/data/x", Some(ROOT), 30_000_000, head);
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        json!({"errors": ["refused JSON input due to high complexity: exceeded maximum number of strings"]})
+    );
+}
+
+#[test]
+fn json_limits_are_enforced_each_with_its_message() {
+    let limits = Limits {
+        json: lockana_server::JsonLimits {
+            max_depth: 10,
+            max_string_length: 100,
+            max_object_entries: 20,
+            max_array_elements: 30,
+            max_memory: 20_000,
+            max_strings: 200,
+        },
+        ..Limits::default()
+    };
+    let (vault, _creds) = Vault::dev(Some(ROOT.into())).expect("dev vault");
+    let server = TestServer::start(vault, limits);
+    let refused = |body: String, reason: &str| {
+        let (status, answer) = server.call(
+            "PUT",
+            "/v1/secret/data/x",
+            Some(ROOT),
+            Some(body.into_bytes()),
+        );
+        assert_eq!(status, 400, "{reason}: {answer}");
+        assert_eq!(
+            answer["errors"][0],
+            format!("refused JSON input due to high complexity: {reason}"),
+        );
+    };
+    let wrap = |inner: String| format!("{{\"data\":{{\"k\":{inner}}}}}");
+    refused(
+        wrap(format!("{}{}", "[".repeat(10), "]".repeat(10))),
+        "exceeded maximum nesting depth",
+    );
+    refused(
+        wrap(format!("\"{}\"", "x".repeat(101))),
+        "exceeded maximum string value length",
+    );
+    refused(many_keys(21), "exceeded maximum number of object entries");
+    refused(
+        wrap(format!("[{}]", vec!["1"; 31].join(","))),
+        "exceeded maximum number of array elements",
+    );
+    let arrays: Vec<String> = (0..29)
+        .map(|_| format!("[{}]", vec!["1"; 30].join(",")))
+        .collect();
+    refused(
+        wrap(format!("[{}]", arrays.join(","))),
+        "exceeded maximum estimated memory limits",
+    );
+    let (status, body) = server.call(
+        "PUT",
+        "/v1/secret/data/x",
+        Some(ROOT),
+        Some(many_keys(20).into_bytes()),
+    );
+    assert_eq!(status, 200, "within every limit: {body}");
 }

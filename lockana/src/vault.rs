@@ -115,6 +115,30 @@ fn is_unauthenticated(path: &str) -> bool {
     ) || crate::sys::operator::is_unauthenticated(path)
 }
 
+/// Whether the request completes a two-step MFA login (`sys/mfa/validate`).
+fn is_mfa_validate(req: &Request) -> bool {
+    req.path.trim_end_matches('/') == "sys/mfa/validate"
+        && matches!(req.operation, Operation::Update | Operation::Create)
+}
+
+/// The handler of `sys/wrapping/{unwrap,lookup,rewrap}`, which take the wrapping token
+/// in the body or as the request's token.
+fn unwrap_handler(req: &Request) -> Option<fn(&Core, &Request) -> Result<Response>> {
+    let serve: fn(&Core, &Request) -> Result<Response> = match (req.path.as_str(), req.operation) {
+        ("sys/wrapping/unwrap", Operation::Update | Operation::Create) => {
+            crate::sys::wrapping::unwrap
+        }
+        ("sys/wrapping/lookup", Operation::Update | Operation::Create | Operation::Read) => {
+            crate::sys::wrapping::lookup
+        }
+        ("sys/wrapping/rewrap", Operation::Update | Operation::Create) => {
+            crate::sys::wrapping::rewrap
+        }
+        _ => return None,
+    };
+    Some(serve)
+}
+
 /// Refuses paths that could mean something other than they look: `..`, `.`, empty
 /// segments and control characters.
 fn check_path(path: &str) -> Result<()> {
@@ -205,6 +229,18 @@ impl Vault {
     /// The single entry point: checks the token, routes and answers.
     pub fn handle(&self, req: Request) -> Result<Response> {
         self.core.handle(req)
+    }
+
+    /// Whether [`handle`](Vault::handle) would refuse `req` whatever its body: the
+    /// path needs a token and the request has none that resolves, or the vault is
+    /// sealed. Judged from the operation, path, token and code header only, so a
+    /// transport can answer without reading the body, by passing the request on
+    /// with empty data (the answer and the audit entry are then the same as with
+    /// the body, less the body). Logins, project codes, unwrapping and the
+    /// init/unseal/health family are never refused here: their body is their
+    /// credential.
+    pub fn refuses_whatever_the_body(&self, req: &Request) -> bool {
+        self.core.refuses_whatever_the_body(req)
     }
 
     /// Current seal state.
@@ -360,6 +396,26 @@ impl Core {
             ) if self.barrier.is_sealed() => Err(Error::Sealed),
             other => other,
         }
+    }
+
+    fn refuses_whatever_the_body(&self, req: &Request) -> bool {
+        let path = req.path.trim_start_matches('/');
+        if check_path(path).is_err() || is_unauthenticated(path) {
+            return false;
+        }
+        if self.barrier.is_sealed() {
+            return true;
+        }
+        // The same special paths, in the same order, as `serve`.
+        if crate::projects::is_code_access(req)
+            || self.is_login(req)
+            || is_mfa_validate(req)
+            || unwrap_handler(req).is_some()
+            || path == "sys/internal/ui/mounts"
+        {
+            return false;
+        }
+        self.authenticate(req.token.as_ref()).is_err()
     }
 
     fn serve(&self, mut req: Request) -> Result<Response> {
@@ -536,20 +592,7 @@ impl Core {
     /// Serves `sys/wrapping/{unwrap,lookup,rewrap}`, which take the wrapping token in
     /// the body or as the request's token.
     fn try_unwrap(&self, req: &Request) -> Option<Result<Response>> {
-        let serve: fn(&Core, &Request) -> Result<Response> =
-            match (req.path.as_str(), req.operation) {
-                ("sys/wrapping/unwrap", Operation::Update | Operation::Create) => {
-                    crate::sys::wrapping::unwrap
-                }
-                (
-                    "sys/wrapping/lookup",
-                    Operation::Update | Operation::Create | Operation::Read,
-                ) => crate::sys::wrapping::lookup,
-                ("sys/wrapping/rewrap", Operation::Update | Operation::Create) => {
-                    crate::sys::wrapping::rewrap
-                }
-                _ => return None,
-            };
+        let serve = unwrap_handler(req)?;
         let run = || -> Result<Response> {
             self.audit.log_request(req, None)?;
             let outcome = serve(self, req);
@@ -561,9 +604,7 @@ impl Core {
 
     /// Serves `sys/mfa/validate`, which completes a login without a token.
     fn try_mfa_validate(&self, req: &Request) -> Option<Result<Response>> {
-        if req.path.trim_end_matches('/') != "sys/mfa/validate"
-            || !matches!(req.operation, Operation::Update | Operation::Create)
-        {
+        if !is_mfa_validate(req) {
             return None;
         }
         let run = || -> Result<Response> {
@@ -573,6 +614,22 @@ impl Core {
             outcome
         };
         Some(run())
+    }
+
+    /// Whether the request is a login to an enabled auth method.
+    fn is_login(&self, req: &Request) -> bool {
+        let Some(rest) = req.path.strip_prefix("auth/") else {
+            return false;
+        };
+        let mounts = self.auth_mounts.read();
+        mounts.route(rest).is_some_and(|mount| {
+            !rest.starts_with("token/")
+                && crate::auth::is_login_path(
+                    &mount.kind,
+                    rest.get(mount.path.len()..).unwrap_or(""),
+                    req.operation,
+                )
+        })
     }
 
     /// Serves a login path of an auth method, if the request is one.

@@ -1,38 +1,71 @@
 //! The HTTP side of the vault: one dispatch function from an HTTP request to an HTTP
 //! answer, with the limits applied before any parsing.
 
+mod json;
 mod rate;
 mod request;
 mod response;
 
+pub use json::{
+    DEFAULT_MAX_JSON_ARRAY_ELEMENT_COUNT, DEFAULT_MAX_JSON_DEPTH,
+    DEFAULT_MAX_JSON_OBJECT_ENTRY_COUNT, DEFAULT_MAX_JSON_STRING_VALUE_LENGTH,
+    DEFAULT_MAX_REQUEST_JSON_MEMORY, DEFAULT_MAX_REQUEST_JSON_STRINGS, JsonLimits,
+};
 pub use rate::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, RateLimit};
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use lockana::{Connection, Operation, Vault};
 
 pub(crate) use response::HttpResponse;
 
 /// Vault's default `max_request_size`: 32 MiB.
 pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 * 1024 * 1024;
-/// Deepest `[`/`{` nesting a JSON body may have.
-pub const DEFAULT_MAX_JSON_DEPTH: usize = 100;
 /// Vault's default `default_max_request_duration`: 90 s.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
+/// Vault's default `http_read_header_timeout`: 10 s.
+pub const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Vault's default `http_read_timeout`: 30 s.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Vault's default `http_idle_timeout`: 5 min.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Lockana's default `max_connections` (lowered at start to what the open-file limit
+/// allows).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Lockana's default `max_connections_per_client`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 256;
 
 /// Limits applied to every request before it reaches the vault.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest accepted body in bytes; larger bodies get 413 before being parsed.
     pub max_request_size: usize,
-    /// Deepest JSON nesting accepted; deeper bodies get 400 before being parsed.
-    pub max_json_depth: usize,
+    /// How complex a JSON body may be; more complex bodies get 400 as soon as the
+    /// bytes read so far show it.
+    pub json: JsonLimits,
     /// Time allowed for reading the body and answering; after it the client gets 503.
     pub request_timeout: Duration,
+    /// `http_read_header_timeout`: time from a connection's opening (or, between
+    /// requests, the first byte of the next one) to the end of the request headers;
+    /// zero: none.
+    pub read_header_timeout: Duration,
+    /// `http_read_timeout`: time to read a whole request, body included, from its
+    /// first byte; zero: none.
+    pub read_timeout: Duration,
+    /// `http_idle_timeout`: how long a kept-alive connection may wait for its next
+    /// request; zero: `read_timeout`, then `read_header_timeout`, as in Vault.
+    pub idle_timeout: Duration,
+    /// Open connections allowed at once; past it new ones are closed at accept.
+    pub max_connections: usize,
+    /// Open connections allowed at once from one client address (0: no cap);
+    /// loopback is exempt when `rate_limit.exempt_loopback` is.
+    pub max_connections_per_client: usize,
     /// Requests per second per client address; over it the client gets 429.
     pub rate_limit: RateLimit,
     /// The per-address buckets, made from `rate_limit` at the first request (leave it
@@ -45,6 +78,18 @@ pub struct Limits {
 pub struct RateBuckets(std::sync::Arc<std::sync::OnceLock<rate::RateLimiter>>);
 
 impl Limits {
+    /// How long a kept-alive connection may idle, with Vault's fallbacks.
+    pub(crate) fn effective_idle_timeout(&self) -> Duration {
+        [
+            self.idle_timeout,
+            self.read_timeout,
+            self.read_header_timeout,
+        ]
+        .into_iter()
+        .find(|d| !d.is_zero())
+        .unwrap_or(Duration::ZERO)
+    }
+
     fn limiter(&self) -> &rate::RateLimiter {
         self.buckets
             .0
@@ -56,8 +101,13 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_request_size: DEFAULT_MAX_REQUEST_SIZE,
-            max_json_depth: DEFAULT_MAX_JSON_DEPTH,
+            json: JsonLimits::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            read_header_timeout: DEFAULT_READ_HEADER_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             rate_limit: RateLimit::default(),
             buckets: RateBuckets::default(),
         }
@@ -100,13 +150,27 @@ impl HttpError {
 pub(crate) trait Handler: Clone + Send + Sync + 'static {
     /// Answers one logical request (may block: storage and audit writes fsync).
     fn handle(&self, req: lockana::Request) -> lockana::Result<lockana::Response>;
+
+    /// Whether `handle` would refuse the request whatever its body (no valid token
+    /// where one is needed, or sealed): then the body is not read.
+    fn refuses_whatever_the_body(&self, req: &lockana::Request) -> bool;
 }
 
 impl Handler for Vault {
     fn handle(&self, req: lockana::Request) -> lockana::Result<lockana::Response> {
         Vault::handle(self, req)
     }
+
+    fn refuses_whatever_the_body(&self, req: &lockana::Request) -> bool {
+        Vault::refuses_whatever_the_body(self, req)
+    }
 }
+
+/// When the request's first byte arrived, set by the connection (so
+/// `http_read_timeout` counts the headers too); absent, the body's clock starts when
+/// the request reaches [`dispatch`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestStart(pub(crate) Instant);
 
 /// Whether an operation may write (and so fsync); those run on the blocking pool.
 fn runs_blocking(op: Operation) -> bool {
@@ -122,7 +186,7 @@ pub(crate) async fn dispatch<H, B>(
 ) -> HttpResponse
 where
     H: Handler,
-    B: hyper::body::Body<Data = Bytes>,
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let head = req.method() == Method::HEAD;
@@ -155,7 +219,7 @@ async fn answer<H, B>(
 ) -> Result<HttpResponse, HttpError>
 where
     H: Handler,
-    B: hyper::body::Body<Data = Bytes>,
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     if let Some(addr) = remote_addr
@@ -214,25 +278,6 @@ where
             ),
         ));
     }
-    let data = if request::uses_body(&parts.method) && !help {
-        let limit = limits.max_request_size;
-        if request::content_length(&parts.headers).is_some_and(|len| len > limit as u64) {
-            return Err(request::too_large(limit));
-        }
-        let bytes = match Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-                return Err(request::too_large(limit));
-            }
-            Err(_) => {
-                return Err(HttpError::bad_request("failed to read the request body"));
-            }
-        };
-        request::parse_body(&bytes, limits.max_json_depth)?
-    } else {
-        query.data
-    };
-
     let user_agent = parts
         .headers
         .get(http::header::USER_AGENT)
@@ -242,7 +287,6 @@ where
         remote_addr,
         user_agent,
     });
-    logical.data = data;
     logical.help = help;
     logical.token = request::token(&parts.headers);
     logical.wrap_ttl = request::wrap_ttl(&parts.headers)?;
@@ -253,6 +297,30 @@ where
         .headers
         .get("x-lockana-totp")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+
+    let limit = limits.max_request_size;
+    if request::uses_body(&parts.method)
+        && !help
+        && request::content_length(&parts.headers).is_some_and(|len| len > limit as u64)
+    {
+        return Err(request::too_large(limit));
+    }
+    logical.data = if !request::uses_body(&parts.method) || help {
+        query.data
+    } else if handler.refuses_whatever_the_body(&logical) {
+        // No token that could serve this path: answer (the vault's own 403, audited)
+        // without reading, let alone parsing, the body. The body is discarded in the
+        // background so a client that sends it whole before reading still gets the
+        // answer rather than a reset.
+        tokio::spawn(discard(body, limits.max_request_size, limits.read_timeout));
+        serde_json::Map::new()
+    } else {
+        let started = parts
+            .extensions
+            .get::<RequestStart>()
+            .map_or_else(Instant::now, |s| s.0);
+        read_json(body, limits, started).await?
+    };
 
     // A code check stores the used step (fsync) even on a read.
     let result = if runs_blocking(operation) || logical.totp_code.is_some() {
@@ -269,6 +337,82 @@ where
         Ok(resp) => Ok(response::render(resp)),
         Err(err) => Err(response::error_response(&err)),
     }
+}
+
+/// Reads a JSON body chunk by chunk, checking size and complexity as the bytes
+/// arrive, so a hostile body is refused after the first chunk that shows it rather
+/// than after buffering and parsing all of it.
+async fn read_json<B>(
+    mut body: B,
+    limits: &Limits,
+    started: Instant,
+) -> Result<serde_json::Map<String, serde_json::Value>, HttpError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let limit = limits.max_request_size;
+    let mut scanner = json::Scanner::new(limits.json);
+    let mut buf: Vec<u8> = Vec::new();
+    let deadline = (!limits.read_timeout.is_zero()).then(|| started + limits.read_timeout);
+    loop {
+        let next = body.frame();
+        let frame = match deadline {
+            Some(at) => match tokio::time::timeout_at(at, next).await {
+                Ok(frame) => frame,
+                Err(_) => {
+                    // Vault's `http_read_timeout`: the connection closes (the body is
+                    // dropped unread), after this answer.
+                    return Err(HttpError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "timed out reading the request body",
+                    ));
+                }
+            },
+            None => next.await,
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|_| HttpError::bad_request("failed to read the request body"))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue; // trailers
+        };
+        if buf.len() + chunk.len() > limit {
+            tokio::spawn(discard(body, limit, limits.read_timeout));
+            return Err(request::too_large(limit));
+        }
+        if let Err(reason) = scanner.feed(&chunk) {
+            tokio::spawn(discard(body, limit, limits.read_timeout));
+            return Err(request::too_complex(reason));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    request::parse_scanned(&buf)
+}
+
+/// Reads and drops what is left of a refused body (up to `limit` bytes, within
+/// `timeout`), without keeping it: the client that writes its whole body before
+/// reading the answer then gets the answer, and the connection can be reused.
+async fn discard<B>(mut body: B, limit: usize, timeout: Duration)
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+{
+    let drain = async move {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(chunk) = frame.into_data() {
+                seen += chunk.len();
+                if seen > limit {
+                    break;
+                }
+            }
+        }
+    };
+    let timeout = if timeout.is_zero() {
+        DEFAULT_READ_TIMEOUT
+    } else {
+        timeout
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
 }
 
 #[cfg(test)]
@@ -307,6 +451,10 @@ mod tests {
             data.insert("path".into(), Value::String(req.path));
             data.insert("op".into(), Value::String(req.operation.as_str().into()));
             Ok(Response::with_data(data))
+        }
+
+        fn refuses_whatever_the_body(&self, req: &Request) -> bool {
+            req.path.starts_with("needs-token") && req.token.is_none()
         }
     }
 
@@ -469,7 +617,7 @@ mod tests {
 
     #[test]
     fn deep_json_is_400() {
-        let body = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        let body = format!("{{\"a\":{}{}}}", "[".repeat(600), "]".repeat(600));
         let (status, body) = run(
             &Echo::default(),
             &Limits::default(),
@@ -573,6 +721,10 @@ mod tests {
             fn handle(&self, _: Request) -> lockana::Result<Response> {
                 std::thread::sleep(Duration::from_millis(300));
                 Ok(Response::empty())
+            }
+
+            fn refuses_whatever_the_body(&self, _: &Request) -> bool {
+                false
             }
         }
         let limits = Limits {

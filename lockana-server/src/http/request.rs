@@ -7,7 +7,12 @@ use http::{HeaderMap, Method, StatusCode};
 use lockana::{ClientToken, Operation};
 use serde_json::{Map, Value};
 
+use serde::Deserialize;
+
 use super::HttpError;
+use super::json::TooComplex;
+#[cfg(test)]
+use super::json::{JsonLimits, Scanner};
 
 /// The API prefix every Vault path lives under.
 const API_PREFIX: &str = "/v1/";
@@ -199,17 +204,28 @@ fn parse_bool(s: &str) -> Option<bool> {
 /// Parses a request body: empty (or whitespace) and `null` are an empty object, as
 /// Vault's decoder leaves its map empty for them (Vault's Go client sends `null` when
 /// it has no data: `bao write -f`, `bao unwrap`); anything else must be a JSON object
-/// no deeper than `max_depth`. Errors never echo the body.
-pub(crate) fn parse_body(body: &[u8], max_depth: usize) -> Result<Map<String, Value>, HttpError> {
+/// within `limits`. Errors never echo the body. (The server scans
+/// as the body arrives and calls [`parse_scanned`]; this is the whole-body form.)
+#[cfg(test)]
+pub(crate) fn parse_body(
+    body: &[u8],
+    limits: &JsonLimits,
+) -> Result<Map<String, Value>, HttpError> {
+    Scanner::new(*limits).feed(body).map_err(too_complex)?;
+    parse_scanned(body)
+}
+
+/// Parses a body that a [`Scanner`] has already passed whole.
+pub(crate) fn parse_scanned(body: &[u8]) -> Result<Map<String, Value>, HttpError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
-    if json_depth_exceeds(body, max_depth) {
-        return Err(HttpError::bad_request(format!(
-            "failed to decode JSON input: nesting depth exceeds the limit of {max_depth}"
-        )));
-    }
-    match serde_json::from_slice::<Value>(body) {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    // The scanner has bounded the depth (`max_json_depth`, up to Vault's 500), which
+    // serde's fixed guard of 128 would otherwise cut short.
+    de.disable_recursion_limit();
+    let parsed = Value::deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    match parsed {
         Ok(Value::Object(map)) => Ok(map),
         Ok(Value::Null) => Ok(Map::new()),
         // Go's decoder text, naming only the JSON type.
@@ -225,6 +241,11 @@ pub(crate) fn parse_body(body: &[u8], max_depth: usize) -> Result<Map<String, Va
         ))),
         Err(err) => Err(HttpError::bad_request(json_error_message(&err))),
     }
+}
+
+/// The 400 for a body over a complexity limit, in OpenBao's words.
+pub(crate) fn too_complex(reason: TooComplex) -> HttpError {
+    HttpError::bad_request(reason.message())
 }
 
 /// A parse error described by category and position only: serde_json's own messages
@@ -248,40 +269,6 @@ fn json_error_message(err: &serde_json::Error) -> String {
     )
 }
 
-/// Whether `[`/`{` nesting (outside strings) goes deeper than `max_depth`.
-///
-/// Runs before serde so a hostile body cannot make the parser recurse; malformed
-/// input is left for serde to reject.
-pub(crate) fn json_depth_exceeds(body: &[u8], max_depth: usize) -> bool {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max_depth {
-                    return true;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
-}
-
 /// The `Content-Length` header, when present and valid.
 pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -302,12 +289,20 @@ pub(crate) fn too_large(limit: usize) -> HttpError {
 
 #[cfg(test)]
 mod tests {
+    /// The default limits with another depth.
+    fn with_depth(max_depth: usize) -> JsonLimits {
+        JsonLimits {
+            max_depth,
+            ..JsonLimits::default()
+        }
+    }
+
     proptest::proptest! {
         /// Fuzz twin for the request body parser: any bytes give a map or a 400,
         /// and nesting past the limit is refused before serde sees it.
         #[test]
         fn any_body_parses_or_is_refused(body in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
-            match super::parse_body(&body, 8) {
+            match super::parse_body(&body, &with_depth(8)) {
                 Ok(_) => {}
                 Err(e) => proptest::prop_assert_eq!(e.status, http::StatusCode::BAD_REQUEST),
             }
@@ -324,7 +319,7 @@ mod tests {
             v.push('1');
             for _ in 0..depth { v.push_str(close); }
             v.push('}');
-            proptest::prop_assert!(super::parse_body(v.as_bytes(), 8).is_err(), "{}", v);
+            proptest::prop_assert!(super::parse_body(v.as_bytes(), &with_depth(8)).is_err(), "{}", v);
         }
     }
 
@@ -517,32 +512,47 @@ mod tests {
 
     #[test]
     fn empty_body_is_an_empty_object() {
-        assert!(parse_body(b"", 10).expect("empty").is_empty());
-        assert!(parse_body(b" \n", 10).expect("blank").is_empty());
+        assert!(parse_body(b"", &with_depth(10)).expect("empty").is_empty());
+        assert!(
+            parse_body(b" \n", &with_depth(10))
+                .expect("blank")
+                .is_empty()
+        );
     }
 
     #[test]
     fn null_body_from_vault_go_client_is_no_data() {
-        assert!(parse_body(b"null", 10).expect("null").is_empty());
-        assert!(parse_body(b" null\n", 10).expect("null").is_empty());
+        assert!(
+            parse_body(b"null", &with_depth(10))
+                .expect("null")
+                .is_empty()
+        );
+        assert!(
+            parse_body(b" null\n", &with_depth(10))
+                .expect("null")
+                .is_empty()
+        );
     }
 
     #[test]
     fn body_must_be_a_json_object() {
-        let m = parse_body(br#"{"data":{"k":"v"}}"#, 10).expect("object");
+        let m = parse_body(br#"{"data":{"k":"v"}}"#, &with_depth(10)).expect("object");
         assert_eq!(m["data"]["k"], Value::from("v"));
-        for bad in [&b"[1]"[..], b"\"s\"", b"42", b"true"] {
-            assert_eq!(status(parse_body(bad, 10)), StatusCode::BAD_REQUEST);
+        for bad in [&b"[1]"[..], b"\"s\"", b"42", b"true", b"{} {}"] {
+            assert_eq!(
+                status(parse_body(bad, &with_depth(10))),
+                StatusCode::BAD_REQUEST
+            );
         }
     }
 
     #[test]
     fn json_errors_do_not_echo_the_body() {
-        let err = parse_body(br#"{"password": "hunter2" "#, 10).expect_err("bad json");
+        let err = parse_body(br#"{"password": "hunter2" "#, &with_depth(10)).expect_err("bad json");
         let msg = err.message.unwrap_or_default();
         assert!(msg.starts_with("failed to decode JSON input"));
         assert!(!msg.contains("hunter2"));
-        let err = parse_body(br#"{"k": tru_hunter2}"#, 10).expect_err("bad json");
+        let err = parse_body(br#"{"k": tru_hunter2}"#, &with_depth(10)).expect_err("bad json");
         assert!(!err.message.unwrap_or_default().contains("hunter2"));
     }
 
@@ -550,31 +560,41 @@ mod tests {
     fn depth_limit_is_enforced_before_parsing() {
         let deep = format!("{}{}", "[".repeat(101), "]".repeat(101));
         let body = format!(r#"{{"a":{deep}}}"#);
-        assert!(json_depth_exceeds(body.as_bytes(), 100));
+        let err = parse_body(body.as_bytes(), &with_depth(100)).expect_err("too deep");
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
         assert_eq!(
-            status(parse_body(body.as_bytes(), 100)),
-            StatusCode::BAD_REQUEST
+            err.message.as_deref(),
+            Some("refused JSON input due to high complexity: exceeded maximum nesting depth")
         );
         // An unterminated flood is refused the same way, without recursion.
-        assert!(json_depth_exceeds("{".repeat(1_000_000).as_bytes(), 100));
+        let flood = "{".repeat(1_000_000);
+        assert_eq!(
+            status(parse_body(flood.as_bytes(), &with_depth(100))),
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]
     fn brackets_inside_strings_do_not_count() {
         let body = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
-        assert!(!json_depth_exceeds(body.as_bytes(), 2));
-        assert!(parse_body(body.as_bytes(), 2).is_ok());
+        assert!(parse_body(body.as_bytes(), &with_depth(2)).is_ok());
     }
 
     #[test]
-    fn depth_at_the_limit_is_accepted() {
-        let body = format!(
-            "{}{}",
-            "{\"a\":".repeat(100),
-            "1".to_owned() + &"}".repeat(100)
+    fn vault_default_depth_of_500_parses_past_serdes_own_guard() {
+        let body = |levels: usize| {
+            format!(
+                "{}{}",
+                "{\"a\":".repeat(levels),
+                "1".to_owned() + &"}".repeat(levels)
+            )
+        };
+        let limits = JsonLimits::default();
+        assert!(parse_body(body(500).as_bytes(), &limits).is_ok());
+        assert_eq!(
+            status(parse_body(body(501).as_bytes(), &limits)),
+            StatusCode::BAD_REQUEST
         );
-        assert!(!json_depth_exceeds(body.as_bytes(), 100));
-        assert!(parse_body(body.as_bytes(), 100).is_ok());
     }
 
     #[test]

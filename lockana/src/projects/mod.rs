@@ -421,13 +421,7 @@ fn env_response(core: &Core, rec: &ProjectRecord, query: &Map<String, Value>) ->
 /// token: `auth/totp/login`, and `lockana/projects/<name>/env` with a code. `None`
 /// for every other request.
 pub(crate) fn try_code_access(core: &Core, req: &Request) -> Option<Result<Response>> {
-    let purpose = if req.path == "auth/totp/login" {
-        Purpose::Login
-    } else if req.totp_code.is_some() && env_project(&req.path).is_some() {
-        Purpose::Env
-    } else {
-        return None;
-    };
+    let purpose = purpose(req)?;
     let run = || -> Result<Response> {
         core.audit.log_request(req, None)?;
         let outcome = match purpose {
@@ -438,6 +432,21 @@ pub(crate) fn try_code_access(core: &Core, req: &Request) -> Option<Result<Respo
         outcome
     };
     Some(run())
+}
+
+/// Whether the request's credential is a project's one-time code (no token needed).
+pub(crate) fn is_code_access(req: &Request) -> bool {
+    purpose(req).is_some()
+}
+
+fn purpose(req: &Request) -> Option<Purpose> {
+    if req.path == "auth/totp/login" {
+        Some(Purpose::Login)
+    } else if req.totp_code.is_some() && env_project(&req.path).is_some() {
+        Some(Purpose::Env)
+    } else {
+        None
+    }
 }
 
 /// `lockana/projects/<name>/env` -> `<name>`.
