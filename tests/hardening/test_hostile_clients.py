@@ -179,9 +179,9 @@ class RssSampler:
         self.peak = max(self.peak, self.server.rss_mb())
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Lockana:
-    tmp = tmp_path_factory.mktemp("hardening")
+def start_lockana(tmp: Path, header_timeout: float, read_timeout: float, idle_timeout: float):
+    """Starts `lockana server` on a free port with these deadlines and the caps above,
+    initialized, unsealed and with KV v2 at secret/; yields it, then stops it."""
     port = free_port()
     config = tmp / "lockana.hcl"
     config.write_text(f"""
@@ -189,9 +189,9 @@ storage "inmem" {{}}
 listener "tcp" {{
   address     = "127.0.0.1:{port}"
   tls_disable = true
-  http_read_header_timeout = "{HEADER_TIMEOUT:g}s"
-  http_read_timeout        = "{READ_TIMEOUT:g}s"
-  http_idle_timeout        = "{IDLE_TIMEOUT:g}s"
+  http_read_header_timeout = "{header_timeout:g}s"
+  http_read_timeout        = "{read_timeout:g}s"
+  http_idle_timeout        = "{idle_timeout:g}s"
   max_connections            = {MAX_CONNECTIONS}
   max_connections_per_client = {MAX_PER_CLIENT}
   # the per-client cap applies to loopback too, so it can be shown from here
@@ -234,6 +234,17 @@ listener "tcp" {{
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Lockana:
+    yield from start_lockana(tmp_path_factory.mktemp("hardening"), HEADER_TIMEOUT, READ_TIMEOUT, IDLE_TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def patient_server(tmp_path_factory) -> Lockana:
+    """The same caps with deadlines long enough that held connections stay open."""
+    yield from start_lockana(tmp_path_factory.mktemp("hardening-caps"), 60, 60, 60)
 
 
 @pytest.fixture(scope="module")
@@ -389,7 +400,8 @@ def test_idle_keep_alive_connection_is_closed_after_the_idle_timeout(server):
     assert t is not None and IDLE_TIMEOUT - 0.5 <= t <= IDLE_TIMEOUT + SLACK
 
 
-def test_connection_caps_per_client_and_overall_with_a_log_line(server):
+def test_connection_caps_per_client_and_overall_with_a_log_line(patient_server):
+    server = patient_server
     held = []
     try:
         for _ in range(MAX_PER_CLIENT):
