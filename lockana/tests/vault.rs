@@ -1279,3 +1279,74 @@ fn key_rotation_survives_a_restart_and_keeps_old_values_readable() {
         .unwrap();
     assert_eq!(st["term"], 2);
 }
+
+/// Whatever `refuses_whatever_the_body` refuses, `handle` refuses too, body or not;
+/// and the paths whose body is the credential are never refused by it (a transport
+/// skips reading the body on its word).
+#[test]
+fn refuses_whatever_the_body_agrees_with_handle() {
+    let dev = Dev::new();
+    dev.ok(
+        Operation::Update,
+        "sys/auth/userpass",
+        json!({"type": "userpass"}),
+    );
+    let body = json!({"password": "pw", "token": "x", "key": "abc", "code": "123456"});
+    let credential_in_body = [
+        "sys/init",
+        "sys/unseal",
+        "sys/rekey/init",
+        "auth/userpass/login/bob",
+        "auth/totp/login",
+        "sys/wrapping/unwrap",
+        "sys/wrapping/lookup",
+        "sys/mfa/validate",
+    ];
+    for path in credential_in_body {
+        for token in [None, Some("not-a-token")] {
+            let mut req = Request::new(Operation::Update, path);
+            if let Some(t) = token {
+                req = req.with_token(t);
+            }
+            assert!(
+                !dev.vault.refuses_whatever_the_body(&req),
+                "{path} {token:?}"
+            );
+        }
+    }
+    let needs_token = [
+        "secret/data/x",
+        "sys/policies/acl/p",
+        "sys/mounts/kv",
+        "auth/userpass/users/bob",
+        "auth/token/create",
+        "cubbyhole/x",
+    ];
+    for path in needs_token {
+        for token in [None, Some("not-a-token")] {
+            let mut req = Request::new(Operation::Update, path);
+            if let Some(t) = token {
+                req = req.with_token(t);
+            }
+            assert!(
+                dev.vault.refuses_whatever_the_body(&req),
+                "{path} {token:?}"
+            );
+            let answered = dev.vault.handle(req.with_data(body.clone()));
+            assert!(
+                matches!(
+                    answered,
+                    Err(Error::Unauthenticated | Error::PermissionDenied)
+                ),
+                "{path} {token:?}: {answered:?}"
+            );
+        }
+        // A valid token is for the vault to judge with the body.
+        let req = Request::new(Operation::Update, path).with_token("root");
+        assert!(!dev.vault.refuses_whatever_the_body(&req), "{path} root");
+    }
+    dev.vault.seal().unwrap();
+    let req = Request::new(Operation::Update, "secret/data/x").with_token("root");
+    assert!(dev.vault.refuses_whatever_the_body(&req), "sealed");
+    assert!(matches!(dev.vault.handle(req), Err(Error::Sealed)));
+}
