@@ -66,6 +66,18 @@ impl TestServer {
         token: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> (u16, Value) {
+        let headers: Vec<(&str, &str)> = token.map(|t| ("X-Vault-Token", t)).into_iter().collect();
+        self.call_with_headers(method, path, &headers, body)
+    }
+
+    /// Sends a request with these headers; returns status and JSON body.
+    fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> (u16, Value) {
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
@@ -75,8 +87,8 @@ impl TestServer {
         let mut req = ureq::http::Request::builder()
             .method(method)
             .uri(format!("http://{}{}", self.addr, path));
-        if let Some(token) = token {
-            req = req.header("X-Vault-Token", token);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let req = req.body(body.unwrap_or_default()).expect("request");
         let resp = agent.run(req).expect("http call");
@@ -455,11 +467,11 @@ fn paths_whose_body_is_the_credential_still_read_it() {
     assert_eq!(status, 200, "{body}");
     assert!(body["auth"]["client_token"].is_string(), "{body}");
 
-    let (status, body) = server.json(
+    let (status, body) = server.call_with_headers(
         "POST",
         "/v1/sys/wrapping/wrap",
-        Some(ROOT),
-        &json!({"k": "v"}),
+        &[("X-Vault-Token", ROOT), ("X-Vault-Wrap-TTL", "5m")],
+        Some(br#"{"k":"v"}"#.to_vec()),
     );
     assert_eq!(status, 200, "{body}");
     let wrapped = body["wrap_info"]["token"].as_str().expect("wrapping token");
