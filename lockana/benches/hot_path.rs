@@ -9,6 +9,8 @@
 //!   the whole barrier (keyring lock, framing, storage) inside `kv2_read/*`.
 //! - `kv2_read/*`: `GET secret/data/<key>` through `Vault::handle` on an in-memory vault,
 //!   per cipher: token lookup, routing, two barrier reads, JSON.
+//! - `kv2_list/*`: `LIST secret/metadata/bench/` over 100 keys (the names decoded from
+//!   storage keys and sorted), and a read of one of those keys beside it.
 //! - `token/*`: `auth/token/lookup-self` with a valid token, and any path with an
 //!   unknown one (answered 403 after the salted-HMAC lookup).
 //! - `routing/*`: a read of a missing key on a vault with 1 and with 100 mounts: the
@@ -173,6 +175,36 @@ fn kv2_read(c: &mut Criterion) {
     g.finish();
 }
 
+fn kv2_list(c: &mut Criterion) {
+    let (vault, token) = vault_with(Cipher::default());
+    for i in 1..100 {
+        vault
+            .handle(
+                Request::new(Operation::Update, format!("secret/data/bench/k{i}"))
+                    .with_data(json!({"data": {"value": "v"}}))
+                    .with_token(&token),
+            )
+            .unwrap();
+    }
+    let mut g = c.benchmark_group("kv2_list");
+    g.bench_function("list_100_keys", |b| {
+        b.iter(|| {
+            let r = vault
+                .handle(Request::new(Operation::List, "secret/metadata/bench/").with_token(&token))
+                .unwrap();
+            assert_eq!(r.data.unwrap()["keys"].as_array().unwrap().len(), 100);
+        })
+    });
+    g.bench_function("read_among_100_keys", |b| {
+        b.iter(|| {
+            vault
+                .handle(Request::new(Operation::Read, "secret/data/bench/k42").with_token(&token))
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
 fn token(c: &mut Criterion) {
     let (vault, token) = vault_with(Cipher::default());
     let mut g = c.benchmark_group("token");
@@ -234,6 +266,6 @@ criterion_group! {
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2))
         .sample_size(30);
-    targets = aead, kv2_read, token, routing
+    targets = aead, kv2_read, kv2_list, token, routing
 }
 criterion_main!(benches);
