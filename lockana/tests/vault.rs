@@ -896,6 +896,88 @@ fn no_raw_token_in_the_redb_file() {
     }
 }
 
+/// Issue 11: no secret, project, policy or user name is readable in the data file,
+/// and LIST still answers with the names after a restart.
+#[test]
+fn names_are_not_readable_in_the_redb_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.redb");
+    let tag = format!("{:08x}", std::process::id() ^ 0x5eed_0a11);
+    let secret_dir = format!("probedir{tag}");
+    let secret = format!("canaryname{tag}");
+    let project = format!("projname{tag}");
+    let policy = format!("polname{tag}");
+    let user = format!("username{tag}");
+    let role = format!("rolename{tag}");
+    let (key, root) = {
+        let vault = Vault::open(StorageConfig::Redb(path.clone())).unwrap();
+        let (key, root) = init_unsealed(&vault);
+        let ok = |op, p: &str, body: Value| call_as(&vault, &root, op, p, body).unwrap();
+        ok(
+            Update,
+            &format!("secret/data/{secret_dir}/{secret}"),
+            json!({"data": {"v": "1"}}),
+        );
+        ok(
+            Update,
+            &format!("sys/policies/acl/{policy}"),
+            json!({"policy": "path \"secret/*\" { capabilities = [\"read\"] }"}),
+        );
+        ok(Update, &format!("lockana/projects/{project}"), json!({}));
+        ok(Update, "sys/auth/userpass", json!({"type": "userpass"}));
+        ok(
+            Update,
+            &format!("auth/userpass/users/{user}"),
+            json!({"password": "pw"}),
+        );
+        ok(Update, "sys/auth/approle", json!({"type": "approle"}));
+        ok(Update, &format!("auth/approle/role/{role}"), json!({}));
+        // A failed login stores a lockout counter for the name.
+        assert!(
+            vault
+                .handle(
+                    Request::new(Update, format!("auth/userpass/login/{user}"))
+                        .with_data(json!({"password": "wrong"}))
+                )
+                .is_err()
+        );
+        vault.close().unwrap();
+        (key, root)
+    };
+    let raw = std::fs::read(&path).unwrap();
+    for name in [&secret_dir, &secret, &project, &policy, &user, &role] {
+        assert!(
+            !raw.windows(name.len()).any(|w| w == name.as_bytes()),
+            "{name} readable in the redb file"
+        );
+    }
+    // After a restart everything lists and reads back by name.
+    let vault = Vault::open(StorageConfig::Redb(path)).unwrap();
+    vault.unseal(&key).unwrap();
+    let keys = |p: &str| -> Vec<String> {
+        let r = call_as(&vault, &root, List, p, json!({})).unwrap();
+        serde_json::from_value(r.data.unwrap()["keys"].clone()).unwrap()
+    };
+    assert_eq!(keys("secret/metadata/"), vec![format!("{secret_dir}/")]);
+    assert_eq!(
+        keys(&format!("secret/metadata/{secret_dir}")),
+        vec![secret.clone()]
+    );
+    assert!(keys("sys/policies/acl").contains(&policy));
+    assert_eq!(keys("lockana/projects"), vec![project.clone()]);
+    assert_eq!(keys("auth/userpass/users"), vec![user.clone()]);
+    assert_eq!(keys("auth/approle/role"), vec![role.clone()]);
+    let r = call_as(
+        &vault,
+        &root,
+        Read,
+        &format!("secret/data/{secret_dir}/{secret}"),
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(Value::Object(r.data.unwrap())["data"]["v"], "1");
+}
+
 #[test]
 fn response_wrapping_hands_over_an_answer_once() {
     let (vault, clock, root) = clocked();

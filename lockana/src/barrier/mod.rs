@@ -4,14 +4,19 @@
 //! Key hierarchy, as in Vault: data keys live in a keyring (one per term, for
 //! rotation); the keyring is encrypted by the root key; the root key is encrypted by
 //! the unseal key; the unseal key is split with Shamir and never stored.
+//!
+//! Callers name values by logical path; the storage keys are those paths with every
+//! segment encrypted ([`names`]), so no secret, project or policy name is stored in
+//! the clear. The logical path stays the value's associated data.
 
 mod cipher;
+mod names;
 mod rekey;
 mod shamir;
 
 pub use self::cipher::Cipher;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -26,6 +31,10 @@ use crate::{BarrierError, Error, Result};
 const SEAL_CONFIG_PATH: &str = "core/seal-config";
 const ROOT_KEY_PATH: &str = "core/root-key";
 const KEYRING_PATH: &str = "core/keyring";
+/// Keys written to the backend as they are, read before unseal. Everything else goes
+/// through the barrier and is stored under its encrypted name; anything new written
+/// directly to the backend must be listed here, or the name migration would move it.
+pub(crate) const CLEAR_KEYS: [&str; 3] = [SEAL_CONFIG_PATH, ROOT_KEY_PATH, KEYRING_PATH];
 /// Version byte of barrier ciphertexts: `1 || term (u32 BE) || nonce || ct || tag`.
 const CT_VERSION: u8 = 1;
 
@@ -67,6 +76,8 @@ struct Keyring {
     installed: BTreeMap<u32, u64>,
     /// The root key that encrypts the keyring, kept while unsealed for `sys/rotate`.
     root: Zeroizing<[u8; 32]>,
+    /// The key that encrypts storage key names (one per vault, not rotated).
+    names: Arc<names::Names>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -74,6 +85,9 @@ struct KeyringFile {
     cipher: String,
     active_term: u32,
     keys: Vec<KeyringEntry>,
+    /// The name key, base64; absent in keyrings written before names were encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    names: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -98,16 +112,22 @@ impl Keyring {
                     installed: self.installed.get(t).copied().unwrap_or(0),
                 })
                 .collect(),
+            names: Some(B64.encode(self.names.key())),
         };
         let out =
             Zeroizing::new(serde_json::to_vec(&file).map_err(|_| crate::StorageError::Corrupt)?);
         for mut e in file.keys {
             zeroize::Zeroize::zeroize(&mut e.key);
         }
+        if let Some(mut n) = file.names {
+            zeroize::Zeroize::zeroize(&mut n);
+        }
         Ok(out)
     }
 
-    fn decode(bytes: &[u8], root: Zeroizing<[u8; 32]>) -> Result<Keyring, Error> {
+    /// Reads a stored keyring. The flag is true when it predates encrypted names: a
+    /// name key was made up and the stored keys still need renaming.
+    fn decode(bytes: &[u8], root: Zeroizing<[u8; 32]>) -> Result<(Keyring, bool), Error> {
         let mut file: KeyringFile =
             serde_json::from_slice(bytes).map_err(|_| crate::StorageError::Corrupt)?;
         let cipher = Cipher::from_name(&file.cipher).ok_or(crate::StorageError::Corrupt)?;
@@ -127,14 +147,40 @@ impl Keyring {
             k.copy_from_slice(&raw);
             keys.insert(e.term, k);
         }
-        Ok(Keyring {
-            cipher,
-            active_term: file.active_term,
-            keys,
-            installed,
-            root,
-        })
+        let (names, fresh) = match file.names.as_mut() {
+            Some(text) => {
+                let raw = Zeroizing::new(
+                    B64.decode(&*text)
+                        .map_err(|_| crate::StorageError::Corrupt)?,
+                );
+                zeroize::Zeroize::zeroize(text);
+                let mut k = Zeroizing::new([0u8; names::KEY_LEN]);
+                if raw.len() != names::KEY_LEN {
+                    return Err(crate::StorageError::Corrupt.into());
+                }
+                k.copy_from_slice(&raw);
+                (k, false)
+            }
+            None => (random_name_key()?, true),
+        };
+        Ok((
+            Keyring {
+                cipher,
+                active_term: file.active_term,
+                keys,
+                installed,
+                root,
+                names: Arc::new(names::Names::new(names)),
+            },
+            fresh,
+        ))
     }
+}
+
+fn random_name_key() -> Result<Zeroizing<[u8; names::KEY_LEN]>, BarrierError> {
+    let mut k = Zeroizing::new([0u8; names::KEY_LEN]);
+    random_fill(&mut k[..])?;
+    Ok(k)
 }
 
 fn as_key(bytes: &[u8]) -> Result<Zeroizing<[u8; 32]>, BarrierError> {
@@ -225,6 +271,7 @@ impl Barrier {
             keys: BTreeMap::from([(1, random_key()?)]),
             installed: BTreeMap::from([(1, now_secs)]),
             root: root_key.clone(),
+            names: Arc::new(names::Names::new(random_name_key()?)),
         };
         let wrapped_root = cipher.seal(&unseal_key, &root_key[..], ROOT_KEY_PATH.as_bytes())?;
         let wrapped_ring = cipher.seal(&root_key, &keyring.encode()?, KEYRING_PATH.as_bytes())?;
@@ -262,7 +309,41 @@ impl Barrier {
             .get(KEYRING_PATH)?
             .ok_or(crate::StorageError::Corrupt)?;
         let ring = Zeroizing::new(cipher.open(&root, &wrapped_ring, KEYRING_PATH.as_bytes())?);
-        *self.keyring.write() = Some(Keyring::decode(&ring, root)?);
+        let (ring, fresh_names) = Keyring::decode(&ring, root)?;
+        if fresh_names {
+            self.encrypt_stored_names(&ring)?;
+        }
+        *self.keyring.write() = Some(ring);
+        Ok(())
+    }
+
+    /// One-time migration of a vault written before names were encrypted: renames
+    /// every stored key to its encrypted form and stores the keyring with the new name
+    /// key, all in one atomic batch. Values move unchanged (their associated data is
+    /// the logical path, which is the old key).
+    fn encrypt_stored_names(&self, ring: &Keyring) -> Result<()> {
+        let mut batch = Vec::new();
+        for key in self.storage.scan("")? {
+            if CLEAR_KEYS.contains(&key.as_str()) {
+                continue;
+            }
+            let Some(value) = self.storage.get(&key)? else {
+                continue;
+            };
+            let physical = ring.names.encode(&key)?;
+            batch.push(BatchOp::Delete(key));
+            batch.push(BatchOp::Put(physical, value));
+        }
+        let moved = batch.len() / 2;
+        let wrapped = ring
+            .cipher
+            .seal(&ring.root, &ring.encode()?, KEYRING_PATH.as_bytes())?;
+        batch.push(BatchOp::Put(KEYRING_PATH.into(), wrapped));
+        self.storage.batch(batch)?;
+        tracing::info!(
+            keys = moved,
+            "storage key names encrypted (one-time migration)"
+        );
         Ok(())
     }
 
@@ -329,6 +410,7 @@ impl Barrier {
             keys: ring.keys.clone(),
             installed: ring.installed.clone(),
             root: ring.root.clone(),
+            names: ring.names.clone(),
         };
         next.keys.insert(term, random_key()?);
         next.installed.insert(term, now_secs);
@@ -381,11 +463,15 @@ impl Barrier {
         Ok(ring.cipher.open(key, &data[5..], &aad(term, path))?)
     }
 
+    /// The name encoder of the unsealed keyring.
+    fn names(&self) -> Result<Arc<names::Names>> {
+        let guard = self.keyring.read();
+        Ok(guard.as_ref().ok_or(Error::Sealed)?.names.clone())
+    }
+
     pub(crate) fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        if self.is_sealed() {
-            return Err(Error::Sealed);
-        }
-        match self.storage.get(path)? {
+        let physical = self.names()?.encode(path)?;
+        match self.storage.get(&physical)? {
             None => Ok(None),
             Some(ct) => Ok(Some(self.decrypt(path, &ct)?)),
         }
@@ -395,30 +481,59 @@ impl Barrier {
         self.apply(vec![Op::Put(path.to_owned(), value.to_vec())])
     }
 
+    /// The immediate children of `prefix` (`name`, or `dir/` for deeper keys), sorted,
+    /// as [`Backend::list`] gives them for unencrypted keys.
     pub(crate) fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        if self.is_sealed() {
-            return Err(Error::Sealed);
+        let names = self.names()?;
+        let (dir, partial) = split_dir(prefix);
+        let mut physical = self.storage.list(&names.encode_dir(dir)?)?;
+        if dir.is_empty() {
+            physical.retain(|c| !CLEAR_KEYS.iter().any(|k| is_clear_child(k, c)));
         }
-        Ok(self.storage.list(prefix)?)
+        let mut out = Vec::with_capacity(physical.len());
+        for child in names.decode_children(dir, physical)? {
+            let Some(rest) = child.strip_prefix(partial) else {
+                continue;
+            };
+            if !rest.is_empty() {
+                out.push(rest.to_owned());
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
+    /// Every logical key starting with `prefix`, in order.
     pub(crate) fn scan(&self, prefix: &str) -> Result<Vec<String>> {
-        if self.is_sealed() {
-            return Err(Error::Sealed);
+        let names = self.names()?;
+        let (dir, _) = split_dir(prefix);
+        let mut memo = HashMap::new();
+        let mut out = Vec::new();
+        for physical in self.storage.scan(&names.encode_dir(dir)?)? {
+            if dir.is_empty() && CLEAR_KEYS.contains(&physical.as_str()) {
+                continue;
+            }
+            let logical = names.decode(&physical, &mut memo)?;
+            if logical.starts_with(prefix) {
+                out.push(logical);
+            }
         }
-        Ok(self.storage.scan(prefix)?)
+        out.sort();
+        Ok(out)
     }
 
     /// Applies changes atomically (one durable commit).
     pub(crate) fn apply(&self, ops: Vec<Op>) -> Result<()> {
+        let names = self.names()?;
         let mut batch = Vec::with_capacity(ops.len());
         for op in ops {
             batch.push(match op {
                 Op::Put(path, value) => {
                     let ct = self.encrypt(&path, &value)?;
-                    BatchOp::Put(path, ct)
+                    BatchOp::Put(names.encode(&path)?, ct)
                 }
-                Op::Delete(path) => BatchOp::Delete(path),
+                Op::Delete(path) => BatchOp::Delete(names.encode(&path)?),
             });
         }
         if self.is_sealed() {
@@ -430,6 +545,28 @@ impl Barrier {
     #[cfg(test)]
     pub(crate) fn raw(&self) -> &Arc<dyn Backend> {
         &self.storage
+    }
+
+    /// The storage key a logical path is written under.
+    #[cfg(test)]
+    pub(crate) fn physical(&self, path: &str) -> String {
+        self.names().and_then(|n| n.encode(path)).expect("unsealed")
+    }
+}
+
+/// Whether `child`, listed at the top of storage, is clear key `key` or its directory.
+fn is_clear_child(key: &str, child: &str) -> bool {
+    match key.split_once('/') {
+        Some((top, _)) => child.strip_suffix('/') == Some(top),
+        None => child == key,
+    }
+}
+
+/// `a/b/c` -> (`a/b/`, `c`): the directory part of a prefix and what is left.
+fn split_dir(prefix: &str) -> (&str, &str) {
+    match prefix.rfind('/') {
+        Some(i) => prefix.split_at(i + 1),
+        None => ("", prefix),
     }
 }
 
@@ -479,7 +616,11 @@ mod tests {
                 b.get("logical/x/secret").unwrap().unwrap(),
                 b"hunter2-canary"
             );
-            let raw = b.raw().get("logical/x/secret").unwrap().unwrap();
+            let raw = b
+                .raw()
+                .get(&b.physical("logical/x/secret"))
+                .unwrap()
+                .unwrap();
             assert!(
                 !raw.windows(6).any(|w| w == b"hunter"),
                 "{c:?} stored plaintext"
@@ -492,11 +633,11 @@ mod tests {
         for c in ALL {
             let b = unsealed(c);
             b.put("p", b"value").unwrap();
-            let raw = b.raw().get("p").unwrap().unwrap();
+            let raw = b.raw().get(&b.physical("p")).unwrap().unwrap();
             for i in 0..raw.len() {
                 let mut bad = raw.clone();
                 bad[i] ^= 0x01;
-                b.raw().put("p", &bad).unwrap();
+                b.raw().put(&b.physical("p"), &bad).unwrap();
                 assert!(
                     b.get("p").is_err(),
                     "{c:?}: flip at byte {i} went unnoticed"
@@ -510,8 +651,8 @@ mod tests {
         for c in ALL {
             let b = unsealed(c);
             b.put("logical/a", b"for a").unwrap();
-            let raw = b.raw().get("logical/a").unwrap().unwrap();
-            b.raw().put("logical/b", &raw).unwrap();
+            let raw = b.raw().get(&b.physical("logical/a")).unwrap().unwrap();
+            b.raw().put(&b.physical("logical/b"), &raw).unwrap();
             assert!(matches!(
                 b.get("logical/b"),
                 Err(Error::Barrier(BarrierError::Authentication))
@@ -552,7 +693,7 @@ mod tests {
         #[test]
         fn arbitrary_ciphertexts_are_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..96)) {
             let b = unsealed(Cipher::ChaCha20Poly1305);
-            b.raw().put("p", &bytes).unwrap();
+            b.raw().put(&b.physical("p"), &bytes).unwrap();
             proptest::prop_assert!(b.get("p").is_err());
         }
 
@@ -569,12 +710,164 @@ mod tests {
         b.put("old", b"written under term 1").unwrap();
         assert_eq!(b.rotate(100).unwrap(), (2, 100));
         b.put("new", b"written under term 2").unwrap();
-        let raw = b.raw().get("new").unwrap().unwrap();
+        let raw = b.raw().get(&b.physical("new")).unwrap().unwrap();
         assert_eq!(u32::from_be_bytes([raw[1], raw[2], raw[3], raw[4]]), 2);
         assert_eq!(b.get("old").unwrap().unwrap(), b"written under term 1");
         assert_eq!(b.key_status().unwrap(), (2, 100));
         b.seal();
         assert!(b.rotate(200).is_err(), "sealed vaults do not rotate");
+    }
+
+    /// Model check: with names encrypted, `list` and `scan` through the barrier answer
+    /// exactly what a plain backend answers for the same logical keys.
+    fn listings_match_plain_keys(keys: &[String], prefixes: &[String]) {
+        let b = unsealed(Cipher::ChaCha20Poly1305);
+        let plain = MemoryBackend::default();
+        for k in keys {
+            b.put(k, b"v").unwrap();
+            plain.put(k, b"v").unwrap();
+        }
+        for p in prefixes {
+            assert_eq!(b.list(p).unwrap(), plain.list(p).unwrap(), "list {p:?}");
+            assert_eq!(b.scan(p).unwrap(), plain.scan(p).unwrap(), "scan {p:?}");
+        }
+    }
+
+    #[test]
+    fn list_and_scan_decode_names_like_plain_storage() {
+        let keys: Vec<String> = [
+            "logical/m1/meta/app/db",
+            "logical/m1/meta/app/web",
+            "logical/m1/meta/billing",
+            "logical/m1/meta/b/deep/x",
+            "logical/m2/meta/app/db",
+            "sys/policy/ops",
+            "sys/policy/dev",
+            "sys/notify/outbox/0002.b.tg",
+            "sys/notify/outbox/0001.a.tg",
+        ]
+        .map(String::from)
+        .to_vec();
+        let prefixes: Vec<String> = [
+            "",
+            "logical/m1/meta/",
+            "logical/m1/meta/b",
+            "logical/m1/meta/app/",
+            "logical/m1/",
+            "sys/policy/",
+            "sys/notify/outbox/",
+            "sys/po",
+            "nothing/here/",
+        ]
+        .map(String::from)
+        .to_vec();
+        listings_match_plain_keys(&keys, &prefixes);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Fuzz twin of the model check, over random trees of short names.
+        #[test]
+        fn random_trees_list_like_plain_storage(
+            keys in proptest::collection::vec("[ab]{1,2}(/[abc]{1,2}){0,3}", 1..12),
+            prefixes in proptest::collection::vec("([ab]{1,2}/){0,2}[abc]{0,1}", 1..6),
+        ) {
+            listings_match_plain_keys(&keys, &prefixes);
+        }
+    }
+
+    #[test]
+    fn stored_keys_show_no_name() {
+        let b = unsealed(Cipher::ChaCha20Poly1305);
+        b.put("logical/uuid/meta/probe/canary", b"v").unwrap();
+        b.put("sys/policy/ops-team", b"v").unwrap();
+        let stored = b.raw().scan("").unwrap().join("\n");
+        for word in ["logical", "meta", "probe", "canary", "policy", "ops-team"] {
+            assert!(!stored.contains(word), "{word} readable in stored keys");
+        }
+        for clear in CLEAR_KEYS {
+            assert!(
+                b.raw().get(clear).unwrap().is_some(),
+                "{clear} stays readable"
+            );
+        }
+        assert!(b.scan("").unwrap().iter().all(|k| !k.starts_with("core/")));
+    }
+
+    /// Turns a freshly unsealed barrier's storage into what the code before encrypted
+    /// names wrote: keys in the clear and a keyring without a name key.
+    fn downgrade_to_clear_names(b: &Barrier, values: &[(&str, &[u8])]) {
+        let guard = b.keyring.read();
+        let ring = guard.as_ref().unwrap();
+        let mut file: serde_json::Value = serde_json::from_slice(&ring.encode().unwrap()).unwrap();
+        file.as_object_mut().unwrap().remove("names");
+        let wrapped = ring
+            .cipher
+            .seal(
+                &ring.root,
+                &serde_json::to_vec(&file).unwrap(),
+                KEYRING_PATH.as_bytes(),
+            )
+            .unwrap();
+        drop(guard);
+        for key in b.raw().scan("").unwrap() {
+            if !CLEAR_KEYS.contains(&key.as_str()) {
+                b.raw().delete(&key).unwrap();
+            }
+        }
+        b.raw().put(KEYRING_PATH, &wrapped).unwrap();
+        for (path, value) in values {
+            let ct = b.encrypt(path, value).unwrap();
+            b.raw().put(path, &ct).unwrap();
+        }
+    }
+
+    #[test]
+    fn vault_with_clear_names_is_migrated_at_unseal() {
+        let b = Barrier::new(Arc::new(MemoryBackend::default()));
+        let (key, _) = b.initialize(1, 1, Cipher::Aes256Gcm, 0).unwrap();
+        b.unseal_with_key(&key[..]).unwrap();
+        downgrade_to_clear_names(
+            &b,
+            &[
+                ("logical/m/meta/probe/canary", b"meta"),
+                ("sys/policy/ops", b"policy"),
+            ],
+        );
+        b.seal();
+        assert!(
+            b.raw().get("sys/policy/ops").unwrap().is_some(),
+            "old layout"
+        );
+        b.unseal_with_key(&key[..]).unwrap();
+        assert_eq!(b.get("sys/policy/ops").unwrap().unwrap(), b"policy");
+        assert_eq!(
+            b.get("logical/m/meta/probe/canary").unwrap().unwrap(),
+            b"meta"
+        );
+        assert_eq!(b.list("logical/m/meta/").unwrap(), vec!["probe/"]);
+        let stored = b.raw().scan("").unwrap().join("\n");
+        assert!(!stored.contains("canary") && !stored.contains("policy"));
+        // The name key is now stored: a second unseal finds the same keys.
+        b.seal();
+        let before = b.raw().scan("").unwrap();
+        b.unseal_with_key(&key[..]).unwrap();
+        assert_eq!(b.raw().scan("").unwrap(), before);
+        assert_eq!(b.get("sys/policy/ops").unwrap().unwrap(), b"policy");
+    }
+
+    #[test]
+    fn rotation_keeps_the_name_key() {
+        let b = Barrier::new(Arc::new(MemoryBackend::default()));
+        let (key, _) = b.initialize(1, 1, Cipher::default(), 0).unwrap();
+        b.unseal_with_key(&key[..]).unwrap();
+        b.put("sys/policy/ops", b"v").unwrap();
+        let before = b.raw().scan("").unwrap();
+        b.rotate(1).unwrap();
+        b.seal();
+        b.unseal_with_key(&key[..]).unwrap();
+        assert_eq!(b.raw().scan("").unwrap(), before);
+        assert_eq!(b.get("sys/policy/ops").unwrap().unwrap(), b"v");
     }
 
     #[test]
