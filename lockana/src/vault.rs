@@ -97,7 +97,8 @@ pub(crate) struct Core {
     pub kv_meta: kv::v2::MetaCache,
     pub audit: AuditBroker,
     pub notify: Notifier,
-    /// Failed-login counters of userpass and approle (in memory).
+    /// Failed-login counters of userpass, approle and project codes (stored behind
+    /// the barrier, loaded at unseal).
     pub lockouts: crate::auth::lockout::Lockouts,
     /// Pending two-step MFA logins and TOTP attempt counters (in memory).
     pub mfa: crate::identity::mfa::MfaState,
@@ -342,6 +343,7 @@ impl Core {
     fn post_unseal(&self) -> Result<()> {
         self.tokens.load(&self.barrier)?;
         self.policies.load(&self.barrier)?;
+        self.lockouts.load(&self.barrier, self.now())?;
         *self.mounts.write() = MountTable::load(&self.barrier)?;
         *self.auth_mounts.write() = MountTable::load_from(&self.barrier, crate::mounts::AUTH_PATH)?;
         self.audit.load(&self.barrier)?;

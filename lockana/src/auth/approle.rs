@@ -539,11 +539,11 @@ fn login(ctx: &Ctx<'_>, req: &Request) -> Result<Answer> {
     let secret_meta = match checked {
         Some(meta) if cidrs_allow(role.secret_id_bound_cidrs.as_deref(), remote)? => meta,
         _ => {
-            lockouts.record_failure(accessor, &role_id, ctx.now);
+            lockouts.record_failure(ctx.barrier, accessor, &role_id, ctx.now)?;
             return fail();
         }
     };
-    lockouts.reset(accessor, &role_id);
+    lockouts.reset(ctx.barrier, accessor, &role_id)?;
     let mut grant = role.token.grant(&name);
     // As Vault: the secret ID's metadata goes onto the token, `role_name` always wins.
     grant.meta.extend(secret_meta);

@@ -3,15 +3,24 @@
 //! failure counter resets [`COUNTER_RESET`] after the last failure, and a successful
 //! login resets it at once.
 //!
-//! The state is in memory (Vault keeps it in storage so HA standbys share it): a
-//! restart or a seal forgets it. Aliases are trimmed and lower-cased, so `Alice`,
-//! `alice ` and `ALICE` share one counter. The login methods answer a locked alias
-//! exactly as a wrong password (same error, same status, same work done).
+//! Every counter is also stored behind the barrier (`sys/lockout/<sha256(mount, alias)>`,
+//! the alias inside the encrypted value), written before the failed login answers and
+//! loaded at unseal, so neither a restart nor a seal lifts a lockout. Vault keeps only
+//! locked users in storage (`core/login/lockedUsers/`); Lockana keeps the counts too,
+//! so four failures, a restart and one more still lock. Aliases are trimmed and
+//! lower-cased, so `Alice`, `alice ` and `ALICE` share one counter. The login methods
+//! answer a locked alias exactly as a wrong password (same error, same status, same
+//! work done).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::barrier::{Barrier, Op};
+use crate::{Result, StorageError};
 
 /// Failed attempts that lock an alias (Vault's `lockout_threshold`).
 pub(crate) const THRESHOLD: u32 = 5;
@@ -21,6 +30,10 @@ pub(crate) const LOCK_DURATION: Duration = Duration::from_secs(15 * 60);
 pub(crate) const COUNTER_RESET: Duration = Duration::from_secs(15 * 60);
 /// Entries kept at most: a spray of unknown names must not grow memory without bound.
 const MAX_ENTRIES: usize = 100_000;
+/// Where the counters are stored, behind the barrier.
+const PREFIX: &str = "sys/lockout/";
+/// Writers of one counter serialize on a stripe, across the durable write.
+const STRIPES: usize = 64;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -45,10 +58,67 @@ impl Entry {
     }
 }
 
-/// Failed-login counters, keyed by (mount accessor, normalized alias).
-#[derive(Default)]
+/// A counter as stored.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    mount: String,
+    alias: String,
+    failures: u32,
+    /// The last failure, unix seconds and nanoseconds.
+    secs: u64,
+    nanos: u32,
+}
+
+impl Stored {
+    fn entry(&self) -> Entry {
+        Entry {
+            failures: self.failures,
+            last_failure: SystemTime::UNIX_EPOCH + Duration::new(self.secs, self.nanos),
+        }
+    }
+}
+
+type Key = (String, String);
+
+/// The storage path of a counter: fixed length whatever the alias holds.
+fn storage_key(key: &Key) -> String {
+    let mut h = Sha256::new();
+    h.update(key.0.as_bytes());
+    h.update([0u8]);
+    h.update(key.1.as_bytes());
+    format!("{PREFIX}{}", hex::encode(h.finalize()))
+}
+
+fn put_op(key: &Key, e: &Entry) -> Result<Op> {
+    let since = e
+        .last_failure
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    let stored = Stored {
+        mount: key.0.clone(),
+        alias: key.1.clone(),
+        failures: e.failures,
+        secs: since.as_secs(),
+        nanos: since.subsec_nanos(),
+    };
+    let bytes = serde_json::to_vec(&stored).map_err(|_| StorageError::Corrupt)?;
+    Ok(Op::Put(storage_key(key), bytes))
+}
+
+/// Failed-login counters, keyed by (mount accessor, normalized alias), in memory and
+/// behind the barrier.
 pub(crate) struct Lockouts {
-    map: Mutex<HashMap<(String, String), Entry>>,
+    map: Mutex<HashMap<Key, Entry>>,
+    stripes: Vec<Mutex<()>>,
+}
+
+impl Default for Lockouts {
+    fn default() -> Self {
+        Lockouts {
+            map: Mutex::new(HashMap::new()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
 }
 
 /// The counter key for an alias: trimmed and lower-cased.
@@ -63,46 +133,104 @@ impl Lockouts {
         self.map.lock().get(&key).is_some_and(|e| e.locked(now))
     }
 
-    /// Counts one failed login.
-    pub(crate) fn record_failure(&self, mount_accessor: &str, alias: &str, now: SystemTime) {
-        let key = (mount_accessor.to_owned(), normalize_alias(alias));
-        let mut map = self.map.lock();
-        if map.len() >= MAX_ENTRIES && !map.contains_key(&key) {
-            map.retain(|_, e| !e.stale(now));
-            if map.len() >= MAX_ENTRIES {
-                // Still full of live counters: forget the oldest non-locked one.
-                let oldest = map
-                    .iter()
-                    .filter(|(_, e)| !e.locked(now))
-                    .min_by_key(|(_, e)| e.last_failure)
-                    .map(|(k, _)| k.clone());
-                match oldest {
-                    Some(k) => {
-                        map.remove(&k);
-                    }
-                    None => return,
-                }
-            }
-        }
-        let e = map.entry(key).or_insert(Entry {
-            failures: 0,
-            last_failure: now,
-        });
-        if e.stale(now) {
-            e.failures = 0;
-        }
-        // While locked, failures do not extend the lock (Vault counts from the
-        // failure that locked the user).
-        if e.failures < THRESHOLD {
-            e.failures += 1;
-            e.last_failure = now;
-        }
+    fn stripe(&self, key: &Key) -> parking_lot::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        self.stripes[(h.finish() as usize) % self.stripes.len()].lock()
     }
 
-    /// Forgets the alias's failures (after a successful login, or an unlock).
-    pub(crate) fn reset(&self, mount_accessor: &str, alias: &str) -> bool {
+    /// Counts one failed login; returns once the count is durable.
+    pub(crate) fn record_failure(
+        &self,
+        barrier: &Barrier,
+        mount_accessor: &str,
+        alias: &str,
+        now: SystemTime,
+    ) -> Result<()> {
         let key = (mount_accessor.to_owned(), normalize_alias(alias));
-        self.map.lock().remove(&key).is_some()
+        let _stripe = self.stripe(&key);
+        let mut ops = Vec::new();
+        {
+            let mut map = self.map.lock();
+            if map.len() >= MAX_ENTRIES && !map.contains_key(&key) {
+                map.retain(|k, e| {
+                    let keep = !e.stale(now);
+                    if !keep {
+                        ops.push(Op::Delete(storage_key(k)));
+                    }
+                    keep
+                });
+                if map.len() >= MAX_ENTRIES {
+                    // Still full of live counters: forget the oldest non-locked one.
+                    let oldest = map
+                        .iter()
+                        .filter(|(_, e)| !e.locked(now))
+                        .min_by_key(|(_, e)| e.last_failure)
+                        .map(|(k, _)| k.clone());
+                    match oldest {
+                        Some(k) => {
+                            map.remove(&k);
+                            ops.push(Op::Delete(storage_key(&k)));
+                        }
+                        None => return flush(barrier, ops),
+                    }
+                }
+            }
+            let e = map.entry(key.clone()).or_insert(Entry {
+                failures: 0,
+                last_failure: now,
+            });
+            if e.stale(now) {
+                e.failures = 0;
+            }
+            // While locked, failures do not extend the lock (Vault counts from the
+            // failure that locked the user).
+            if e.failures < THRESHOLD {
+                e.failures += 1;
+                e.last_failure = now;
+                ops.push(put_op(&key, e)?);
+            }
+        }
+        flush(barrier, ops)
+    }
+
+    /// Forgets the alias's failures (after a successful login, or an unlock); durable
+    /// before it returns. True if there were any.
+    pub(crate) fn reset(
+        &self,
+        barrier: &Barrier,
+        mount_accessor: &str,
+        alias: &str,
+    ) -> Result<bool> {
+        let key = (mount_accessor.to_owned(), normalize_alias(alias));
+        let _stripe = self.stripe(&key);
+        let had = self.map.lock().remove(&key).is_some();
+        if had {
+            barrier.apply(vec![Op::Delete(storage_key(&key))])?;
+        }
+        Ok(had)
+    }
+
+    /// Loads the stored counters (at unseal); expired ones are deleted.
+    pub(crate) fn load(&self, barrier: &Barrier, now: SystemTime) -> Result<()> {
+        let mut map = HashMap::new();
+        let mut stale = Vec::new();
+        for path in barrier.scan(PREFIX)? {
+            let Some(bytes) = barrier.get(&path)? else {
+                continue;
+            };
+            let s: Stored = serde_json::from_slice(&bytes).map_err(|_| StorageError::Corrupt)?;
+            let e = s.entry();
+            if e.stale(now) {
+                stale.push(Op::Delete(path));
+            } else {
+                map.insert((s.mount, s.alias), e);
+            }
+        }
+        flush(barrier, stale)?;
+        *self.map.lock() = map;
+        Ok(())
     }
 
     /// Locked aliases by mount accessor, sorted.
@@ -126,9 +254,17 @@ impl Lockouts {
             .collect()
     }
 
-    /// Forgets everything (on seal).
+    /// Forgets the in-memory copy (on seal); the stored counters stay.
     pub(crate) fn clear(&self) {
         self.map.lock().clear();
+    }
+}
+
+fn flush(barrier: &Barrier, ops: Vec<Op>) -> Result<()> {
+    if ops.is_empty() {
+        Ok(())
+    } else {
+        barrier.apply(ops)
     }
 }
 
@@ -136,6 +272,7 @@ impl Lockouts {
 /// (POST), as Vault 1.13 answers them.
 pub(crate) fn sys_handle(
     lockouts: &Lockouts,
+    barrier: &Barrier,
     req: &crate::Request,
     rest: &str,
     now: SystemTime,
@@ -174,41 +311,84 @@ pub(crate) fn sys_handle(
     if accessor.is_empty() || alias.is_empty() {
         return Err(Error::invalid("missing mount_accessor or alias_identifier"));
     }
-    lockouts.reset(accessor, alias);
+    lockouts.reset(barrier, accessor, alias)?;
     Ok(Response::empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    fn barrier() -> Barrier {
+        let b = Barrier::new(Arc::new(crate::storage::MemoryBackend::default()));
+        let (key, _) = b
+            .initialize(1, 1, crate::barrier::Cipher::default(), 0)
+            .unwrap();
+        b.unseal_with_key(&key[..]).unwrap();
+        b
+    }
 
     #[test]
     fn five_failures_lock_and_the_lock_lifts_after_fifteen_minutes() {
+        let b = barrier();
         let l = Lockouts::default();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         for i in 0..THRESHOLD {
             assert!(!l.is_locked("m", "alice", t0), "attempt {i}");
-            l.record_failure("m", "alice", t0);
+            l.record_failure(&b, "m", "alice", t0).unwrap();
         }
         assert!(l.is_locked("m", "Alice", t0));
         assert!(l.is_locked("m", " ALICE ", t0 + Duration::from_secs(899)));
         assert!(!l.is_locked("other", "alice", t0));
         assert!(!l.is_locked("m", "alice", t0 + LOCK_DURATION));
         // After the lock lifts, the count starts again from zero.
-        l.record_failure("m", "alice", t0 + LOCK_DURATION);
+        l.record_failure(&b, "m", "alice", t0 + LOCK_DURATION)
+            .unwrap();
         assert!(!l.is_locked("m", "alice", t0 + LOCK_DURATION));
     }
 
     #[test]
     fn counter_resets_fifteen_minutes_after_the_last_failure() {
+        let b = barrier();
         let l = Lockouts::default();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         for _ in 0..THRESHOLD - 1 {
-            l.record_failure("m", "bob", t0);
+            l.record_failure(&b, "m", "bob", t0).unwrap();
         }
         let later = t0 + COUNTER_RESET;
-        l.record_failure("m", "bob", later);
+        l.record_failure(&b, "m", "bob", later).unwrap();
         assert!(!l.is_locked("m", "bob", later));
         assert!(l.locked(later).is_empty());
+    }
+
+    #[test]
+    fn lockouts_and_partial_counts_survive_a_reload_from_storage() {
+        let b = barrier();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let l = Lockouts::default();
+        for _ in 0..THRESHOLD {
+            l.record_failure(&b, "m", "alice", t0).unwrap();
+        }
+        for _ in 0..THRESHOLD - 1 {
+            l.record_failure(&b, "m", "bob", t0).unwrap();
+        }
+        l.record_failure(&b, "m", "carol", t0).unwrap();
+        l.reset(&b, "m", "carol").unwrap();
+        // A new process: only what storage holds.
+        let later = t0 + Duration::from_secs(60);
+        let l = Lockouts::default();
+        l.load(&b, later).unwrap();
+        assert!(l.is_locked("m", "alice", later));
+        assert!(!l.is_locked("m", "bob", later));
+        l.record_failure(&b, "m", "bob", later).unwrap();
+        assert!(l.is_locked("m", "bob", later), "the count went on");
+        assert_eq!(b.scan(PREFIX).unwrap().len(), 2, "carol's reset was stored");
+        // The lock still lifts on time, and expired counters leave storage at load.
+        let expired = later + LOCK_DURATION;
+        let l = Lockouts::default();
+        l.load(&b, expired).unwrap();
+        assert!(!l.is_locked("m", "alice", expired));
+        assert!(b.scan(PREFIX).unwrap().is_empty());
     }
 }

@@ -576,11 +576,20 @@ impl TokenStore {
     /// Revokes every token (and its children) issued through paths under `prefix`,
     /// e.g. `auth/userpass/` when that method is disabled, as Vault does.
     pub(crate) fn revoke_by_path_prefix(&self, barrier: &Barrier, prefix: &str) -> Result<usize> {
+        self.revoke_where(barrier, |e| e.path.starts_with(prefix))
+    }
+
+    /// Revokes every token (and its children) whose entry matches `pred`.
+    pub(crate) fn revoke_where(
+        &self,
+        barrier: &Barrier,
+        pred: impl Fn(&TokenEntry) -> bool,
+    ) -> Result<usize> {
         let mut hashes = Vec::new();
         for key in barrier.scan(ID_PREFIX)? {
             let hash = &key[ID_PREFIX.len()..];
             if let Some(e) = self.get_by_hash(barrier, hash)?
-                && e.path.starts_with(prefix)
+                && pred(&e)
             {
                 hashes.push(hash.to_owned());
             }

@@ -164,13 +164,13 @@ fn login(ctx: &Ctx<'_>, name: &str, d: &Map<String, Value>) -> Result<Answer> {
     let ok = verify(hash, &password) && user.is_some() && !locked;
     match user {
         Some(u) if ok => {
-            lockouts.reset(&ctx.mount.accessor, &name);
+            lockouts.reset(ctx.barrier, &ctx.mount.accessor, &name)?;
             let mut grant = u.token.grant(&name);
             grant.meta.insert("username".into(), name);
             Ok(Answer::Login(grant))
         }
         _ => {
-            lockouts.record_failure(&ctx.mount.accessor, &name, ctx.now);
+            lockouts.record_failure(ctx.barrier, &ctx.mount.accessor, &name, ctx.now)?;
             Err(Error::invalid(INVALID_LOGIN))
         }
     }

@@ -5,9 +5,9 @@
 //! Lockout: wrong codes count per project and per client address; after
 //! [`crate::auth::lockout::THRESHOLD`] failures (within 15 minutes of each other)
 //! every attempt is refused for 15 minutes, with the answer a wrong code gets. A
-//! correct code sent while locked out is not consumed. The counters are in memory,
-//! like the auth methods' (a seal or restart forgets them); the last accepted step
-//! is stored.
+//! correct code sent while locked out is not consumed. The counters are the auth
+//! methods' (stored behind the barrier: a seal or restart keeps them), and so is the
+//! last accepted step.
 
 use std::time::SystemTime;
 
@@ -52,7 +52,9 @@ pub(crate) enum Purpose {
 }
 
 /// Checks `code` for `project`. On success the code's step is stored as used and the
-/// project returned. Every attempt emits an event (never with the code).
+/// project returned. Every attempt emits an event (never with the code). The caller
+/// holds the project's lock (`core.locks` on its config key), which also serializes
+/// the replay guard's read-modify-write.
 pub(crate) fn verify(
     core: &Core,
     project: &str,
@@ -93,7 +95,6 @@ pub(crate) fn verify(
         (_, _, _, None) => Err(Failure::Wrong),
         (Some(_), false, Some(_), Some(step)) => {
             let key = super::step_key(project);
-            let _guard = core.locks.lock(&key);
             let last = super::last_step(core, project)?;
             if code::is_fresh(step, last) {
                 core.barrier.put(&key, step.to_string().as_bytes())?;
@@ -119,9 +120,10 @@ pub(crate) fn verify(
     };
     match outcome {
         Ok(()) => {
-            core.lockouts.reset(LOCKOUT_PROJECT, project);
+            core.lockouts
+                .reset(&core.barrier, LOCKOUT_PROJECT, project)?;
             if let Some(a) = &address {
-                core.lockouts.reset(LOCKOUT_ADDRESS, a);
+                core.lockouts.reset(&core.barrier, LOCKOUT_ADDRESS, a)?;
             }
             let kind = match purpose {
                 Purpose::Login => EventKind::ProjectLoginSucceeded,
@@ -144,7 +146,7 @@ pub(crate) fn verify(
                 format!("{label}: {}", failure.outcome()),
             ));
             if failure != Failure::LockedOut {
-                let newly_locked = record_failure(core, project, address.as_deref(), now);
+                let newly_locked = record_failure(core, project, address.as_deref(), now)?;
                 if newly_locked {
                     core.emit(event(
                         EventKind::ProjectLockedOut,
@@ -158,15 +160,20 @@ pub(crate) fn verify(
 }
 
 /// Counts a failure for the project and the address; true if that locked either.
-fn record_failure(core: &Core, project: &str, address: Option<&str>, now: SystemTime) -> bool {
+fn record_failure(
+    core: &Core,
+    project: &str,
+    address: Option<&str>,
+    now: SystemTime,
+) -> Result<bool> {
     let l = &core.lockouts;
-    l.record_failure(LOCKOUT_PROJECT, project, now);
+    l.record_failure(&core.barrier, LOCKOUT_PROJECT, project, now)?;
     let mut locked = l.is_locked(LOCKOUT_PROJECT, project, now);
     if let Some(a) = address {
-        l.record_failure(LOCKOUT_ADDRESS, a, now);
+        l.record_failure(&core.barrier, LOCKOUT_ADDRESS, a, now)?;
         locked |= l.is_locked(LOCKOUT_ADDRESS, a, now);
     }
-    locked
+    Ok(locked)
 }
 
 fn unix_secs(t: SystemTime) -> u64 {

@@ -33,6 +33,8 @@ pub(crate) const SKEW: u64 = 1;
 const SEED_BYTES: usize = 20;
 const ISSUER: &str = "Lockana";
 const QR_SIZE: u32 = 256;
+/// Where project code logins are served; their tokens carry it as their path.
+const LOGIN_PATH: &str = "auth/totp/login";
 /// Lifetime of a token from `auth/totp/login` (non-renewable).
 pub(crate) const LOGIN_TTL: u64 = 15 * 60;
 const MAX_NAME: usize = 64;
@@ -361,6 +363,9 @@ fn rotate(core: &Core, name: &str) -> Result<Response> {
     Ok(Response::with_data(m))
 }
 
+/// Deletes the project, its policy and every token its code logins issued (so a
+/// project created later under the same name does not hand them its secrets). Logins
+/// hold the same lock, so none lands half-way.
 fn delete(core: &Core, name: &str) -> Result<Response> {
     check_name(name)?;
     let _guard = core.locks.lock(&config_key(name));
@@ -372,6 +377,14 @@ fn delete(core: &Core, name: &str) -> Result<Response> {
     if core.policies.get(&policy).is_some() {
         core.policies.delete(&core.barrier, &policy)?;
     }
+    let revoked = core.tokens.revoke_where(&core.barrier, |e| {
+        e.path == LOGIN_PATH
+            && e.meta
+                .as_ref()
+                .and_then(|m| m.get("project"))
+                .is_some_and(|p| p == name)
+    })?;
+    tracing::info!(project = %name, tokens = revoked, "project deleted; its login tokens revoked");
     Ok(Response::empty())
 }
 
@@ -440,7 +453,7 @@ pub(crate) fn is_code_access(req: &Request) -> bool {
 }
 
 fn purpose(req: &Request) -> Option<Purpose> {
-    if req.path == "auth/totp/login" {
+    if req.path == LOGIN_PATH {
         Some(Purpose::Login)
     } else if req.totp_code.is_some() && env_project(&req.path).is_some() {
         Some(Purpose::Env)
@@ -463,6 +476,8 @@ fn login(core: &Core, req: &Request) -> Result<Response> {
         .get("project")
         .and_then(Value::as_str)
         .unwrap_or("");
+    // Held until the token exists: a delete of the project waits, then revokes it.
+    let _guard = core.locks.lock(&config_key(project));
     let code = match req.data.get("code") {
         Some(Value::String(s)) => Some(s.as_str()),
         _ => None,
@@ -505,6 +520,7 @@ fn env_by_code(core: &Core, req: &Request) -> Result<Response> {
         return Err(Error::UnsupportedOperation);
     }
     let project = env_project(&req.path).unwrap_or("");
+    let _guard = core.locks.lock(&config_key(project));
     match access::verify(
         core,
         project,

@@ -259,7 +259,13 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str, acl: &Acl) -> Resul
                 return notify::handle(core, req, p);
             }
             if let Some(p) = rest.strip_prefix("locked-users") {
-                return crate::auth::lockout::sys_handle(&core.lockouts, req, p, core.now());
+                return crate::auth::lockout::sys_handle(
+                    &core.lockouts,
+                    &core.barrier,
+                    req,
+                    p,
+                    core.now(),
+                );
             }
             if let Some(p) = rest.strip_prefix("internal/ui/mounts/") {
                 return ui_mount(core, p);

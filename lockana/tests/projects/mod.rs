@@ -517,6 +517,77 @@ fn project_login_gives_a_short_lived_token_for_that_project_only() {
 }
 
 #[test]
+fn deleting_a_project_revokes_its_login_tokens() {
+    let (vault, clock, root) = clocked();
+    aligned(&clock);
+    let billing = create_project(&vault, &root, "billing");
+    let payroll = create_project(&vault, &root, "payroll");
+    for p in ["billing", "payroll"] {
+        call_as(
+            &vault,
+            &root,
+            Update,
+            &format!("secret/data/projects/{p}"),
+            json!({"data": {"K": p}}),
+        )
+        .unwrap();
+    }
+    let login = |project: &str, t: &totp_rs::Totp| {
+        let r = vault
+            .handle(
+                Request::new(Update, "auth/totp/login")
+                    .with_data(json!({"project": project, "code": code(t, unix(&clock))})),
+            )
+            .unwrap();
+        r.auth.unwrap().client_token.unwrap().expose().to_owned()
+    };
+    let tok = login("billing", &billing);
+    let other = login("payroll", &payroll);
+    call_as(&vault, &tok, Read, "auth/token/lookup-self", json!({})).unwrap();
+
+    call_as(&vault, &root, Delete, "lockana/projects/billing", json!({})).unwrap();
+    assert!(matches!(
+        call_as(&vault, &tok, Read, "auth/token/lookup-self", json!({})),
+        Err(Error::PermissionDenied)
+    ));
+    assert!(
+        call_as(
+            &vault,
+            &root,
+            Update,
+            "auth/token/lookup",
+            json!({"token": tok})
+        )
+        .is_err(),
+        "the token is gone, not only its policy"
+    );
+    // A project created again under the name does not bring the old token back.
+    create_project(&vault, &root, "billing");
+    for path in [
+        "secret/data/projects/billing",
+        "lockana/projects/billing/env",
+    ] {
+        assert!(
+            matches!(
+                call_as(&vault, &tok, Read, path, json!({})),
+                Err(Error::PermissionDenied)
+            ),
+            "{path}"
+        );
+    }
+    // Other projects' tokens are untouched.
+    let r = call_as(
+        &vault,
+        &other,
+        Read,
+        "secret/data/projects/payroll",
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(data(r)["data"]["K"], "payroll");
+}
+
+#[test]
 fn project_lockout_after_five_wrong_codes_and_recovery() {
     let (vault, clock, root) = clocked();
     aligned(&clock);

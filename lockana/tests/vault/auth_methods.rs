@@ -465,6 +465,125 @@ fn approle_lockout_does_not_spend_secret_id_uses() {
     login(&vault, "auth/approle/login", good).unwrap();
 }
 
+/// A redb vault on a fake clock, reopened by `restart` as a new process would.
+struct Restartable {
+    dir: tempfile::TempDir,
+    clock: std::sync::Arc<lockana::FakeClock>,
+    key: String,
+}
+
+impl Restartable {
+    fn new() -> (Restartable, Vault, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = std::sync::Arc::new(lockana::FakeClock::new(SystemTime::now()));
+        let vault = Vault::open_with_clock(
+            lockana::StorageConfig::Redb(dir.path().join("v.redb")),
+            clock.clone(),
+        )
+        .unwrap();
+        let (key, root) = super::init_unsealed(&vault);
+        (Restartable { dir, clock, key }, vault, root)
+    }
+
+    fn restart(&self, vault: Vault) -> Vault {
+        vault.close().unwrap();
+        drop(vault);
+        let vault = Vault::open_with_clock(
+            lockana::StorageConfig::Redb(self.dir.path().join("v.redb")),
+            self.clock.clone(),
+        )
+        .unwrap();
+        vault.unseal(&self.key).unwrap();
+        vault
+    }
+}
+
+#[test]
+fn userpass_lockout_survives_a_restart_until_it_expires() {
+    let (r, vault, root) = Restartable::new();
+    let accessor = userpass(&vault, &root);
+    let alice =
+        |v: &Vault, pw: &str| login(v, "auth/userpass/login/alice", json!({"password": pw}));
+    for _ in 0..5 {
+        assert!(alice(&vault, "wrong").is_err());
+    }
+    let vault = r.restart(vault);
+    assert_eq!(
+        err_text(alice(&vault, "right")),
+        "invalid username or password",
+        "a restart must not lift the lockout"
+    );
+    let listed = ok(&vault, &root, Read, "sys/locked-users", json!({}));
+    assert_eq!(
+        listed["by_namespace"][0]["mount_accessors"][0]["mount_accessor"],
+        json!(accessor)
+    );
+    // A seal and unseal neither.
+    vault.seal().unwrap();
+    vault.unseal(&r.key).unwrap();
+    assert!(alice(&vault, "right").is_err());
+    // The lock still lifts on time.
+    r.clock.advance(Duration::from_secs(15 * 60));
+    let vault = r.restart(vault);
+    alice(&vault, "right").unwrap();
+    // Partial counts persist too: four failures, a restart, one more locks.
+    for _ in 0..4 {
+        assert!(alice(&vault, "wrong").is_err());
+    }
+    let vault = r.restart(vault);
+    assert!(alice(&vault, "wrong").is_err());
+    assert!(
+        alice(&vault, "right").is_err(),
+        "fifth failure after restart"
+    );
+    // An unlock is stored as well.
+    ok(
+        &vault,
+        &root,
+        Update,
+        &format!("sys/locked-users/{accessor}/unlock/alice"),
+        json!({}),
+    );
+    let vault = r.restart(vault);
+    alice(&vault, "right").unwrap();
+}
+
+#[test]
+fn approle_lockout_survives_a_restart_until_it_expires() {
+    let (r, vault, root) = Restartable::new();
+    let role_id = approle_role(&vault, &root, "batch", json!({}));
+    let sid = ok(
+        &vault,
+        &root,
+        Update,
+        "auth/approle/role/batch/secret-id",
+        json!({}),
+    )["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..5 {
+        assert!(
+            login(
+                &vault,
+                "auth/approle/login",
+                json!({"role_id": role_id, "secret_id": "bad"})
+            )
+            .is_err()
+        );
+    }
+    let good = json!({"role_id": role_id, "secret_id": sid});
+    let vault = r.restart(vault);
+    assert_eq!(
+        err_text(login(&vault, "auth/approle/login", good.clone())),
+        "invalid role or secret ID",
+        "a restart must not lift the lockout"
+    );
+    r.clock.advance(Duration::from_secs(15 * 60));
+    let vault = r.restart(vault);
+    login(&vault, "auth/approle/login", good).unwrap();
+}
+
 // ----------------------------------------------------------------------------- jwt
 
 fn now_secs(clock_now: SystemTime) -> u64 {
