@@ -1,6 +1,7 @@
 """Lockana only: the PostgreSQL storage backend. A config-file server on a table in the
 machine's PostgreSQL (127.0.0.1:5432, trust auth, database `test`) survives a restart
-sealed, reads back what it wrote, and the table holds only ciphertext."""
+sealed, reads back what it wrote, and the table holds only ciphertext: no secret value,
+and no secret, project, policy or user name in its keys or values (issue 11)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,9 @@ def test_postgres_storage_survives_restart_and_holds_only_ciphertext(lockana_bin
     )
     base = f"http://127.0.0.1:{port}/v1"
     canary = f"canary-{uuid.uuid4().hex}"
+    tag = uuid.uuid4().hex[:10]
+    names = {"dir": f"probedir{tag}", "secret": f"canaryname{tag}", "project": f"projname{tag}",
+             "policy": f"polname{tag}", "user": f"username{tag}"}
     log = tmp_path / "server.log"
     proc = start(lockana_bin, cfg, port, log, 501)
     try:
@@ -73,6 +77,16 @@ def test_postgres_storage_survives_restart_and_holds_only_ciphertext(lockana_bin
         h = {"X-Vault-Token": root}
         assert requests.post(f"{base}/sys/mounts/secret", json={"type": "kv-v2"}, headers=h, timeout=10).status_code == 204
         assert requests.post(f"{base}/secret/data/db", json={"data": {"pw": canary}}, headers=h, timeout=10).status_code == 200
+        secret_path = f"{names['dir']}/{names['secret']}"
+        writes = [
+            (f"secret/data/{secret_path}", {"data": {"v": "1"}}),
+            (f"sys/policies/acl/{names['policy']}", {"policy": 'path "secret/*" { capabilities = ["read"] }'}),
+            (f"lockana/projects/{names['project']}", {}),
+            ("sys/auth/userpass", {"type": "userpass"}),
+            (f"auth/userpass/users/{names['user']}", {"password": "pw"}),
+        ]
+        for path, body in writes:
+            assert requests.post(f"{base}/{path}", json=body, headers=h, timeout=10).status_code in (200, 204), path
         stop(proc)
         proc = start(lockana_bin, cfg, port, log, 503)  # sealed after a restart
         requests.put(f"{base}/sys/unseal", json={"key": key}, timeout=10)
@@ -84,6 +98,18 @@ def test_postgres_storage_survives_restart_and_holds_only_ciphertext(lockana_bin
         assert rows > 5
         dump = psql(f"SELECT key || ':' || encode(value, 'escape') FROM {table}")
         assert canary not in dump and root not in dump, "plaintext in the table"
+        for what, name in names.items():
+            assert name not in dump, f"the {what} name is readable in the table"
+        # ...and every name lists back after the restart.
+        def listed(path: str) -> list[str]:
+            r = requests.request("LIST", f"{base}/{path}", headers=h, timeout=10)
+            assert r.status_code == 200, (path, r.text)
+            return r.json()["data"]["keys"]
+        assert listed("secret/metadata/") == ["db", f"{names['dir']}/"]
+        assert listed(f"secret/metadata/{names['dir']}/") == [names["secret"]]
+        assert names["policy"] in listed("sys/policies/acl")
+        assert listed("lockana/projects") == [names["project"]]
+        assert listed("auth/userpass/users") == [names["user"]]
     finally:
         stop(proc)
         psql(f"DROP TABLE IF EXISTS {table}")

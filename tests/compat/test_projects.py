@@ -175,6 +175,22 @@ def test_totp_login_token_reads_only_its_project(lockana):
     assert again.status_code == 400 and "already used" in again.json()["errors"][0]
 
 
+def test_deleting_a_project_revokes_its_login_tokens(lockana):
+    """Issue 11: a TOTP login's token dies with its project (403), even if a project of
+    the same name is created again."""
+    name = uid("gone")
+    t = _create(lockana, name)
+    r = lockana.http.post("auth/totp/login", {"project": name, "code": t.now()}, token=None)
+    assert r.status_code == 200, r.text
+    token = r.json()["auth"]["client_token"]
+    assert lockana.http.get("auth/token/lookup-self", token=token).status_code == 200
+    assert lockana.http.delete(f"lockana/projects/{name}").status_code == 204
+    assert lockana.http.get("auth/token/lookup-self", token=token).status_code == 403
+    _create(lockana, name)
+    denied = lockana.http.get(f"secret/data/projects/{name}", token=token)
+    assert denied.status_code == 403, denied.text
+
+
 def test_project_lockout_after_five_wrong_codes(lockana_bin, tmp_path):
     """On its own server: the lockout is per client address, and every test runs on 127.0.0.1."""
     srv = start_server(

@@ -486,12 +486,13 @@ impl Barrier {
     pub(crate) fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let names = self.names()?;
         let (dir, partial) = split_dir(prefix);
-        let mut physical = self.storage.list(&names.encode_dir(dir)?)?;
+        let pdir = names.encode_dir(dir)?;
+        let mut physical = self.storage.list(&pdir)?;
         if dir.is_empty() {
             physical.retain(|c| !CLEAR_KEYS.iter().any(|k| is_clear_child(k, c)));
         }
         let mut out = Vec::with_capacity(physical.len());
-        for child in names.decode_children(dir, physical)? {
+        for child in names.decode_children(dir, &pdir, physical)? {
             let Some(rest) = child.strip_prefix(partial) else {
                 continue;
             };

@@ -21,14 +21,26 @@ use crate::{BarrierError, Result};
 pub(super) const KEY_LEN: usize = 64;
 /// Names are padded to a multiple of this, so only a rounded length shows.
 const PAD: usize = 16;
-/// Encoded directories kept while unsealed; the map starts over when full.
-const MAX_CACHED_DIRS: usize = 16_384;
+/// Entries kept in each cache while unsealed; a full cache starts over.
+const MAX_CACHED: usize = 16_384;
 
-/// The name key and a cache of encoded directories. No `Debug`: it holds key material.
+/// The name key and caches of what it encrypted and decrypted (so a read encrypts
+/// only its last segment, and a repeated LIST decrypts nothing). No `Debug`: it holds
+/// key material. Dropped, caches and all, when the vault seals.
 pub(super) struct Names {
     key: Zeroizing<[u8; KEY_LEN]>,
     /// Logical directory (ending in `/`) -> its physical form (ending in `/`).
     dirs: RwLock<HashMap<String, String>>,
+    /// Physical path (no trailing `/`) -> the logical name of its last segment.
+    opened: RwLock<HashMap<String, String>>,
+}
+
+fn remember(cache: &RwLock<HashMap<String, String>>, key: String, value: String) {
+    let mut cache = cache.write();
+    if cache.len() >= MAX_CACHED {
+        cache.clear();
+    }
+    cache.insert(key, value);
 }
 
 /// `a/b/c` -> (`a/b/`, `c`); `c` -> (``, `c`); `a/b/` -> (`a/b/`, ``).
@@ -44,6 +56,7 @@ impl Names {
         Names {
             key,
             dirs: RwLock::new(HashMap::new()),
+            opened: RwLock::new(HashMap::new()),
         }
     }
 
@@ -70,6 +83,18 @@ impl Names {
             .map_err(|_| BarrierError::Malformed)?;
         B64URL.encode_string(&ct, out);
         Ok(())
+    }
+
+    /// The logical name of the last segment of `path` (physical, no trailing `/`),
+    /// whose logical directory is `parent`.
+    fn open_last(&self, parent: &str, path: &str) -> Result<String> {
+        if let Some(name) = self.opened.read().get(path) {
+            return Ok(name.clone());
+        }
+        let (_, segment) = split_last(path);
+        let name = self.open_segment(parent, segment)?;
+        remember(&self.opened, path.to_owned(), name.clone());
+        Ok(name)
     }
 
     /// The logical name of one physical segment found under logical directory `parent`.
@@ -110,11 +135,7 @@ impl Names {
         let mut out = self.encode_dir(parent)?;
         self.seal_segment(parent, segment, &mut out)?;
         out.push('/');
-        let mut cache = self.dirs.write();
-        if cache.len() >= MAX_CACHED_DIRS {
-            cache.clear();
-        }
-        cache.insert(dir.to_owned(), out.clone());
+        remember(&self.dirs, dir.to_owned(), out.clone());
         Ok(out)
     }
 
@@ -125,9 +146,9 @@ impl Names {
         physical: &str,
         memo: &mut HashMap<String, String>,
     ) -> Result<String> {
-        let (pdir, last) = split_last(physical);
+        let (pdir, _) = split_last(physical);
         let mut logical = self.decode_dir(pdir, memo)?;
-        let name = self.open_segment(&logical, last)?;
+        let name = self.open_last(&logical, physical)?;
         logical.push_str(&name);
         Ok(logical)
     }
@@ -139,24 +160,35 @@ impl Names {
         if let Some(l) = memo.get(pdir) {
             return Ok(l.clone());
         }
-        let (pparent, psegment) = split_last(&pdir[..pdir.len() - 1]);
+        let inner = &pdir[..pdir.len() - 1];
+        let (pparent, _) = split_last(inner);
         let mut logical = self.decode_dir(pparent, memo)?;
-        let name = self.open_segment(&logical, psegment)?;
+        let name = self.open_last(&logical, inner)?;
         logical.push_str(&name);
         logical.push('/');
         memo.insert(pdir.to_owned(), logical.clone());
         Ok(logical)
     }
 
-    /// Decodes a listing of physical children (`x` or `x/`) of logical directory `dir`.
-    pub(super) fn decode_children(&self, dir: &str, children: Vec<String>) -> Result<Vec<String>> {
+    /// Decodes a listing of physical children (`x` or `x/`) of logical directory `dir`,
+    /// whose physical form is `pdir`.
+    pub(super) fn decode_children(
+        &self,
+        dir: &str,
+        pdir: &str,
+        children: Vec<String>,
+    ) -> Result<Vec<String>> {
         let mut out = Vec::with_capacity(children.len());
+        let mut path = String::with_capacity(pdir.len() + 64);
         for child in children {
             let (physical, is_dir) = match child.strip_suffix('/') {
                 Some(p) => (p, true),
                 None => (child.as_str(), false),
             };
-            let mut name = self.open_segment(dir, physical)?;
+            path.clear();
+            path.push_str(pdir);
+            path.push_str(physical);
+            let mut name = self.open_last(dir, &path)?;
             if is_dir {
                 name.push('/');
             }

@@ -546,9 +546,10 @@ fn deleting_a_project_revokes_its_login_tokens() {
     call_as(&vault, &tok, Read, "auth/token/lookup-self", json!({})).unwrap();
 
     call_as(&vault, &root, Delete, "lockana/projects/billing", json!({})).unwrap();
+    // Unauthenticated (an unknown token), not merely a token without a policy.
     assert!(matches!(
         call_as(&vault, &tok, Read, "auth/token/lookup-self", json!({})),
-        Err(Error::PermissionDenied)
+        Err(Error::Unauthenticated)
     ));
     assert!(
         call_as(
@@ -570,7 +571,7 @@ fn deleting_a_project_revokes_its_login_tokens() {
         assert!(
             matches!(
                 call_as(&vault, &tok, Read, path, json!({})),
-                Err(Error::PermissionDenied)
+                Err(Error::Unauthenticated)
             ),
             "{path}"
         );

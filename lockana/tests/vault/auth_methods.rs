@@ -584,6 +584,118 @@ fn approle_lockout_survives_a_restart_until_it_expires() {
     login(&vault, "auth/approle/login", good).unwrap();
 }
 
+/// A redb file written by Lockana before storage key names were encrypted (commit
+/// fad38d7's server: init with one share, KV v2 at `secret/` holding `probe/canary`
+/// and `probe/second`, policy `oldpolicy`, project `oldproject`, userpass user
+/// `olduser` with password `oldpw`, and a child token). Throwaway credentials.
+const PRE_NAMES_DB: &[u8] = include_bytes!("fixtures/pre-names.redb");
+const PRE_NAMES_KEY: &str = "2flEZpqYKjVdvHxDxO2W3YuipKzoRp3wJ4FA/5Q5eW4=";
+const PRE_NAMES_ROOT: &str = "lvs.t1gwAF8QUYigRj1EJsg55LAV";
+const PRE_NAMES_CHILD: &str = "lvs.X21DNgDZNU3HNxIs85DHwlos";
+
+#[test]
+fn vault_written_before_encrypted_names_opens_reads_and_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.redb");
+    std::fs::write(&path, PRE_NAMES_DB).unwrap();
+    let has = |bytes: &[u8], word: &str| bytes.windows(word.len()).any(|w| w == word.as_bytes());
+    assert!(
+        has(PRE_NAMES_DB, "probe/canary"),
+        "the fixture has clear names"
+    );
+    let open = || {
+        let vault = Vault::open(lockana::StorageConfig::Redb(path.clone())).unwrap();
+        vault.unseal(PRE_NAMES_KEY).unwrap();
+        vault
+    };
+    let check = |vault: &Vault| {
+        let r = ok(
+            vault,
+            PRE_NAMES_ROOT,
+            Read,
+            "secret/data/probe/canary",
+            json!({}),
+        );
+        assert_eq!(r["data"]["pw"], "old-layout-value");
+        let keys = ok(
+            vault,
+            PRE_NAMES_ROOT,
+            List,
+            "secret/metadata/probe",
+            json!({}),
+        );
+        let keys = keys["keys"].as_array().unwrap();
+        assert_eq!(keys[..2], [json!("canary"), json!("second")]);
+        let p = ok(
+            vault,
+            PRE_NAMES_ROOT,
+            Read,
+            "sys/policies/acl/oldpolicy",
+            json!({}),
+        );
+        assert!(
+            p["policy"]
+                .as_str()
+                .unwrap()
+                .contains("secret/data/probe/*")
+        );
+        let p = ok(
+            vault,
+            PRE_NAMES_ROOT,
+            Read,
+            "lockana/projects/oldproject",
+            json!({}),
+        );
+        assert_eq!(p["name"], "oldproject");
+        // Tokens (their salt and entries) and userpass users came along.
+        let r = ok(
+            vault,
+            PRE_NAMES_CHILD,
+            Read,
+            "secret/data/probe/second",
+            json!({}),
+        );
+        assert_eq!(r["data"]["pw"], "v2");
+        login(
+            vault,
+            "auth/userpass/login/olduser",
+            json!({"password": "oldpw"}),
+        )
+        .unwrap();
+    };
+    let vault = open();
+    check(&vault);
+    ok(
+        &vault,
+        PRE_NAMES_ROOT,
+        Update,
+        "secret/data/probe/third",
+        json!({"data": {"pw": "new"}}),
+    );
+    vault.close().unwrap();
+    drop(vault);
+    // For this small file redb reused the pages that held the old keys. (It does not
+    // promise to overwrite free pages: see docs/operations.md.)
+    let after = std::fs::read(&path).unwrap();
+    for name in ["probe/canary", "oldpolicy", "oldproject", "olduser"] {
+        assert!(
+            !has(&after, name),
+            "{name} still readable after the migration"
+        );
+    }
+    // Migrated once: a second start reads the same, and new writes are there too.
+    let vault = open();
+    check(&vault);
+    let keys = ok(
+        &vault,
+        PRE_NAMES_ROOT,
+        List,
+        "secret/metadata/probe/",
+        json!({}),
+    );
+    assert_eq!(keys["keys"], json!(["canary", "second", "third"]));
+}
+
 // ----------------------------------------------------------------------------- jwt
 
 fn now_secs(clock_now: SystemTime) -> u64 {
