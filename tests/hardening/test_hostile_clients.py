@@ -333,6 +333,26 @@ def test_four_concurrent_hostile_bodies_stay_under_150_mb_and_memory_comes_back(
     assert max(health) < 1.0, "sys/health slowed down by the hostile bodies"
 
 
+def test_large_legitimate_body_is_served_and_memory_comes_back(server):
+    """Within every limit (1000 strings, 1 MiB each) but large: 8 values of 1 MB,
+    written, read back and destroyed (the in-memory storage would otherwise hold it)."""
+    idle = idle_rss(server)
+    data = {f"v{i}": chr(ord("a") + i) * (1000 * 1000) for i in range(8)}
+    body = json.dumps({"data": data}).encode()
+    with RssSampler(server) as rss:
+        status, answer, elapsed = server.request("PUT", "/v1/secret/data/big", body, token=server.root)
+        assert status == 200, answer
+        status, read, _ = server.request("GET", "/v1/secret/data/big", token=server.root)
+        assert status == 200 and read["data"]["data"]["v3"] == "d" * (1000 * 1000)
+        del read
+        status, _, _ = server.request("DELETE", "/v1/secret/metadata/big", token=server.root)
+        assert status == 204
+    after = settle_rss(server, idle, within=20)
+    print(f"\nlegitimate {len(body) / MB:.0f} MB write, read, destroy: write {elapsed * 1000:.0f} ms; "
+          f"RSS idle {idle:.1f} MB, peak {rss.peak:.1f} MB, after {after:.1f} MB")
+    assert after <= idle + 20, f"RSS {after:.1f} MB, idle was {idle:.1f} MB"
+
+
 # --------------------------------------------------------------------------- connections
 
 def test_silent_partial_header_and_trickling_clients_are_cut_while_others_are_served(server):
