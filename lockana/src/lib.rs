@@ -13,6 +13,8 @@ mod barrier;
 mod clock;
 mod error;
 mod fields;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod help;
 mod identity;
 mod kv;
@@ -26,7 +28,10 @@ mod sys;
 mod totp;
 mod vault;
 
-pub use audit::{AuditError, ChainBreak, ChainSummary, verify_audit_chain};
+pub use audit::{
+    AuditError, ChainBreak, ChainSummary, VerifyOptions, audit_key_id, verify_audit_chain,
+    verify_audit_log,
+};
 pub use barrier::Cipher;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::{BarrierError, Error, Result, StorageError};

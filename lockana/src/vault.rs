@@ -463,7 +463,8 @@ impl Core {
             Err(e) => {
                 let outcome = Err(e);
                 self.audit.log_request(&req, None)?;
-                self.audit.log_response(&req, None, &outcome)?;
+                self.audit
+                    .log_response(&self.barrier, &req, None, &outcome)?;
                 return outcome;
             }
         };
@@ -471,7 +472,8 @@ impl Core {
         if let Err(e) = self.authorize(&req, &acl) {
             let outcome = Err(e);
             self.audit.log_request(&req, Some(&entry))?;
-            self.audit.log_response(&req, Some(&entry), &outcome)?;
+            self.audit
+                .log_response(&self.barrier, &req, Some(&entry), &outcome)?;
             return outcome;
         }
         // Fail closed: a request no audit device accepted is not served, and a response
@@ -495,7 +497,8 @@ impl Core {
         if let Err(e) = self.tokens.finish_use(&self.barrier, &entry) {
             outcome = Err(e);
         }
-        self.audit.log_response(&req, Some(&entry), &outcome)?;
+        self.audit
+            .log_response(&self.barrier, &req, Some(&entry), &outcome)?;
         self.notify_request(&req, &entry, &outcome);
         outcome
     }
@@ -598,7 +601,8 @@ impl Core {
         let run = || -> Result<Response> {
             self.audit.log_request(req, None)?;
             let outcome = serve(self, req);
-            self.audit.log_response(req, None, &outcome)?;
+            self.audit
+                .log_response(&self.barrier, req, None, &outcome)?;
             outcome
         };
         Some(run())
@@ -612,7 +616,8 @@ impl Core {
         let run = || -> Result<Response> {
             self.audit.log_request(req, None)?;
             let outcome = crate::identity::mfa::validate(self, req);
-            self.audit.log_response(req, None, &outcome)?;
+            self.audit
+                .log_response(&self.barrier, req, None, &outcome)?;
             outcome
         };
         Some(run())
@@ -654,7 +659,8 @@ impl Core {
                 Ok(Answer::Response(r)) => Ok(*r),
                 Err(e) => Err(e),
             };
-            self.audit.log_response(req, None, &outcome)?;
+            self.audit
+                .log_response(&self.barrier, req, None, &outcome)?;
             if matches!(
                 outcome,
                 Err(Error::InvalidRequest(_) | Error::PermissionDenied)
@@ -848,6 +854,7 @@ fn needs_sudo(path: &str, op: Operation) -> bool {
             | "sys/host-info"
             | "sys/step-down"
     ) || path.starts_with("sys/audit/")
+        || path.starts_with("sys/lockana/audit-head")
         || path.starts_with("sys/raw")
         || (path.starts_with("sys/auth/") && op != Operation::Read)
         || path.starts_with("auth/token/revoke-orphan")

@@ -177,6 +177,20 @@ fn runs_blocking(op: Operation) -> bool {
     !matches!(op, Operation::Read | Operation::List)
 }
 
+/// Answers one HTTP request the way a listener does (limits, translation, the vault,
+/// Vault's error shapes), without a socket: for embedding tests and the fuzz targets.
+pub async fn respond<B>(
+    vault: Vault,
+    limits: &Limits,
+    req: http::Request<B>,
+) -> http::Response<Full<Bytes>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    dispatch(vault, limits, None, req).await
+}
+
 /// Answers one HTTP request; never fails and never panics on input.
 pub(crate) async fn dispatch<H, B>(
     handler: H,

@@ -1,35 +1,52 @@
 //! The hash chain that makes an audit file tamper-evident (Lockana's addition to
 //! Vault's entry format).
 //!
-//! Each line is Vault's JSON entry with two fields appended by hand, last:
+//! Each line is Vault's JSON entry with three fields appended by hand, last:
 //!
 //! ```text
-//! {...vault entry...,"lockana_prev_hash":"<P>","lockana_hash":"<H>"}
+//! {...vault entry...,"lockana_seq":N,"lockana_prev_hash":"<P>","lockana_hash":"<H>"}
 //! ```
 //!
-//! `H = sha256(line bytes up to, not including, ,"lockana_hash":")` covers the entry
-//! and `P`; `P` is the previous line's `H` (64 zeros for a device's first line). An
-//! edited line fails its own `H`; a deleted, inserted or reordered line breaks the
-//! next line's `P`; a torn last write has no newline or no `H`. Whole lines cut from
-//! the end leave a valid shorter chain: compare the last hash with a head recorded
-//! elsewhere (`verify --head`).
+//! `H = sha256(line bytes up to, not including, ,"lockana_hash":")` covers the entry,
+//! `N` and `P`; `P` is the previous line's `H` (64 zeros for a device's first line) and
+//! `N` counts the device's lines from 1 (files written before `lockana_seq` existed
+//! lack it). An edited line fails its own `H`; a deleted, inserted or reordered line
+//! breaks the next line's `P`, and `N` says how many lines went missing.
+//!
+//! Whole lines cut from the end leave a valid shorter chain. Two things catch that:
+//! the vault records each device's head `(N, H)` behind the barrier before it answers
+//! a request (`sys/lockana/audit-head`, `verify --address` / `--head`), and every
+//! `checkpoint_interval` entries the device writes a checkpoint line, signed with the
+//! vault's Ed25519 audit key (see [`checkpoint_message`]): with the public key pinned,
+//! nobody without the vault's key can rewrite the chain up to the last checkpoint.
+//!
+//! A write that failed mid-line (disk full) leaves a partial line; the device starts
+//! its next line on a fresh line and continues the chain from the last complete one,
+//! so the verifier skips such a line when the next line continues the chain over it.
 
 use std::fmt;
 use std::io::BufRead;
 
+use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
 
 /// `P` of the first line a device ever writes.
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const HASH_FIELD: &str = ",\"lockana_hash\":\"";
 const PREV_FIELD: &str = ",\"lockana_prev_hash\":\"";
+const SEQ_FIELD: &str = ",\"lockana_seq\":";
+/// The `type` of a checkpoint line: tools that read Vault audit logs select
+/// `request` and `response` entries, so they skip it.
+pub(crate) const CHECKPOINT_TYPE: &str = "lockana_checkpoint";
 
 /// Appends the chain fields to a serialized entry (`{...}`); returns the line
 /// (with its newline) and its hash.
-pub(crate) fn seal_line(body: &str, prev: &str) -> (Vec<u8>, String) {
+pub(crate) fn seal_line(body: &str, seq: u64, prev: &str) -> (Vec<u8>, String) {
     let open = body.strip_suffix('}').unwrap_or(body);
-    let mut line = Vec::with_capacity(body.len() + 2 * 64 + 48);
+    let mut line = Vec::with_capacity(body.len() + 2 * 64 + 72);
     line.extend_from_slice(open.as_bytes());
+    line.extend_from_slice(SEQ_FIELD.as_bytes());
+    line.extend_from_slice(seq.to_string().as_bytes());
     line.extend_from_slice(PREV_FIELD.as_bytes());
     line.extend_from_slice(prev.as_bytes());
     line.push(b'"');
@@ -38,6 +55,24 @@ pub(crate) fn seal_line(body: &str, prev: &str) -> (Vec<u8>, String) {
     line.extend_from_slice(hash.as_bytes());
     line.extend_from_slice(b"\"}\n");
     (line, hash)
+}
+
+/// What a checkpoint signs: the device, the checkpoint line's own sequence number, the
+/// hash of the line before it (which chains every earlier line), the interval (so a
+/// verifier knows when the next one is due) and the time.
+pub(crate) fn checkpoint_message(
+    device: &str,
+    seq: u64,
+    prev: &str,
+    interval: u64,
+    time: &str,
+) -> Vec<u8> {
+    format!("lockana-audit-checkpoint/v1\n{device}\n{seq}\n{prev}\n{interval}\n{time}").into_bytes()
+}
+
+/// The key id a checkpoint names: the first 16 hex digits of sha256(public key).
+pub fn audit_key_id(public_key: &[u8]) -> String {
+    hex::encode(&Sha256::digest(public_key)[..8])
 }
 
 /// The `H` a well-formed line claims, without checking it (used to resume a chain
@@ -53,6 +88,12 @@ pub(crate) fn claimed_hash(line: &[u8]) -> Option<String> {
         return None;
     }
     String::from_utf8(hash.to_vec()).ok()
+}
+
+/// The `lockana_seq` of a well-formed line, if it has one.
+pub(crate) fn claimed_seq(line: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    v.get("lockana_seq")?.as_u64()
 }
 
 /// Where and why a chain is broken.
@@ -72,16 +113,45 @@ impl fmt::Display for ChainBreak {
     }
 }
 
+/// What to check besides the chain itself.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// A head hash recorded elsewhere (the vault's, or a copy): the summary says
+    /// how many lines follow it in the files, or that it is not there.
+    pub expected_head: Option<String>,
+    /// The vault's audit public key (Ed25519, 32 bytes): checkpoint signatures are
+    /// checked, a bad one is a break, and so is a missing one once it is overdue.
+    pub public_key: Option<Vec<u8>>,
+}
+
 /// The outcome of checking an intact chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChainSummary {
-    /// Lines checked, all files together.
+    /// Chained lines checked, all files together (checkpoints included, partial
+    /// lines not).
     pub lines: u64,
     /// The first line's `lockana_prev_hash`: [`GENESIS`]-like zeros when the chain
     /// starts in these files, otherwise the hash of an earlier (rotated) file's last line.
     pub starts_from: Option<String>,
     /// The last line's hash (the chain head), to compare with a recorded one.
     pub head: Option<String>,
+    /// The last line's `lockana_seq`, when it has one.
+    pub last_seq: Option<u64>,
+    /// With [`VerifyOptions::expected_head`]: how many lines follow that hash in the
+    /// files (0: it is the last line), or `None` when it is not in them.
+    pub lines_after_expected_head: Option<u64>,
+    /// Partial lines (a write that failed mid-line) that the chain continues over:
+    /// `(file index, line number)`.
+    pub torn_lines: Vec<(usize, u64)>,
+    /// The files end with a partial line (a torn last write), not counted.
+    pub torn_tail: bool,
+    /// Checkpoint lines seen.
+    pub checkpoints: u64,
+    /// Checkpoint lines whose signature verified under [`VerifyOptions::public_key`].
+    pub checkpoints_verified: u64,
+    /// Lines after the last verified checkpoint (all lines when none verified): those
+    /// a key holder has not vouched for yet.
+    pub lines_after_checkpoint: u64,
 }
 
 impl ChainSummary {
@@ -98,12 +168,37 @@ impl ChainSummary {
 pub fn verify_audit_chain<R: BufRead>(
     files: impl IntoIterator<Item = R>,
 ) -> Result<ChainSummary, Result<ChainBreak, std::io::Error>> {
+    verify_audit_log(files, &VerifyOptions::default())
+}
+
+/// A line that was not a complete chained line, waiting to see whether the next one
+/// continues the chain over it (a failed write) or not (tampering).
+struct Pending {
+    file: usize,
+    line: u64,
+    reason: String,
+}
+
+/// The last checkpoint seen: where the next one is due.
+struct LastCheckpoint {
+    seq: u64,
+    interval: u64,
+}
+
+/// As [`verify_audit_chain`], with a recorded head and the audit public key.
+pub fn verify_audit_log<R: BufRead>(
+    files: impl IntoIterator<Item = R>,
+    options: &VerifyOptions,
+) -> Result<ChainSummary, Result<ChainBreak, std::io::Error>> {
     let mut prev: Option<String> = None;
-    let mut summary = ChainSummary {
-        lines: 0,
-        starts_from: None,
-        head: None,
-    };
+    let mut prev_seq: Option<u64> = None;
+    let mut summary = ChainSummary::default();
+    let mut pending: Option<Pending> = None;
+    let mut last_checkpoint: Option<LastCheckpoint> = None;
+    let key = options
+        .public_key
+        .as_ref()
+        .map(|k| UnparsedPublicKey::new(&ED25519, k.clone()));
     for (file, mut reader) in files.into_iter().enumerate() {
         let mut line_no = 0u64;
         let mut buf = Vec::new();
@@ -114,57 +209,184 @@ pub fn verify_audit_chain<R: BufRead>(
                 break;
             }
             line_no += 1;
-            let brk = |reason: String| {
-                Err(Ok(ChainBreak {
+            let brk = |line: u64, reason: String| Err(Ok(ChainBreak { file, line, reason }));
+            let Some(body) = buf.strip_suffix(b"\n") else {
+                // A torn last write: the chain verifies up to the line before it.
+                if let Some(p) = pending.take() {
+                    return Err(Ok(ChainBreak {
+                        file: p.file,
+                        line: p.line,
+                        reason: p.reason,
+                    }));
+                }
+                pending = Some(Pending {
                     file,
                     line: line_no,
-                    reason,
-                }))
-            };
-            let Some(body) = buf.strip_suffix(b"\n") else {
-                return brk(
-                    "the file ends in the middle of this line (truncated tail or torn write)"
-                        .into(),
-                );
+                    reason:
+                        "the file ends in the middle of this line (truncated tail or torn write)"
+                            .into(),
+                });
+                break;
             };
             let Some(claimed) = claimed_hash(body) else {
-                return brk("no lockana_hash at the end of the line (edited, truncated, or not a Lockana audit line)".into());
+                if let Some(p) = pending.take() {
+                    return Err(Ok(ChainBreak {
+                        file: p.file,
+                        line: p.line,
+                        reason: p.reason,
+                    }));
+                }
+                pending = Some(Pending {
+                    file,
+                    line: line_no,
+                    reason: "no lockana_hash at the end of the line (edited, truncated, or not a Lockana audit line)".into(),
+                });
+                continue;
             };
             let content = &body[..body.len() - 64 - HASH_FIELD.len() - 2];
             if hex::encode(Sha256::digest(content)) != claimed {
                 return brk(
+                    line_no,
                     "the line's content does not match its lockana_hash: this line was edited"
                         .into(),
                 );
             }
             let parsed: serde_json::Value = match serde_json::from_slice(body) {
                 Ok(v) => v,
-                Err(_) => return brk("the line is not valid JSON: this line was edited".into()),
+                Err(_) => {
+                    return brk(
+                        line_no,
+                        "the line is not valid JSON: this line was edited".into(),
+                    );
+                }
             };
             let Some(p) = parsed.get("lockana_prev_hash").and_then(|v| v.as_str()) else {
-                return brk("the line has no lockana_prev_hash: this line was edited".into());
+                return brk(
+                    line_no,
+                    "the line has no lockana_prev_hash: this line was edited".into(),
+                );
             };
+            let seq = parsed
+                .get("lockana_seq")
+                .and_then(serde_json::Value::as_u64);
             match &prev {
                 None => summary.starts_from = Some(p.to_owned()),
                 Some(expected) if expected != p => {
+                    if let Some(p) = pending.take() {
+                        return Err(Ok(ChainBreak {
+                            file: p.file,
+                            line: p.line,
+                            reason: p.reason,
+                        }));
+                    }
+                    let missing = match (prev_seq, seq) {
+                        (Some(a), Some(b)) if b > a + 1 => {
+                            format!(
+                                " ({} line(s) missing: lockana_seq jumps from {a} to {b})",
+                                b - a - 1
+                            )
+                        }
+                        _ => String::new(),
+                    };
                     let what = if line_no == 1 {
-                        "this file does not continue the previous file: a file is missing, out of order, or lines were cut from the end of the previous file".to_owned()
+                        format!(
+                            "this file does not continue the previous file: a file is missing, out of order, or lines were cut from the end of the previous file{missing}"
+                        )
                     } else {
                         format!(
-                            "this line does not follow line {}: lines were deleted, inserted or reordered here",
-                            line_no - 1
+                            "this line does not follow the line before it: lines were deleted, inserted or reordered here{missing}"
                         )
                     };
-                    return brk(what);
+                    return brk(line_no, what);
                 }
                 Some(_) => {}
             }
+            if let Some(p) = pending.take() {
+                // The chain continues over it: a write that failed mid-line.
+                summary.torn_lines.push((p.file, p.line));
+            }
+            if let (Some(a), Some(b)) = (prev_seq, seq)
+                && b != a + 1
+            {
+                return brk(
+                    line_no,
+                    format!("lockana_seq {b} does not follow {a}: this line was edited"),
+                );
+            }
+            let is_checkpoint =
+                parsed.get("type").and_then(|v| v.as_str()) == Some(CHECKPOINT_TYPE);
+            if is_checkpoint {
+                summary.checkpoints += 1;
+                if let Some(key) = &key {
+                    let cp = &parsed["lockana_checkpoint"];
+                    let interval = cp.get("interval").and_then(serde_json::Value::as_u64);
+                    let sig = cp
+                        .get("signature")
+                        .and_then(|v| v.as_str())
+                        .and_then(|s| hex::decode(s).ok());
+                    let (Some(seq), Some(interval), Some(sig), Some(device), Some(time)) = (
+                        seq,
+                        interval,
+                        sig,
+                        cp.get("device").and_then(|v| v.as_str()),
+                        parsed.get("time").and_then(|v| v.as_str()),
+                    ) else {
+                        return brk(
+                            line_no,
+                            "a checkpoint line lacks its fields: this line was edited".into(),
+                        );
+                    };
+                    let msg = checkpoint_message(device, seq, p, interval, time);
+                    if key.verify(&msg, &sig).is_err() {
+                        return brk(line_no, "the checkpoint's signature does not verify under the given public key: the lines up to here were rewritten, or another vault signed them".into());
+                    }
+                    summary.checkpoints_verified += 1;
+                    summary.lines_after_checkpoint = 0;
+                    last_checkpoint = Some(LastCheckpoint { seq, interval });
+                    prev = Some(claimed);
+                    prev_seq = Some(seq);
+                    summary.lines += 1;
+                    bump_expected(&mut summary, options, &prev);
+                    continue;
+                }
+            }
+            if key.is_some()
+                && let (Some(cp), Some(seq)) = (&last_checkpoint, seq)
+                && cp.interval > 0
+                && seq > cp.seq + cp.interval + 1
+            {
+                return brk(
+                    line_no,
+                    format!(
+                        "a checkpoint was due before this line (every {} entries after lockana_seq {}): lines were rewritten or a checkpoint removed",
+                        cp.interval, cp.seq
+                    ),
+                );
+            }
+            summary.lines_after_checkpoint += 1;
             prev = Some(claimed);
+            prev_seq = seq;
             summary.lines += 1;
+            bump_expected(&mut summary, options, &prev);
         }
     }
+    // A partial line followed by nothing: a torn write at the very end. It proves
+    // nothing either way; only a recorded head tells whether lines are missing.
+    summary.torn_tail = pending.is_some();
     summary.head = prev;
+    summary.last_seq = prev_seq;
     Ok(summary)
+}
+
+/// Counts lines after the expected head once it has been seen.
+fn bump_expected(summary: &mut ChainSummary, options: &VerifyOptions, head: &Option<String>) {
+    if let Some(n) = summary.lines_after_expected_head.as_mut() {
+        *n += 1;
+    } else if options.expected_head.is_some()
+        && options.expected_head.as_deref().map(str::trim) == head.as_deref()
+    {
+        summary.lines_after_expected_head = Some(0);
+    }
 }
 
 #[cfg(test)]
@@ -175,7 +397,11 @@ mod tests {
         let mut prev = GENESIS.to_owned();
         (0..n)
             .map(|i| {
-                let (line, h) = seal_line(&format!("{{\"n\":{i},\"type\":\"request\"}}"), &prev);
+                let (line, h) = seal_line(
+                    &format!("{{\"n\":{i},\"type\":\"request\"}}"),
+                    i as u64 + 1,
+                    &prev,
+                );
                 prev = h;
                 line
             })
@@ -216,10 +442,89 @@ mod tests {
         swapped.swap(3, 4);
         assert_eq!(verify(&swapped).expect_err("swapped").line, 4);
 
-        let mut truncated = lines.clone();
-        let last = truncated.last_mut().expect("line");
+        // A line cut short in the middle (no hash, and the chain does not continue
+        // over it) is a break at that line.
+        let mut cut = lines.clone();
+        let n = cut[2].len() - 10;
+        cut[2].truncate(n);
+        cut[2].push(b'\n');
+        assert_eq!(verify(&cut).expect_err("cut").line, 3);
+    }
+
+    #[test]
+    fn partial_last_line_is_a_torn_tail_and_the_rest_verifies() {
+        let lines = chain(5);
+        let mut torn = lines.clone();
+        let last = torn.last_mut().expect("line");
         last.truncate(last.len() - 10);
-        assert_eq!(verify(&truncated).expect_err("truncated").line, 5);
+        let s = verify(&torn).expect("verifies up to the last complete line");
+        assert!(s.torn_tail);
+        assert_eq!((s.lines, s.last_seq), (4, Some(4)));
+        assert_eq!(s.head, claimed_hash(&lines[3]));
+    }
+
+    #[test]
+    fn failed_write_mid_file_is_skipped_when_the_chain_continues_over_it() {
+        let lines = chain(4);
+        let mut v = lines[..2].concat();
+        v.extend_from_slice(&lines[2][..20]); // the failed write
+        v.push(b'\n'); // the device starts its next line on a fresh line
+        // The next line continues from line 2 (the failed one never became the head).
+        let mut prev = claimed_hash(&lines[1]).expect("hash");
+        for i in 0..2 {
+            let (l, h) = seal_line("{\"type\":\"request\"}", 3 + i, &prev);
+            v.extend_from_slice(&l);
+            prev = h;
+        }
+        let s = verify_audit_chain([&v[..]]).expect("intact");
+        assert_eq!(s.torn_lines, vec![(0, 3)]);
+        assert_eq!((s.lines, s.last_seq), (4, Some(4)));
+        // A partial line the chain does not continue over is a break there.
+        let mut bad = lines[..2].concat();
+        bad.extend_from_slice(&lines[2][..20]);
+        bad.push(b'\n');
+        bad.extend_from_slice(&lines[3]);
+        let e = verify_audit_chain([&bad[..]])
+            .expect_err("break")
+            .expect("no io");
+        assert_eq!(e.line, 3);
+    }
+
+    #[test]
+    fn deleted_lines_are_counted_from_the_sequence_numbers() {
+        let mut lines = chain(8);
+        lines.drain(2..5);
+        let e = verify(&lines).expect_err("deleted");
+        assert_eq!(e.line, 3);
+        assert!(e.reason.contains("3 line(s) missing"), "{}", e.reason);
+    }
+
+    #[test]
+    fn expected_head_is_located_in_the_files() {
+        let lines = chain(6);
+        let all = lines.concat();
+        let at = |i: usize| VerifyOptions {
+            expected_head: claimed_hash(&lines[i]),
+            public_key: None,
+        };
+        let s = verify_audit_log([&all[..]], &at(5)).expect("ok");
+        assert_eq!(s.lines_after_expected_head, Some(0));
+        let s = verify_audit_log([&all[..]], &at(3)).expect("ok");
+        assert_eq!(s.lines_after_expected_head, Some(2));
+        // Cut after line 3: the recorded head (line 6) is not in the file.
+        let cut = lines[..3].concat();
+        let s = verify_audit_log([&cut[..]], &at(5)).expect("ok");
+        assert_eq!(s.lines_after_expected_head, None);
+    }
+
+    proptest::proptest! {
+        /// Fuzz twin of `fuzz/fuzz_targets/audit_verify.rs`: any bytes give a summary
+        /// or a named break, never a panic.
+        #[test]
+        fn arbitrary_files_verify_or_break(a in proptest::collection::vec(proptest::num::u8::ANY, 0..300), b in "(\\{\"lockana_seq\":[0-9]{1,3},\"lockana_prev_hash\":\"[0-9a-f]{0,64}\",\"lockana_hash\":\"[0-9a-f]{0,64}\"\\}\n?){0,3}") {
+            let _ = verify_audit_chain([&a[..], b.as_bytes()]);
+            let _ = verify_audit_log([b.as_bytes()], &VerifyOptions { expected_head: Some(GENESIS.into()), public_key: Some(vec![0; 32]) });
+        }
     }
 
     #[test]

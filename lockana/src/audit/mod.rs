@@ -6,6 +6,11 @@
 //!   per-vault salt kept behind the barrier (`core/audit-salt`).
 //! - Each line also carries a hash chain (see [`chain`]) that `lockana audit verify`
 //!   checks; it continues across reopened (rotated) files and restarts.
+//! - Each device's chain head (`lockana_seq` and hash of its last line) is recorded
+//!   behind the barrier (`core/audit-chain`) before a response is returned, so lines
+//!   cut from the end of a file are detected (`sys/lockana/audit-head`). Every
+//!   `checkpoint_interval` entries a checkpoint line signed with the vault's Ed25519
+//!   audit key (`core/audit-signing-key`) vouches for the chain up to it.
 //! - The device table lives behind the barrier (`core/audit`); devices declared in the
 //!   server's config file are held in memory and reopened on every unseal.
 //! - If at least one device is enabled and none accepts a line, the request fails
@@ -26,17 +31,24 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+
 use self::entry::{Hashing, Kind};
 use self::sink::{Sink, Target};
 use crate::auth::token::TokenEntry;
 use crate::barrier::{Barrier, random_key};
 use crate::{Error, Request, Response, Result, StorageError, Vault};
 
-pub use self::chain::{ChainBreak, ChainSummary, verify_audit_chain};
+pub use self::chain::{
+    ChainBreak, ChainSummary, VerifyOptions, audit_key_id, verify_audit_chain, verify_audit_log,
+};
 
 const SALT_PATH: &str = "core/audit-salt";
 const TABLE_PATH: &str = "core/audit";
 const HEADS_PATH: &str = "core/audit-chain";
+const SIGNING_KEY_PATH: &str = "core/audit-signing-key";
+/// Entries between two signed checkpoint lines, unless a device says otherwise.
+const DEFAULT_CHECKPOINT_INTERVAL: u64 = 100;
 
 /// Failures of the audit log.
 #[derive(Debug, thiserror::Error)]
@@ -155,10 +167,11 @@ impl DeviceConfig {
                     | "mode"
                     | "fsync"
                     | "elide_list_responses"
+                    | "checkpoint_interval"
             ) {
                 return Err(Error::invalid(format!(
                     "audit option '{k}' is not supported by Lockana (known: file_path, log_raw, \
-                     hmac_accessor, format, mode, fsync)"
+                     hmac_accessor, format, mode, fsync, checkpoint_interval)"
                 )));
             }
         }
@@ -183,7 +196,21 @@ impl DeviceConfig {
                 .filter(|m| *m <= 0o777)
                 .ok_or_else(|| Error::invalid("audit option 'mode' must be an octal file mode"))?,
         };
+        let checkpoint_interval = match self.options.get("checkpoint_interval") {
+            None => DEFAULT_CHECKPOINT_INTERVAL,
+            Some(n) => n
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n <= 1_000_000)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "audit option 'checkpoint_interval' must be a number of entries \
+                     (0 turns checkpoints off)",
+                    )
+                })?,
+        };
         Ok(Settings {
+            checkpoint_interval,
             target: Target::from_file_path(file_path),
             mode,
             hashing: Hashing {
@@ -217,6 +244,8 @@ fn normalize_path(p: &str) -> Result<String> {
 }
 
 struct Settings {
+    /// Entries between signed checkpoint lines (0: none).
+    checkpoint_interval: u64,
     target: Target,
     mode: u32,
     hashing: Hashing,
@@ -232,19 +261,100 @@ struct Device {
 
 struct DeviceState {
     sink: Option<Sink>,
-    /// The last written line's hash.
-    head: String,
+    /// The last written line's hash and `lockana_seq`.
+    head: Head,
+    /// Entries written since the last checkpoint line.
+    since_checkpoint: u64,
     /// The file ended mid-line when opened: start the next write on a new line.
     torn: bool,
 }
 
+/// A chain head: the `lockana_seq` and hash of a device's last line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Head {
+    seq: u64,
+    hash: String,
+}
+
+impl Head {
+    fn genesis() -> Head {
+        Head {
+            seq: 0,
+            hash: chain::GENESIS.to_owned(),
+        }
+    }
+}
+
+/// A recorded head as stored: older vaults stored the hash alone.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredHead {
+    Head(Head),
+    Legacy(String),
+}
+
+/// Signs checkpoint lines: the vault's Ed25519 audit key (seed behind the barrier).
+struct Signer {
+    pair: Ed25519KeyPair,
+    key_id: String,
+}
+
+impl Signer {
+    fn from_seed(seed: &[u8]) -> Result<Signer> {
+        let pair = Ed25519KeyPair::from_seed_unchecked(seed).map_err(|_| StorageError::Corrupt)?;
+        let key_id = chain::audit_key_id(pair.public_key().as_ref());
+        Ok(Signer { pair, key_id })
+    }
+
+    fn public_key_hex(&self) -> String {
+        hex::encode(self.pair.public_key().as_ref())
+    }
+}
+
+/// Where a device resumes its chain: the file's last line, unless the recorded head
+/// is further along (lines were cut from the file while the vault was down, or the
+/// file was rotated away); then the chain continues from the recorded head, so the
+/// gap stays visible to `audit verify` in the file itself.
+fn resume_head(device: &str, tail: Option<(String, Option<u64>)>, stored: Option<&Head>) -> Head {
+    match (tail, stored) {
+        (None, None) => Head::genesis(),
+        (None, Some(s)) => s.clone(),
+        // A file written before lines carried `lockana_seq`.
+        (Some((hash, None)), _) => Head {
+            seq: stored.map_or(0, |s| s.seq),
+            hash,
+        },
+        (Some((hash, Some(seq))), None) => Head { seq, hash },
+        (Some((hash, Some(seq))), Some(s)) => {
+            if hash == s.hash {
+                Head { seq, hash }
+            } else if seq > s.seq {
+                // The crash window: lines written after the last recorded head.
+                tracing::warn!(
+                    device,
+                    file_seq = seq,
+                    recorded_seq = s.seq,
+                    "audit file is ahead of its recorded head (written just before a crash); continuing from the file"
+                );
+                Head { seq, hash }
+            } else {
+                tracing::error!(
+                    device,
+                    file_seq = seq,
+                    recorded_seq = s.seq,
+                    "audit file ends before its recorded head: lines are missing from its end; the chain continues from the recorded head"
+                );
+                s.clone()
+            }
+        }
+    }
+}
+
 impl Device {
-    fn open(config: DeviceConfig, stored_head: Option<&String>) -> Result<Device> {
+    fn open(config: DeviceConfig, stored_head: Option<&Head>) -> Result<Device> {
         let settings = config.settings()?;
         let (tail, torn) = Sink::tail_head(&settings.target);
-        let head = tail
-            .or_else(|| stored_head.cloned())
-            .unwrap_or_else(|| chain::GENESIS.to_owned());
+        let head = resume_head(&config.path, tail, stored_head);
         let sink = match Sink::open(&settings.target, settings.mode) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -256,33 +366,84 @@ impl Device {
         Ok(Device {
             config,
             settings,
-            state: Mutex::new(DeviceState { sink, head, torn }),
+            state: Mutex::new(DeviceState {
+                sink,
+                head,
+                since_checkpoint: 0,
+                torn,
+            }),
         })
     }
 
-    fn write(&self, body: &str) -> std::io::Result<()> {
+    /// Writes one entry, then a signed checkpoint line when one is due.
+    fn write(&self, body: &str, signer: Option<&Signer>) -> std::io::Result<()> {
         let mut st = self.state.lock();
+        self.append(&mut st, body)?;
+        st.since_checkpoint += 1;
+        let interval = self.settings.checkpoint_interval;
+        if let Some(signer) = signer
+            && interval > 0
+            && st.since_checkpoint >= interval
+        {
+            let cp = self.checkpoint(&st, signer);
+            self.append(&mut st, &cp)?;
+            st.since_checkpoint = 0;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&self, st: &DeviceState, signer: &Signer) -> String {
+        let time = crate::clock::rfc3339(SystemTime::now());
+        let interval = self.settings.checkpoint_interval;
+        let msg = chain::checkpoint_message(
+            &self.config.path,
+            st.head.seq + 1,
+            &st.head.hash,
+            interval,
+            &time,
+        );
+        let signature = hex::encode(signer.pair.sign(&msg).as_ref());
+        json!({
+            "type": chain::CHECKPOINT_TYPE,
+            "time": time,
+            "lockana_checkpoint": {
+                "device": self.config.path,
+                "interval": interval,
+                "key_id": signer.key_id,
+                "signature": signature,
+            },
+        })
+        .to_string()
+    }
+
+    fn append(&self, st: &mut DeviceState, body: &str) -> std::io::Result<()> {
         if st.sink.is_none() {
             st.sink = Some(Sink::open(&self.settings.target, self.settings.mode)?);
         }
-        let (mut line, hash) = chain::seal_line(body, &st.head);
+        let seq = st.head.seq + 1;
+        let (mut line, hash) = chain::seal_line(body, seq, &st.head.hash);
         if st.torn {
             line.insert(0, b'\n');
         }
         let sink = st.sink.as_mut().ok_or(std::io::ErrorKind::NotConnected)?;
         match sink.write_line(&line, self.settings.fsync) {
             Ok(()) => {
-                st.head = hash;
+                st.head = Head { seq, hash };
                 st.torn = false;
                 Ok(())
             }
             Err(e) => {
-                // A partial line may be in the file now; the next line starts fresh.
+                // A partial line may be in the file now; the next line starts fresh
+                // and continues the chain from the last complete one.
                 st.torn = true;
                 st.sink = None;
                 Err(e)
             }
         }
+    }
+
+    fn head(&self) -> Head {
+        self.state.lock().head.clone()
     }
 
     fn reopen(&self) -> std::io::Result<()> {
@@ -297,6 +458,7 @@ impl Device {
 #[derive(Default)]
 struct State {
     salt: Option<Zeroizing<[u8; 32]>>,
+    signer: Option<Arc<Signer>>,
     devices: Vec<Arc<Device>>,
 }
 
@@ -304,6 +466,9 @@ struct State {
 pub(crate) struct AuditBroker {
     state: RwLock<State>,
     declared: Mutex<Vec<DeviceConfig>>,
+    /// The heads recorded behind the barrier, by device path; its lock also makes
+    /// concurrent requests share one storage write (group commit).
+    anchored: Mutex<BTreeMap<String, Head>>,
     /// Whether `sys/audit/<path>` may enable devices (OpenBao's
     /// `unsafe_allow_api_audit_creation`); the server turns it off for config files.
     api_creation: AtomicBool,
@@ -314,6 +479,7 @@ impl Default for AuditBroker {
         AuditBroker {
             state: RwLock::new(State::default()),
             declared: Mutex::new(Vec::new()),
+            anchored: Mutex::new(BTreeMap::new()),
             api_creation: AtomicBool::new(true),
         }
     }
@@ -329,9 +495,11 @@ impl AuditBroker {
     }
 
     /// Records the outcome of a served request (or of one refused before it was
-    /// served: `auth = None`, outcome an error). An error withholds the response.
+    /// served: `auth = None`, outcome an error), then records the chain heads behind
+    /// the barrier. An error withholds the response.
     pub(crate) fn log_response(
         &self,
+        barrier: &Barrier,
         req: &Request,
         auth: Option<&TokenEntry>,
         outcome: &Result<Response>,
@@ -339,7 +507,43 @@ impl AuditBroker {
         let id = REQUEST_ID
             .with(|c| c.borrow_mut().take())
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        self.log(req, auth, Kind::Response(outcome), &id)
+        self.log(req, auth, Kind::Response(outcome), &id)?;
+        self.anchor(barrier)
+    }
+
+    /// Records every device's current head behind the barrier, unless a concurrent
+    /// request already recorded these lines (or later ones): every line written before
+    /// a response is returned is covered by a durable head. A process crash between
+    /// the file write and this leaves the file ahead of the recorded head by the
+    /// lines written meanwhile; `audit verify` reports that as "ahead", not missing.
+    fn anchor(&self, barrier: &Barrier) -> Result<()> {
+        let devices: Vec<Arc<Device>> = self.state.read().devices.clone();
+        if devices.is_empty() {
+            return Ok(());
+        }
+        let mut anchored = self.anchored.lock();
+        let mut changed = false;
+        for d in &devices {
+            let head = d.head();
+            if anchored
+                .get(&d.config.path)
+                .is_none_or(|a| a.seq < head.seq || (a.seq == head.seq && a.hash != head.hash))
+            {
+                anchored.insert(d.config.path.clone(), head);
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(&*anchored).map_err(|_| StorageError::Corrupt)?;
+        if let Err(e) = barrier.put(HEADS_PATH, &bytes) {
+            tracing::error!(error = %e, "cannot record the audit chain heads; the response is withheld");
+            // Forget what was not stored, so the next request tries again.
+            *anchored = load_heads(barrier).unwrap_or_default();
+            return Err(AuditError::Unavailable.into());
+        }
+        Ok(())
     }
 
     fn log(
@@ -358,6 +562,7 @@ impl AuditBroker {
         };
         let now = SystemTime::now();
         // Usually one device; build each hashing variant once.
+        let signer = state.signer.as_deref();
         let mut built: Vec<(Hashing, String)> = Vec::with_capacity(1);
         let mut written = 0usize;
         for dev in &state.devices {
@@ -370,7 +575,7 @@ impl AuditBroker {
                     &built[built.len() - 1].1
                 }
             };
-            match dev.write(body) {
+            match dev.write(body, signer) {
                 Ok(()) => written += 1,
                 Err(e) => {
                     tracing::error!(device = %dev.config.path, error = %e, "audit device write failed");
@@ -398,6 +603,15 @@ impl AuditBroker {
                 k
             }
         };
+        let signer = match barrier.get(SIGNING_KEY_PATH)? {
+            Some(seed) if seed.len() == 32 => Signer::from_seed(&seed)?,
+            Some(_) => return Err(StorageError::Corrupt.into()),
+            None => {
+                let seed = random_key()?;
+                barrier.put(SIGNING_KEY_PATH, &seed[..])?;
+                Signer::from_seed(&seed[..])?
+            }
+        };
         let heads = load_heads(barrier)?;
         let mut configs = load_table(barrier)?;
         for d in self.declared.lock().iter() {
@@ -413,8 +627,10 @@ impl AuditBroker {
             let head = heads.get(&c.path);
             devices.push(Arc::new(Device::open(c, head)?));
         }
+        *self.anchored.lock() = heads;
         let mut st = self.state.write();
         st.salt = Some(salt);
+        st.signer = Some(Arc::new(signer));
         st.devices = devices;
         Ok(())
     }
@@ -428,19 +644,14 @@ impl AuditBroker {
         let mut st = self.state.write();
         st.devices.clear();
         st.salt = None;
+        st.signer = None;
     }
 
     fn save_heads(&self, barrier: &Barrier) -> Result<()> {
-        let st = self.state.read();
-        if st.devices.is_empty() || barrier.is_sealed() {
+        if barrier.is_sealed() {
             return Ok(());
         }
-        let mut heads = load_heads(barrier)?;
-        for d in &st.devices {
-            heads.insert(d.config.path.clone(), d.state.lock().head.clone());
-        }
-        let bytes = serde_json::to_vec(&heads).map_err(|_| StorageError::Corrupt)?;
-        barrier.put(HEADS_PATH, &bytes)
+        self.anchor(barrier)
     }
 
     /// Reopens every device's file (log rotation); chains continue in the new files.
@@ -487,19 +698,22 @@ impl AuditBroker {
         }
         let device = Device::open(config.clone(), None)?;
         // Vault refuses a device it cannot write to.
-        device.write(&enabled_marker()).map_err(|e| {
-            Error::invalid(format!(
-                "audit backend failed test message: cannot write to \"{}\": {e}",
-                config.path
-            ))
-        })?;
+        device
+            .write(&enabled_marker(), st.signer.as_deref())
+            .map_err(|e| {
+                Error::invalid(format!(
+                    "audit backend failed test message: cannot write to \"{}\": {e}",
+                    config.path
+                ))
+            })?;
         let mut table = load_table(barrier)?;
         table.push(config);
         let bytes = serde_json::to_vec(&table).map_err(|_| StorageError::Corrupt)?;
         barrier.put(TABLE_PATH, &bytes)?;
         st.devices.push(Arc::new(device));
         st.devices.sort_by(|a, b| a.config.path.cmp(&b.config.path));
-        Ok(())
+        drop(st);
+        self.anchor(barrier)
     }
 
     /// `sys/audit/<path>` DELETE. Disabling a missing device is not an error (Vault).
@@ -523,7 +737,52 @@ impl AuditBroker {
             barrier.put(TABLE_PATH, &bytes)?;
         }
         st.devices.retain(|d| d.config.path != path);
+        drop(st);
+        let mut anchored = self.anchored.lock();
+        if anchored.remove(&path).is_some() {
+            let bytes = serde_json::to_vec(&*anchored).map_err(|_| StorageError::Corrupt)?;
+            barrier.put(HEADS_PATH, &bytes)?;
+        }
         Ok(())
+    }
+
+    /// `sys/lockana/audit-head[/<path>]`: each device's current chain head (or one
+    /// device's), with the public key that verifies its checkpoints.
+    pub(crate) fn heads(&self, path: Option<&str>) -> Result<Map<String, Value>> {
+        let path = path.map(normalize_path).transpose()?;
+        let st = self.state.read();
+        let signer = st.signer.as_ref().ok_or(Error::Sealed)?;
+        let mut devices = Map::new();
+        for d in &st.devices {
+            if path.as_ref().is_some_and(|p| *p != d.config.path) {
+                continue;
+            }
+            let head = d.head();
+            let file_path = d
+                .config
+                .options
+                .get("file_path")
+                .or_else(|| d.config.options.get("path"));
+            devices.insert(
+                d.config.path.clone(),
+                json!({
+                    "seq": head.seq,
+                    "hash": head.hash,
+                    "file_path": file_path,
+                    "checkpoint_interval": d.settings.checkpoint_interval,
+                }),
+            );
+        }
+        if let Some(p) = &path
+            && devices.is_empty()
+        {
+            return Err(Error::invalid(format!("unknown audit backend {p}")));
+        }
+        let mut m = Map::new();
+        m.insert("devices".into(), Value::Object(devices));
+        m.insert("public_key".into(), json!(signer.public_key_hex()));
+        m.insert("key_id".into(), json!(signer.key_id));
+        Ok(m)
     }
 
     /// `sys/audit-hash/<path>`: the HMAC of `input` as that device writes it.
@@ -565,11 +824,22 @@ fn load_table(barrier: &Barrier) -> Result<Vec<DeviceConfig>> {
     }
 }
 
-fn load_heads(barrier: &Barrier) -> Result<BTreeMap<String, String>> {
-    match barrier.get(HEADS_PATH)? {
-        None => Ok(BTreeMap::new()),
-        Some(b) => Ok(serde_json::from_slice(&b).map_err(|_| StorageError::Corrupt)?),
-    }
+fn load_heads(barrier: &Barrier) -> Result<BTreeMap<String, Head>> {
+    let stored: BTreeMap<String, StoredHead> = match barrier.get(HEADS_PATH)? {
+        None => BTreeMap::new(),
+        Some(b) => serde_json::from_slice(&b).map_err(|_| StorageError::Corrupt)?,
+    };
+    Ok(stored
+        .into_iter()
+        .map(|(path, h)| {
+            let head = match h {
+                StoredHead::Head(h) => h,
+                // No sequence number then: 0 makes any file line "ahead" of it.
+                StoredHead::Legacy(hash) => Head { seq: 0, hash },
+            };
+            (path, head)
+        })
+        .collect())
 }
 
 impl Vault {

@@ -4,7 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
-use super::chain::claimed_hash;
+use super::chain::{claimed_hash, claimed_seq};
 
 /// How far back from the end of an existing file the chain head is looked for.
 const TAIL_SCAN: u64 = 1 << 20;
@@ -73,9 +73,10 @@ impl Sink {
         }
     }
 
-    /// The chain head left by an earlier run: the hash of the last chained line in
-    /// the file's tail, if any. Also whether the file ends mid-line (a torn write).
-    pub(crate) fn tail_head(target: &Target) -> (Option<String>, bool) {
+    /// The chain head left by an earlier run: the hash (and `lockana_seq`, if it has
+    /// one) of the last chained line in the file's tail, if any. Also whether the file
+    /// ends mid-line (a torn write).
+    pub(crate) fn tail_head(target: &Target) -> (Option<(String, Option<u64>)>, bool) {
         let Target::File(path) = target else {
             return (None, false);
         };
@@ -97,7 +98,10 @@ impl Sink {
             return (None, false);
         }
         let torn = !buf.is_empty() && !buf.ends_with(b"\n");
-        let head = buf.split(|b| *b == b'\n').rev().find_map(claimed_hash);
+        let head = buf
+            .split(|b| *b == b'\n')
+            .rev()
+            .find_map(|line| claimed_hash(line).map(|h| (h, claimed_seq(line))));
         (head, torn)
     }
 }

@@ -441,7 +441,8 @@ pub(crate) fn try_code_access(core: &Core, req: &Request) -> Option<Result<Respo
             Purpose::Login => login(core, req),
             Purpose::Env => env_by_code(core, req),
         };
-        core.audit.log_response(req, None, &outcome)?;
+        core.audit
+            .log_response(&core.barrier, req, None, &outcome)?;
         outcome
     };
     Some(run())

@@ -12,6 +12,19 @@ fn system(data: Map<String, Value>) -> Response {
     r
 }
 
+/// `sys/lockana/audit-head[/<path>]` (Lockana's own, sudo): the chain head each
+/// device has written, which `lockana audit verify --address` compares a file with.
+pub(crate) fn head(core: &Core, req: &Request, rest: &str) -> Result<Response> {
+    if req.operation != Operation::Read {
+        return Err(Error::UnsupportedOperation);
+    }
+    let path = rest
+        .strip_prefix("lockana/audit-head")
+        .map(|p| p.trim_start_matches('/'))
+        .filter(|p| !p.is_empty());
+    Ok(system(core.audit.heads(path)?))
+}
+
 /// `rest` is the path after `sys/`: `audit`, `audit/<path>` or `audit-hash/<path>`.
 pub(crate) fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response> {
     if rest == "audit" || rest == "audit/" {

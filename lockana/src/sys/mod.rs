@@ -255,6 +255,9 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str, acl: &Acl) -> Resul
             if rest == "audit" || rest.starts_with("audit/") || rest.starts_with("audit-hash/") {
                 return audit::handle(core, req, rest);
             }
+            if rest == "lockana/audit-head" || rest.starts_with("lockana/audit-head/") {
+                return audit::head(core, req, rest);
+            }
             if let Some(p) = rest.strip_prefix("lockana/notify/") {
                 return notify::handle(core, req, p);
             }

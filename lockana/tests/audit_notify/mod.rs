@@ -283,6 +283,7 @@ fn audit_chain_names_first_bad_line_for_edit_delete_swap_truncate() {
         )
         .unwrap();
     }
+    let (hash, seq) = head(&v, &t, "file");
     let good = std::fs::read_to_string(&file).unwrap();
     assert_eq!(
         verify(&[&file]).unwrap().lines as usize,
@@ -307,11 +308,322 @@ fn audit_chain_names_first_bad_line_for_edit_delete_swap_truncate() {
     let mut swapped = ls.clone();
     swapped.swap(4, 5);
     assert_eq!(write(&swapped, "\n"), 5);
-    // Truncate the tail mid-line.
+    // Truncate the tail mid-line: the chain verifies up to the line before and says
+    // the last line is torn. (The last line is the head read's response; the head
+    // itself is the line before.)
     let n = ls.len() as u64;
     let last = ls.last_mut().unwrap();
     last.truncate(last.len() / 2);
-    assert_eq!(write(&ls, ""), n);
+    let p = dir.path().join("torn.log");
+    std::fs::write(&p, ls.join("\n")).unwrap();
+    let s = verify_against(&[&p], &hash);
+    assert!(s.torn_tail);
+    assert_eq!(s.lines, n - 1);
+    assert_eq!(
+        (s.lines_after_expected_head, s.last_seq),
+        (Some(0), Some(seq))
+    );
+}
+
+/// The head the vault recorded for a device: (hash, lockana_seq).
+fn head(v: &Vault, t: &str, device: &str) -> (String, u64) {
+    let d = call(
+        v,
+        t,
+        Read,
+        &format!("sys/lockana/audit-head/{device}"),
+        json!({}),
+    )
+    .unwrap()
+    .data
+    .unwrap();
+    let h = &d["devices"][format!("{device}/")];
+    (
+        h["hash"].as_str().unwrap().to_owned(),
+        h["seq"].as_u64().unwrap(),
+    )
+}
+
+fn verify_against(files: &[&Path], hash: &str) -> lockana::ChainSummary {
+    let readers: Vec<_> = files
+        .iter()
+        .map(|f| BufReader::new(std::fs::File::open(f).unwrap()))
+        .collect();
+    let opts = lockana::VerifyOptions {
+        expected_head: Some(hash.to_owned()),
+        public_key: None,
+    };
+    lockana::verify_audit_log(readers, &opts)
+        .map_err(|e| e.unwrap())
+        .unwrap()
+}
+
+#[test]
+fn audit_tail_truncation_is_detected_against_the_recorded_head() {
+    let (v, t) = dev();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.log");
+    enable_file(&v, &t, "file", &file, json!({"checkpoint_interval": "0"}));
+    for i in 0..5 {
+        call(
+            &v,
+            &t,
+            Update,
+            &format!("secret/data/k{i}"),
+            json!({"data": {"v": i}}),
+        )
+        .unwrap();
+    }
+    let (hash, seq) = head(&v, &t, "file");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let all: Vec<&str> = text.lines().collect();
+    // The head read's own response line came after the head was taken: the file is
+    // ahead by it.
+    let s = verify_against(&[&file], &hash);
+    assert_eq!(s.lines_after_expected_head, Some(1));
+    assert_eq!(s.last_seq, Some(seq + 1));
+    // Whole lines cut from the end: the chain alone still verifies...
+    let cut = dir.path().join("cut.log");
+    std::fs::write(&cut, all[..all.len() - 5].join("\n") + "\n").unwrap();
+    assert!(verify(&[&cut]).is_ok(), "a shorter chain is still a chain");
+    // ...but the recorded head is not in the file, and the count of missing lines is known.
+    let s = verify_against(&[&cut], &hash);
+    assert_eq!(s.lines_after_expected_head, None);
+    assert_eq!(seq - s.last_seq.unwrap(), 4);
+}
+
+#[test]
+fn audit_lines_cut_while_the_vault_is_down_stay_visible_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.redb");
+    let file = dir.path().join("audit.log");
+    let (key, root, recorded) = {
+        let v = Vault::open(StorageConfig::Redb(db.clone())).unwrap();
+        let init = v.init(1, 1, Cipher::default()).unwrap();
+        let key = hex::encode(&init.keys[0][..]);
+        let root = init.root_token.expose().to_owned();
+        v.unseal(&key).unwrap();
+        enable_file(&v, &root, "file", &file, json!({}));
+        for _ in 0..3 {
+            call(&v, &root, Read, "sys/mounts", json!({})).unwrap();
+        }
+        let (_, seq) = head(&v, &root, "file");
+        v.close().unwrap();
+        (key, root, seq)
+    };
+    // Cut the last 4 lines while the vault is down.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.len() as u64,
+        recorded + 1,
+        "the head read was audited too"
+    );
+    std::fs::write(&file, lines[..lines.len() - 4].join("\n") + "\n").unwrap();
+    let v = open_retry(&db);
+    v.unseal(&key).unwrap();
+    call(&v, &root, Read, "sys/mounts", json!({})).unwrap();
+    // The device continued from the recorded head, not the cut file: the gap shows.
+    let e = verify(&[&file]).expect_err("the cut must stay visible");
+    assert_eq!(e.line as usize, lines.len() - 4 + 1);
+    assert!(e.reason.contains("4 line(s) missing"), "{}", e.reason);
+}
+
+#[test]
+fn audit_head_endpoint_needs_sudo() {
+    let (v, t) = dev();
+    let dir = tempfile::tempdir().unwrap();
+    enable_file(&v, &t, "file", &dir.path().join("a.log"), json!({}));
+    call(
+        &v,
+        &t,
+        Update,
+        "sys/policies/acl/reader",
+        json!({"policy": "path \"sys/lockana/*\" { capabilities = [\"read\"] }"}),
+    )
+    .unwrap();
+    let r = call(
+        &v,
+        &t,
+        Update,
+        "auth/token/create",
+        json!({"policies": ["reader"]}),
+    )
+    .unwrap();
+    let reader = r.auth.unwrap().client_token.unwrap().expose().to_owned();
+    assert!(matches!(
+        call(&v, &reader, Read, "sys/lockana/audit-head", json!({})),
+        Err(Error::PermissionDenied)
+    ));
+    let d = call(&v, &t, Read, "sys/lockana/audit-head", json!({}))
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(d["public_key"].as_str().unwrap().len(), 64);
+    assert!(d["devices"]["file/"]["seq"].as_u64().unwrap() >= 1);
+    assert!(matches!(
+        call(&v, &t, Read, "sys/lockana/audit-head/nope", json!({})),
+        Err(Error::InvalidRequest(_))
+    ));
+}
+
+/// Recomputes every line's chain fields and numbers, as an attacker who rewrites a
+/// file can (the hash chain alone has no key).
+fn rechain(text: &str) -> String {
+    use sha2::Digest;
+    let mut prev = "0".repeat(64);
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let cut = line.find(",\"lockana_seq\":").unwrap();
+        let mut l = format!(
+            "{},\"lockana_seq\":{},\"lockana_prev_hash\":\"{prev}\"",
+            &line[..cut],
+            i + 1
+        );
+        let h = hex::encode(sha2::Sha256::digest(l.as_bytes()));
+        l.push_str(&format!(",\"lockana_hash\":\"{h}\"}}\n"));
+        out.push_str(&l);
+        prev = h;
+    }
+    out
+}
+
+#[test]
+fn audit_checkpoints_are_signed_and_catch_a_rewritten_chain() {
+    let (v, t) = dev();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.log");
+    enable_file(&v, &t, "file", &file, json!({"checkpoint_interval": "4"}));
+    for i in 0..6 {
+        call(
+            &v,
+            &t,
+            Update,
+            &format!("secret/data/k{i}"),
+            json!({"data": {"v": i}}),
+        )
+        .unwrap();
+    }
+    let key_hex = call(&v, &t, Read, "sys/lockana/audit-head", json!({}))
+        .unwrap()
+        .data
+        .unwrap()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = hex::decode(&key_hex).unwrap();
+    let check = |path: &Path| {
+        let opts = lockana::VerifyOptions {
+            expected_head: None,
+            public_key: Some(key.clone()),
+        };
+        lockana::verify_audit_log([BufReader::new(std::fs::File::open(path).unwrap())], &opts)
+            .map_err(|e| e.unwrap())
+    };
+    // Checkpoints are JSON lines of their own type, every 4 entries; tools reading
+    // Vault's format select request/response entries and pass over them.
+    let entries = lines(&file);
+    let types: Vec<&str> = entries
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types[4], "lockana_checkpoint");
+    assert_eq!(types[9], "lockana_checkpoint");
+    assert!(
+        types
+            .iter()
+            .all(|t| ["request", "response", "lockana_checkpoint"].contains(t))
+    );
+    let s = check(&file).unwrap();
+    assert!(s.checkpoints_verified >= 2, "{s:?}");
+    assert_eq!(s.checkpoints, s.checkpoints_verified);
+    // An attacker edits line 2 and recomputes the whole chain: the hash chain alone
+    // is satisfied, the first checkpoint after the edit is not.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut ls: Vec<String> = text.lines().map(str::to_owned).collect();
+    ls[1] = ls[1].replace("\"update\"", "\"delete\"");
+    let forged = dir.path().join("forged.log");
+    std::fs::write(&forged, rechain(&(ls.join("\n") + "\n"))).unwrap();
+    assert!(
+        verify(&[&forged]).is_ok(),
+        "the unkeyed chain is recomputable"
+    );
+    assert_eq!(check(&forged).expect_err("signature").line, 5);
+    // Removing the checkpoints and rechaining: the next one is missed once overdue.
+    let no_cp: Vec<String> = text
+        .lines()
+        .filter(|l| !l.contains("lockana_checkpoint") || l.contains("\"lockana_seq\":5,"))
+        .map(str::to_owned)
+        .collect();
+    let stripped = dir.path().join("stripped.log");
+    std::fs::write(&stripped, rechain(&(no_cp.join("\n") + "\n"))).unwrap();
+    assert!(verify(&[&stripped]).is_ok());
+    let e = check(&stripped).expect_err("checkpoint removed");
+    assert!(e.reason.contains("checkpoint"), "{}", e.reason);
+}
+
+#[test]
+fn audit_concurrent_writers_never_interleave_lines() {
+    let (v, t) = dev();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.log");
+    enable_file(&v, &t, "file", &file, json!({"checkpoint_interval": "7"}));
+    let threads: Vec<_> = (0..8)
+        .map(|n| {
+            let (v, t) = (v.clone(), t.clone());
+            std::thread::spawn(move || {
+                // Long values make each line several KB: a torn interleave would show.
+                let big = "x".repeat(4000 + n * 100);
+                for i in 0..25 {
+                    call(
+                        &v,
+                        &t,
+                        Update,
+                        &format!("secret/data/t{n}/{i}"),
+                        json!({"data": {"v": big}}),
+                    )
+                    .unwrap();
+                    call(&v, &t, Read, &format!("secret/data/t{n}/{i}"), json!({})).unwrap();
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let entries = lines(&file); // every line parses as JSON
+    let s = verify(&[&file]).unwrap();
+    assert_eq!(s.lines as usize, entries.len());
+    assert!(s.torn_lines.is_empty() && !s.torn_tail);
+    let seqs: Vec<u64> = entries
+        .iter()
+        .map(|e| e["lockana_seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=entries.len() as u64).collect::<Vec<_>>());
+    let requests = entries.iter().filter(|e| e["type"] == "request").count();
+    assert_eq!(requests, 1 + 8 * 25 * 2, "the marker and every request");
+    // Every request has its response, matched by id.
+    let ids = |ty: &str| {
+        let mut v: Vec<String> = entries
+            .iter()
+            .filter(|e| e["type"] == ty)
+            .map(|e| e["request"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    // The enabling request's response is audited too (its request line came before
+    // the device existed).
+    assert_eq!(ids("response").len(), 8 * 25 * 2 + 1);
+    let (hash, seq) = head(&v, &t, "file");
+    let s = verify_against(&[&file], &hash);
+    // The file ends with the head read's own response line, one past the head.
+    assert_eq!(
+        s.lines_after_expected_head,
+        Some(1),
+        "the head is in the file"
+    );
+    assert_eq!(s.last_seq, Some(seq + 1));
 }
 
 #[test]
