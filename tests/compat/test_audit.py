@@ -190,9 +190,10 @@ class Node:
         self.keys: list[str] = []
         self.runs = 0
 
-    def start(self, health_ok=(200, 501, 503)):
+    def start(self, health_ok=(200, 501, 503), wrap: list[str] | None = None):
         self.runs += 1
-        self.srv = start_server(f"lockana-cfg-{self.runs}", lambda _a: [str(self.bin), "server", "--config", str(self.config)], self.dir, health_ok=health_ok, port=self.port)
+        argv = [*(wrap or []), str(self.bin), "server", "--config", str(self.config)]
+        self.srv = start_server(f"lockana-cfg-{self.runs}", lambda _a: argv, self.dir, health_ok=health_ok, port=self.port)
         return self
 
     def init_unseal(self):
@@ -272,8 +273,8 @@ def signed_ok(hit: dict) -> bool:
     return hmac.compare_digest(hit["headers"].get("x-lockana-signature", ""), want)
 
 
-def verify(lockana_bin: Path, *files: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(lockana_bin), "audit", "verify", *map(str, files)], capture_output=True, text=True, timeout=30)
+def verify(lockana_bin: Path, *files: Path, args: tuple[str, ...] = (), env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(lockana_bin), "audit", "verify", *map(str, files), *args], capture_output=True, text=True, timeout=30, env=env)
 
 
 @lockana_only
@@ -377,7 +378,77 @@ def test_audit_verify_names_first_bad_line_and_chain_survives_sighup_rotation(no
     check(edited, 5, "edit")
     check(lines[:2] + lines[3:], 3, "delete")
     check(lines[:5] + [lines[6], lines[5]] + lines[7:], 6, "swap")
-    check(lines[:-1] + [lines[-1][: len(lines[-1]) // 2]], len(lines), "truncate")
+    # A partial last line (a torn write, or a cut mid-line) is not a break: the chain
+    # verifies up to the line before it, and the report says so.
+    torn = tmp_path / "torn.log"
+    torn.write_text("".join(lines[:-1] + [lines[-1][: len(lines[-1]) // 2]]))
+    r = verify(n.bin, torn)
+    assert r.returncode == 0 and "last line is incomplete" in r.stderr, r.stdout + r.stderr
+
+
+def audit_config(path: Path, extra: str = "") -> str:
+    return f'audit "file" "file" {{\n  options {{\n    file_path = "{path}"\n{extra}  }}\n}}'
+
+
+@lockana_only
+def test_audit_verify_address_detects_lines_cut_from_the_end(node_factory, tmp_path):
+    audit = tmp_path / "audit.log"
+    n = node_factory(audit_config(audit, '    checkpoint_interval = "5"\n')).start().init_unseal()
+    h = n.http()
+    assert h.put("sys/mounts/kv", {"type": "kv", "options": {"version": "1"}}).status_code == 204
+    for i in range(6):
+        assert h.put(f"kv/k{i}", {"v": str(i)}).status_code == 204
+    env = {**os.environ, "VAULT_TOKEN": n.root}
+    ok = verify(n.bin, audit, args=("--address", n.addr), env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "head:" in ok.stderr and "signed checkpoint(s) verified" in ok.stderr, ok.stderr
+    # Offline, with the head and key copied from the vault.
+    head = h.get("sys/lockana/audit-head/file").json()["data"]
+    dev = head["devices"]["file/"]
+    lines = audit.read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut.log"
+    cut.write_text("".join(lines[:-4]))
+    assert verify(n.bin, cut).returncode == 0, "the chain alone cannot see a cut tail"
+    online = verify(n.bin, cut, args=("--address", n.addr, "--device", "file"), env=env)
+    assert online.returncode == 1 and "line(s) are missing from the end" in online.stderr, online.stderr
+    offline = verify(n.bin, cut, args=("--head", dev["hash"], "--head-seq", str(dev["seq"]), "--public-key", head["public_key"]))
+    assert offline.returncode == 1 and "line(s) are missing from the end" in offline.stderr, offline.stderr
+    # A token without sudo cannot read the head.
+    bad = verify(n.bin, audit, args=("--address", n.addr), env={**os.environ, "VAULT_TOKEN": "nope"})
+    assert bad.returncode == 2, bad.stderr
+
+
+@lockana_only
+def test_disk_full_mid_line_fails_closed_and_file_verifies_to_last_complete_line(node_factory, tmp_path):
+    """A real size limit (RLIMIT_FSIZE, SIGXFSZ ignored): the write that crosses it is
+    cut mid-line, as on a full disk. inmem storage, so only the audit file grows."""
+    audit = tmp_path / "audit.log"
+    n = node_factory(audit_config(audit))
+    n.start(wrap=["sh", "-c", 'trap "" XFSZ; ulimit -f 40; exec "$@"', "sh"]).init_unseal()
+    h = n.http()
+    assert h.put("sys/mounts/kv", {"type": "kv", "options": {"version": "1"}}).status_code == 204
+    canary = f"canary-{uuid.uuid4().hex}"
+    status = None
+    for i in range(500):
+        r = h.put(f"kv/k{i}", {"v": canary + "x" * 300})
+        status = r.status_code
+        assert canary not in r.text
+        if status != 204:
+            break
+    assert status == 500, f"the size limit was never hit ({status})"
+    # Fails closed from then on.
+    r = h.get("kv/k0")
+    assert r.status_code == 500 and canary not in r.text, r.text
+    n.stop()
+    data = audit.read_bytes()
+    assert len(data) % 512 == 0, "the file stopped at the size limit"
+    complete = data[: data.rfind(b"\n") + 1]
+    for line in complete.splitlines():
+        json.loads(line)
+    r = verify(n.bin, audit)
+    assert r.returncode == 0, r.stdout + r.stderr
+    if not data.endswith(b"\n"):
+        assert "last line is incomplete" in r.stderr, r.stderr
 
 
 @lockana_only
