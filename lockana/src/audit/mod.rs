@@ -355,6 +355,10 @@ impl Device {
         let settings = config.settings()?;
         let (tail, torn) = Sink::tail_head(&settings.target);
         let head = resume_head(&config.path, tail, stored_head);
+        // Up to `interval - 1` entries may follow the file's last checkpoint: sign
+        // right after the first new entry, so the next checkpoint is never later than
+        // a verifier expects it.
+        let since_checkpoint = settings.checkpoint_interval.saturating_sub(1);
         let sink = match Sink::open(&settings.target, settings.mode) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -369,7 +373,7 @@ impl Device {
             state: Mutex::new(DeviceState {
                 sink,
                 head,
-                since_checkpoint: 0,
+                since_checkpoint,
                 torn,
             }),
         })

@@ -61,7 +61,8 @@ pub(crate) fn handle_unauthenticated(core: &Core, req: &Request) -> Result<Respo
         Some(rest) => super::rekey::handle(core, req, rest, super::rekey::Shape::Bare),
         None => super::generate_root::handle_unauthenticated(core, req),
     };
-    core.audit.log_response(req, None, &outcome)?;
+    core.audit
+        .log_response(&core.barrier, req, None, &outcome)?;
     outcome
 }
 

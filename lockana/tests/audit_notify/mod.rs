@@ -527,8 +527,14 @@ fn audit_checkpoints_are_signed_and_catch_a_rewritten_chain() {
         .iter()
         .map(|e| e["type"].as_str().unwrap())
         .collect();
-    assert_eq!(types[4], "lockana_checkpoint");
-    assert_eq!(types[9], "lockana_checkpoint");
+    // The first right after the device opens (after the enable marker), then one
+    // after every 4 entries.
+    let at: Vec<usize> = (0..types.len())
+        .filter(|i| types[*i] == "lockana_checkpoint")
+        .collect();
+    assert!(at.len() >= 3, "{types:?}");
+    assert_eq!(at[0], 1);
+    assert!(at.windows(2).all(|w| w[1] - w[0] == 5), "{at:?}");
     assert!(
         types
             .iter()
@@ -537,22 +543,27 @@ fn audit_checkpoints_are_signed_and_catch_a_rewritten_chain() {
     let s = check(&file).unwrap();
     assert!(s.checkpoints_verified >= 2, "{s:?}");
     assert_eq!(s.checkpoints, s.checkpoints_verified);
-    // An attacker edits line 2 and recomputes the whole chain: the hash chain alone
+    // An attacker edits line 3 and recomputes the whole chain: the hash chain alone
     // is satisfied, the first checkpoint after the edit is not.
     let text = std::fs::read_to_string(&file).unwrap();
     let mut ls: Vec<String> = text.lines().map(str::to_owned).collect();
-    ls[1] = ls[1].replace("\"update\"", "\"delete\"");
+    let before = ls[2].clone();
+    ls[2] = ls[2].replace("\"update\"", "\"delete\"");
+    assert_ne!(before, ls[2]);
     let forged = dir.path().join("forged.log");
     std::fs::write(&forged, rechain(&(ls.join("\n") + "\n"))).unwrap();
     assert!(
         verify(&[&forged]).is_ok(),
         "the unkeyed chain is recomputable"
     );
-    assert_eq!(check(&forged).expect_err("signature").line, 5);
+    assert_eq!(
+        check(&forged).expect_err("signature").line as usize,
+        at[1] + 1
+    );
     // Removing the checkpoints and rechaining: the next one is missed once overdue.
     let no_cp: Vec<String> = text
         .lines()
-        .filter(|l| !l.contains("lockana_checkpoint") || l.contains("\"lockana_seq\":5,"))
+        .filter(|l| !l.contains("lockana_checkpoint") || l.contains("\"lockana_seq\":2,"))
         .map(str::to_owned)
         .collect();
     let stripped = dir.path().join("stripped.log");
@@ -646,7 +657,13 @@ fn audit_chain_continues_across_reopen_and_restart() {
             json!({"type": "kv", "options": {"version": "2"}}),
         )
         .unwrap();
-        enable_file(&v, &root, "file", &file, json!({}));
+        enable_file(
+            &v,
+            &root,
+            "file",
+            &file,
+            json!({"checkpoint_interval": "3"}),
+        );
         call(
             &v,
             &root,
@@ -680,6 +697,22 @@ fn audit_chain_continues_across_reopen_and_restart() {
         "device table survives a restart"
     );
     let s = verify(&[&rotated, &file]).unwrap();
+    // Checkpoints stay on time across the reopen and the restart.
+    let public_key = call(&v, &root, Read, "sys/lockana/audit-head", json!({}))
+        .unwrap()
+        .data
+        .unwrap()["public_key"]
+        .as_str()
+        .map(|k| hex::decode(k).unwrap());
+    let opts = lockana::VerifyOptions {
+        expected_head: None,
+        public_key,
+    };
+    let readers = [&rotated, &file].map(|f| BufReader::new(std::fs::File::open(f).unwrap()));
+    let signed = lockana::verify_audit_log(readers, &opts)
+        .map_err(|e| e.unwrap())
+        .unwrap();
+    assert!(signed.checkpoints_verified >= 3, "{signed:?}");
     assert!(s.starts_at_genesis());
     assert!(s.lines > 6);
     assert!(!verify(&[&file]).unwrap().starts_at_genesis());
