@@ -407,9 +407,19 @@ impl Device {
             &time,
         );
         let signature = hex::encode(signer.pair.sign(&msg).as_ref());
+        // A distinct `type`, so readers that select request/response entries skip it;
+        // `auth` and `request` shaped like Vault's own audit test entry, so readers that
+        // index every line's `request` still get an object.
         json!({
             "type": chain::CHECKPOINT_TYPE,
             "time": time,
+            "auth": {"token_type": "default"},
+            "request": {
+                "id": uuid::Uuid::new_v4().to_string(),
+                "operation": "update",
+                "namespace": {"id": "root"},
+                "path": "sys/lockana/audit-checkpoint",
+            },
             "lockana_checkpoint": {
                 "device": self.config.path,
                 "interval": interval,

@@ -540,6 +540,10 @@ fn audit_checkpoints_are_signed_and_catch_a_rewritten_chain() {
             .iter()
             .all(|t| ["request", "response", "lockana_checkpoint"].contains(t))
     );
+    assert!(
+        entries.iter().all(|e| e["request"]["path"].is_string()),
+        "every line has a request object, checkpoints too"
+    );
     let s = check(&file).unwrap();
     assert!(s.checkpoints_verified >= 2, "{s:?}");
     assert_eq!(s.checkpoints, s.checkpoints_verified);
