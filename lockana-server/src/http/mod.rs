@@ -185,7 +185,7 @@ pub async fn respond<B>(
     req: http::Request<B>,
 ) -> http::Response<Full<Bytes>>
 where
-    B: hyper::body::Body<Data = Bytes>,
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     dispatch(vault, limits, None, req).await
