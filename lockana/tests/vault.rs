@@ -105,6 +105,27 @@ fn kv2_write_read_versions_and_cas() {
 }
 
 #[test]
+fn kv2_lowering_max_versions_prunes_at_the_next_write_not_at_once() {
+    let d = Dev::new();
+    for i in 1..=3 {
+        d.ok(Update, "secret/data/p", json!({"data": {"i": i}}));
+    }
+    d.ok(Update, "secret/metadata/p", json!({"max_versions": 1}));
+    let m = d.data(Read, "secret/metadata/p", json!({}));
+    assert_eq!(m["oldest_version"], 0);
+    assert_eq!(m["versions"].as_object().unwrap().len(), 3);
+    assert_eq!(
+        d.data(Read, "secret/data/p", json!({"version": 1}))["data"]["i"],
+        1
+    );
+    d.ok(Update, "secret/data/p", json!({"data": {"i": 4}}));
+    let m = d.data(Read, "secret/metadata/p", json!({}));
+    assert_eq!(m["oldest_version"], 4);
+    let versions = m["versions"].as_object().unwrap();
+    assert_eq!(versions.keys().collect::<Vec<_>>(), vec!["4"]);
+}
+
+#[test]
 fn kv2_soft_delete_answers_404_with_metadata_then_undelete_and_destroy() {
     let d = Dev::new();
     d.ok(Update, "secret/data/x", json!({"data": {"k": "v1"}}));
@@ -154,6 +175,73 @@ fn kv2_patch_merges_and_needs_a_live_version() {
         d.data(Read, "secret/data/p", json!({}))["data"],
         json!({"b": {"c": "2", "d": "4"}, "e": "5"})
     );
+}
+
+#[test]
+fn kv2_metadata_write_without_fields_creates_nothing() {
+    let d = Dev::new();
+    let r = d.ok(Update, "secret/metadata/none", json!({}));
+    assert!(r.data.is_none() && r.warnings.is_empty());
+    assert!(matches!(
+        d.call(Read, "secret/metadata/none", json!({})),
+        Err(Error::NotFound)
+    ));
+}
+
+#[test]
+fn kv2_metadata_cas_required_false_under_a_mount_that_requires_it_warns() {
+    let d = Dev::new();
+    d.ok(Update, "secret/config", json!({"cas_required": true}));
+    let r = d.ok(Update, "secret/metadata/w", json!({"cas_required": false}));
+    assert_eq!(
+        r.warnings,
+        vec![
+            "\"cas_required\" set to false, but is mandated by backend config. This value will be ignored."
+        ]
+    );
+    let r = d.ok(Update, "secret/metadata/w", json!({"cas_required": true}));
+    assert!(r.warnings.is_empty());
+}
+
+#[test]
+fn kv2_oldest_version_and_max_versions_follow_vaults_arithmetic() {
+    let d = Dev::new();
+    // The larger of the mount's and the key's max_versions wins.
+    d.ok(Update, "secret/config", json!({"max_versions": 3}));
+    d.ok(Update, "secret/metadata/o", json!({"max_versions": 2}));
+    for i in 1..=3 {
+        d.ok(Update, "secret/data/o", json!({"data": {"i": i}}));
+    }
+    let m = d.data(Read, "secret/metadata/o", json!({}));
+    // Exactly max versions: nothing removed yet, but oldest_version moves to 1.
+    assert_eq!(m["oldest_version"], 1);
+    assert_eq!(m["versions"].as_object().unwrap().len(), 3);
+    d.ok(Update, "secret/data/o", json!({"data": {"i": 4}}));
+    let m = d.data(Read, "secret/metadata/o", json!({}));
+    assert_eq!(m["oldest_version"], 2);
+    let versions = m["versions"].as_object().unwrap();
+    assert_eq!(versions.keys().collect::<Vec<_>>(), vec!["2", "3", "4"]);
+}
+
+#[test]
+fn kv2_patch_of_a_deleted_version_checks_cas_first_then_404s_with_its_metadata() {
+    let d = Dev::new();
+    d.ok(Update, "secret/data/q", json!({"data": {"a": "1"}}));
+    d.ok(Delete, "secret/data/q", json!({}));
+    assert!(matches!(
+        d.call(
+            Patch,
+            "secret/data/q",
+            json!({"data": {"a": "2"}, "options": {"cas": 5}})
+        ),
+        Err(Error::CasMismatch)
+    ));
+    let r = d.ok(Patch, "secret/data/q", json!({"data": {"a": "2"}}));
+    assert_eq!(r.status, Some(404));
+    let body = Value::Object(r.data.expect("metadata in the 404"));
+    assert_eq!(body["version"], 1);
+    assert_ne!(body["deletion_time"], "");
+    assert_eq!(body["destroyed"], false);
 }
 
 #[test]

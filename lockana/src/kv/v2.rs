@@ -209,14 +209,18 @@ fn read_config(ctx: &Ctx<'_>) -> Result<Response> {
     }))))
 }
 
+/// Vault validates a path's typed fields before the handler runs and says so.
+fn field_validation(e: Error) -> Error {
+    match e {
+        Error::InvalidRequest(m) => Error::invalid(format!("Field validation failed: {m}")),
+        e => e,
+    }
+}
+
 fn write_config(ctx: &Ctx<'_>, d: &Map<String, Value>) -> Result<Response> {
     let _g = ctx.lock("config");
     let mut c = load_config(ctx)?;
-    // Vault validates this path's fields up front and says so.
-    let field = |e: Error| match e {
-        Error::InvalidRequest(m) => Error::invalid(format!("Field validation failed: {m}")),
-        e => e,
-    };
+    let field = field_validation;
     if let Some(v) = opt_u64(d, "max_versions").map_err(field)? {
         c.max_versions = v;
     }
@@ -246,7 +250,9 @@ pub(crate) fn read_current(ctx: &Ctx<'_>, key: &str) -> Result<Option<Map<String
 
 /// Reads a version (`data/`) or its key tree (`subkeys/`).
 fn read_data(ctx: &Ctx<'_>, key: &str, d: &Map<String, Value>, subkeys: bool) -> Result<Response> {
-    let requested = opt_u64(d, "version")?.unwrap_or(0);
+    let requested = opt_u64(d, "version")
+        .map_err(field_validation)?
+        .unwrap_or(0);
     let depth = if subkeys {
         opt_u64(d, "depth")?.unwrap_or(0)
     } else {
@@ -345,11 +351,13 @@ fn cas_param(d: &Map<String, Value>) -> Result<Option<u64>> {
     Ok(Some(cas))
 }
 
+/// The larger of the key's and the mount's `max_versions` (Vault takes the maximum),
+/// or the default when neither is set.
 fn effective_max_versions(meta: &Meta, config: &Config) -> u64 {
-    [meta.max_versions, config.max_versions]
-        .into_iter()
-        .find(|v| *v > 0)
-        .unwrap_or(DEFAULT_MAX_VERSIONS)
+    match meta.max_versions.max(config.max_versions) {
+        0 => DEFAULT_MAX_VERSIONS,
+        n => n,
+    }
 }
 
 /// Writes a new version: the body's `data` (`PUT`/`POST`), or the current version
@@ -364,18 +372,16 @@ fn write_data(ctx: &Ctx<'_>, key: &str, d: &Map<String, Value>, patch: bool) -> 
     let _g = ctx.lock(&meta_key(key));
     let config = load_config(ctx)?;
     let existing: Option<Meta> = ctx.get_json(&meta_key(key))?;
-    if patch {
-        let usable = existing
-            .as_ref()
-            .and_then(|m| m.versions.get(&m.current_version))
-            .is_some_and(|v| !v.destroyed && !v.deleted(ctx.now));
-        if !usable {
-            // Vault answers a PATCH of a missing or deleted secret with a bare 404.
-            let mut r = Response::empty();
-            r.status = Some(404);
-            r.format = crate::ResponseFormat::Raw;
-            return Ok(r);
-        }
+    // Vault's order for PATCH: no secret is a bare 404, then the check-and-set
+    // option, then a deleted or destroyed current version is a 404 with its metadata.
+    let bare_404 = || {
+        let mut r = Response::empty();
+        r.status = Some(404);
+        r.format = crate::ResponseFormat::Raw;
+        Ok(r)
+    };
+    if patch && existing.is_none() {
+        return bare_404();
     }
     let mut meta = existing.unwrap_or_else(|| Meta::new(ctx.now));
     if (config.cas_required || meta.cas_required) && cas.is_none() {
@@ -387,6 +393,20 @@ fn write_data(ctx: &Ctx<'_>, key: &str, d: &Map<String, Value>, patch: bool) -> 
         && cas != meta.current_version
     {
         return Err(Error::CasMismatch);
+    }
+    if patch {
+        match meta.versions.get(&meta.current_version) {
+            None => return bare_404(),
+            Some(v) if v.destroyed || v.deleted(ctx.now) => {
+                let mut r = match meta.version_json(meta.current_version) {
+                    Value::Object(m) => Response::with_data(m),
+                    _ => Response::empty(),
+                };
+                r.status = Some(404);
+                return Ok(r);
+            }
+            Some(_) => {}
+        }
     }
     let new_data = if patch {
         let current: VersionData = ctx
@@ -503,16 +523,22 @@ fn commit(
 }
 
 /// Drops the oldest versions beyond `max`, returning the deletions to commit.
+/// Drops the versions a new current version pushes out, by Vault's arithmetic: once
+/// `current - oldest` reaches `max`, everything up to `current - max` goes and
+/// `oldest_version` becomes `current - max + 1` (so it is 1 when exactly `max`
+/// versions exist, before anything is removed).
 fn prune(ctx: &Ctx<'_>, key: &str, meta: &mut Meta, max: u64) -> Vec<crate::barrier::Op> {
     let mut ops = Vec::new();
-    while meta.versions.len() as u64 > max {
-        let Some((&oldest, _)) = meta.versions.iter().next() else {
-            break;
-        };
-        meta.versions.remove(&oldest);
-        ops.push(ctx.delete_op(&version_key(key, oldest)));
-        meta.oldest_version = meta.versions.keys().next().copied().unwrap_or(0);
+    if meta.current_version.saturating_sub(meta.oldest_version) < max {
+        return ops;
     }
+    let last_gone = meta.current_version - max;
+    let gone: Vec<u64> = meta.versions.range(..=last_gone).map(|(n, _)| *n).collect();
+    for n in gone {
+        meta.versions.remove(&n);
+        ops.push(ctx.delete_op(&version_key(key, n)));
+    }
+    meta.oldest_version = last_gone + 1;
     ops
 }
 
@@ -562,13 +588,20 @@ enum Change {
 
 fn versions_param(d: &Map<String, Value>) -> Result<Vec<u64>> {
     let bad = || Error::invalid("'versions' must be a list of version numbers");
+    // Vault's text for a list element that is not a number.
+    let not_int = |i: usize| {
+        Error::invalid(format!(
+            "Field validation failed: error converting input for field \"versions\": decoding failed due to the following error(s):\n\n'[{i}]' cannot parse value as 'int': strconv.ParseInt: invalid syntax"
+        ))
+    };
     let list: Vec<u64> = match d.get("versions") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a
             .iter()
-            .map(|v| match v {
+            .enumerate()
+            .map(|(i, v)| match v {
                 Value::Number(n) => n.as_u64().ok_or_else(bad),
-                Value::String(s) => s.trim().parse().map_err(|_| bad()),
+                Value::String(s) => s.trim().parse().map_err(|_| not_int(i)),
                 _ => Err(bad()),
             })
             .collect::<Result<_>>()?,
@@ -576,7 +609,8 @@ fn versions_param(d: &Map<String, Value>) -> Result<Vec<u64>> {
         Some(Value::String(s)) => s
             .split(',')
             .filter(|p| !p.trim().is_empty())
-            .map(|p| p.trim().parse().map_err(|_| bad()))
+            .enumerate()
+            .map(|(i, p)| p.trim().parse().map_err(|_| not_int(i)))
             .collect::<Result<_>>()?,
         Some(_) => return Err(bad()),
     };
@@ -631,10 +665,11 @@ fn custom_metadata_param(
         None => return Ok(None),
         Some(Value::Null) => return Ok(Some(BTreeMap::new())),
         Some(Value::Object(m)) => m,
-        Some(_) => {
-            return Err(Error::invalid(
-                "'custom_metadata' must be an object of string values",
-            ));
+        Some(other) => {
+            return Err(Error::invalid(super::go_conversion_error(
+                "custom_metadata",
+                other,
+            )));
         }
     };
     let mut out = BTreeMap::new();
@@ -671,10 +706,18 @@ fn write_metadata(
     let cas_required = opt_bool(d, "cas_required")?;
     let dva = opt_duration(d, "delete_version_after")?;
     let custom = custom_metadata_param(d, patch)?;
+    if max_versions.is_none() && cas_required.is_none() && dva.is_none() && custom.is_none() {
+        // Nothing to set: Vault answers 204 and creates no metadata.
+        return Ok(Response::empty());
+    }
     let _g = ctx.lock(&meta_key(key));
     let existing: Option<Meta> = ctx.get_json(&meta_key(key))?;
     if patch && existing.is_none() {
-        return Err(Error::NotFound);
+        // Vault answers a metadata PATCH of a missing secret with a bare 404, no body.
+        let mut r = Response::empty();
+        r.status = Some(404);
+        r.format = crate::ResponseFormat::Raw;
+        return Ok(r);
     }
     let mut meta = existing.unwrap_or_else(|| Meta::new(ctx.now));
     if let Some(v) = max_versions {
@@ -707,18 +750,24 @@ fn write_metadata(
                 "custom_metadata may hold at most {MAX_CUSTOM_METADATA_KEYS} keys"
             )));
         }
-        meta.custom_metadata = if merged.is_empty() && !patch {
+        // Vault shows no custom metadata as `null`, however it came to be empty.
+        meta.custom_metadata = if merged.is_empty() {
             None
         } else {
             Some(merged)
         };
     }
     meta.updated_time = rfc3339(ctx.now);
-    let config = load_config(ctx)?;
-    let max = effective_max_versions(&meta, &config);
-    let ops = prune(ctx, key, &mut meta, max);
-    commit(ctx, key, ops, Some(meta.clone()))?;
-    Ok(Response::empty())
+    // A lower max_versions takes effect at the next data write, as in Vault: the
+    // metadata write itself removes no version.
+    commit(ctx, key, Vec::new(), Some(meta.clone()))?;
+    let mut resp = Response::empty();
+    if cas_required == Some(false) && load_config(ctx)?.cas_required {
+        resp.warnings.push(
+            "\"cas_required\" set to false, but is mandated by backend config. This value will be ignored.".into(),
+        );
+    }
+    Ok(resp)
 }
 
 fn delete_metadata(ctx: &Ctx<'_>, key: &str) -> Result<Response> {
