@@ -437,9 +437,23 @@ impl Core {
         }
         crate::sys::rotation::rotate_if_due(self);
         if req.help {
-            // Vault lets any valid token read any path's help; no policy applies.
-            self.authenticate(req.token.as_ref())?;
-            return crate::help::answer(self, &req.path);
+            // Vault lets any valid token read any path's help; no policy applies. Audited
+            // like every other request, failed ones included.
+            let entry = match self.authenticate(req.token.as_ref()) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    let outcome = Err(e);
+                    self.audit.log_request(&req, None)?;
+                    self.audit
+                        .log_response(&self.barrier, &req, None, &outcome)?;
+                    return outcome;
+                }
+            };
+            self.audit.log_request(&req, Some(&entry))?;
+            let outcome = crate::help::answer(self, &req.path);
+            self.audit
+                .log_response(&self.barrier, &req, Some(&entry), &outcome)?;
+            return outcome;
         }
         // A project's one-time code is the credential of these (auth/totp/login, env).
         if let Some(outcome) = crate::projects::try_code_access(self, &req) {

@@ -1270,3 +1270,44 @@ fn generate_root_and_rekey_notify_their_routes_without_the_token_or_keys() {
     kinds.sort();
     assert_eq!(kinds, ["root_token_generated", "unseal_keys_rekeyed"]);
 }
+
+// ---------------------------------------------------------------- path-help
+
+#[test]
+fn path_help_needs_a_token_and_is_audited() {
+    let (v, t) = dev();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.log");
+    enable_file(&v, &t, "file", &file, json!({}));
+    let help = |token: Option<&str>, path: &str| {
+        let mut req = Request::new(Read, path);
+        req.help = true;
+        if let Some(token) = token {
+            req = req.with_token(token);
+        }
+        v.handle(req)
+    };
+    let r = help(Some(&t), "secret/data/app").unwrap();
+    let body = r.data.unwrap();
+    assert!(
+        body["help"]
+            .as_str()
+            .unwrap()
+            .contains("Matching Route: ^data/(?P<path>.*)$")
+    );
+    assert!(body["openapi"]["paths"]["/data/{path}"].is_object());
+    assert!(matches!(
+        help(None, "secret/data/app"),
+        Err(Error::Unauthenticated)
+    ));
+    assert!(matches!(
+        help(Some(&t), "nomount/x"),
+        Err(Error::NoRoute(_))
+    ));
+    let logged: Vec<Value> = lines(&file)
+        .into_iter()
+        .filter(|l| l["request"]["path"] == "secret/data/app")
+        .collect();
+    // One request and one response entry for each of the two help calls.
+    assert_eq!(logged.len(), 4, "{logged:?}");
+}
