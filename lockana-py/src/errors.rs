@@ -96,7 +96,7 @@ pub(crate) fn to_py(err: lockana::Error) -> PyErr {
         E::UnsupportedOperation => UnsupportedOperation::new_err(msg),
         E::CasMismatch => CasMismatch::new_err(msg),
         E::InvalidRequest(_) => InvalidRequest::new_err(msg),
-        E::Storage(_) => StorageError::new_err(msg),
+        E::Storage(_) | E::Integrity(_) => StorageError::new_err(msg),
         E::Barrier(_) => BarrierError::new_err(msg),
         _ => LockanaError::new_err(msg),
     }

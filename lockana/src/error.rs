@@ -45,7 +45,11 @@ pub enum Error {
     InvalidRequest(Cow<'static, str>),
     /// A storage failure.
     #[error(transparent)]
-    Storage(#[from] StorageError),
+    Storage(StorageError),
+    /// Stored data failed an integrity check: it was damaged or tampered with, or the
+    /// storage engine broke on it. Never reported as a bad token or a missing entry.
+    #[error(transparent)]
+    Integrity(IntegrityError),
     /// An encryption-layer failure.
     #[error(transparent)]
     Barrier(#[from] BarrierError),
@@ -59,6 +63,142 @@ impl Error {
     pub fn invalid(msg: impl Into<Cow<'static, str>>) -> Self {
         Error::InvalidRequest(msg.into())
     }
+}
+
+impl From<StorageError> for Error {
+    /// Integrity failures found by the storage layer surface as [`Error::Integrity`],
+    /// whichever layer noticed them.
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Integrity(i) => Error::Integrity(i),
+            other => Error::Storage(other),
+        }
+    }
+}
+
+impl From<IntegrityError> for Error {
+    fn from(e: IntegrityError) -> Self {
+        Error::Integrity(e)
+    }
+}
+
+/// What an integrity failure found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IntegrityKind {
+    /// A stored value failed authentication: damaged, tampered with, or moved from
+    /// another key.
+    Authentication,
+    /// A stored value is not a ciphertext this vault wrote (bad version or length).
+    Malformed,
+    /// A stored value names a key term the keyring does not hold.
+    UnknownTerm,
+    /// An entry every initialized vault has is missing.
+    Missing,
+    /// The storage engine panicked reading or writing damaged data.
+    EnginePanic,
+    /// The storage file failed its checksum verification when it was opened.
+    File,
+}
+
+impl IntegrityKind {
+    fn describe(self) -> &'static str {
+        match self {
+            IntegrityKind::Authentication => {
+                "the stored value failed authentication (damaged, tampered with or moved)"
+            }
+            IntegrityKind::Malformed => "the stored value is not a valid ciphertext",
+            IntegrityKind::UnknownTerm => "the stored value names an unknown key term",
+            IntegrityKind::Missing => "a required entry is missing",
+            IntegrityKind::EnginePanic => "the storage engine failed on damaged data",
+            IntegrityKind::File => "the storage file failed its checksum verification",
+        }
+    }
+}
+
+/// Stored data failed an integrity check. `Display` names the storage key (keys are
+/// not secret; values are, and never appear) and says what failed.
+#[derive(Debug, Clone)]
+pub struct IntegrityError {
+    key: Option<String>,
+    kind: IntegrityKind,
+    detail: Option<String>,
+}
+
+impl IntegrityError {
+    /// An integrity failure of the entry at `key`.
+    pub fn at(key: &str, kind: IntegrityKind) -> Self {
+        IntegrityError {
+            key: Some(printable_key(key)),
+            kind,
+            detail: None,
+        }
+    }
+
+    /// An integrity failure of the storage as a whole (no single key to name).
+    pub(crate) fn file(detail: impl Into<String>) -> Self {
+        IntegrityError {
+            key: None,
+            kind: IntegrityKind::File,
+            detail: Some(detail.into()),
+        }
+    }
+
+    /// A storage engine failure with no single key to name (`detail` says where).
+    pub(crate) fn engine(detail: impl Into<String>) -> Self {
+        IntegrityError {
+            key: None,
+            kind: IntegrityKind::EnginePanic,
+            detail: Some(detail.into()),
+        }
+    }
+
+    /// Adds a value-free explanation (an engine's error text, what to do next).
+    pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// The storage key concerned, if the failure concerns one entry. Control and
+    /// non-ASCII characters of a damaged key are escaped.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// What failed.
+    pub fn kind(&self) -> IntegrityKind {
+        self.kind
+    }
+}
+
+impl std::fmt::Display for IntegrityError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("storage integrity failure")?;
+        if let Some(key) = &self.key {
+            write!(f, " at key \"{key}\"")?;
+        }
+        write!(f, ": {}", self.kind.describe())?;
+        if let Some(d) = &self.detail {
+            write!(f, " ({d})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for IntegrityError {}
+
+/// A damaged key can hold any bytes: keep what reaches logs and errors on one line.
+fn printable_key(key: &str) -> String {
+    const MAX: usize = 256;
+    let mut out: String = key
+        .chars()
+        .flat_map(char::escape_default)
+        .take(MAX)
+        .collect();
+    if key.len() > MAX {
+        out.push('…');
+    }
+    out
 }
 
 /// Failures of the storage backend.
@@ -76,6 +216,9 @@ pub enum StorageError {
     /// A stored record could not be decoded.
     #[error("corrupt record in storage")]
     Corrupt,
+    /// Stored data failed an integrity check (surfaces as [`Error::Integrity`]).
+    #[error(transparent)]
+    Integrity(IntegrityError),
 }
 
 /// Failures of the encryption barrier.

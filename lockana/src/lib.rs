@@ -34,8 +34,9 @@ pub use audit::{
 };
 pub use barrier::Cipher;
 pub use clock::{Clock, FakeClock, SystemClock};
-pub use error::{BarrierError, Error, Result, StorageError};
+pub use error::{BarrierError, Error, IntegrityError, IntegrityKind, Result, StorageError};
 pub use logical::{
     Auth, ClientToken, Connection, Operation, RawBody, Request, Response, ResponseFormat, WrapInfo,
 };
+pub use sys::StorageReport;
 pub use vault::{DevCredentials, InitResult, SealStatus, StorageConfig, Vault};

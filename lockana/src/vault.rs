@@ -106,6 +106,8 @@ pub(crate) struct Core {
     pub lifecycle: Mutex<()>,
     /// Rekey, root generation, remount and rotation-config state.
     pub operator: crate::sys::operator::OperatorState,
+    /// Keys whose integrity failure was already notified.
+    pub integrity_reported: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Paths served without a token, even while sealed.
@@ -191,6 +193,7 @@ impl Vault {
                 mfa: Default::default(),
                 lifecycle: Mutex::new(()),
                 operator: Default::default(),
+                integrity_reported: Default::default(),
             }),
         };
         vault.core.notify.start(Arc::downgrade(&vault.core));
@@ -274,10 +277,15 @@ impl Core {
     }
 
     pub(crate) fn seal_status(&self) -> SealStatus {
-        let config = self.barrier.seal_config().ok().flatten();
+        // Storage that cannot be read is not reported uninitialized: that would invite
+        // an init over it.
+        let (config, readable) = match self.barrier.seal_config() {
+            Ok(c) => (c, true),
+            Err(_) => (None, false),
+        };
         let (progress, _) = self.barrier.progress();
         SealStatus {
-            initialized: config.is_some(),
+            initialized: config.is_some() || !readable,
             sealed: self.barrier.is_sealed(),
             threshold: config.as_ref().map_or(0, |c| c.secret_threshold),
             shares: config.as_ref().map_or(0, |c| c.secret_shares),
@@ -313,7 +321,7 @@ impl Core {
                 .initialize(shares, threshold, cipher, self.unix_now())?;
         // Unseal briefly to write the first root token, then seal again, as Vault does.
         self.barrier.unseal_with_key(&unseal_key[..])?;
-        let result = self.tokens.load(&self.barrier).and_then(|()| {
+        let result = self.tokens.create_salt(&self.barrier).and_then(|()| {
             MountTable::default().add_builtins(&self.barrier)?;
             self.tokens.create_root(&self.barrier, root_id, self.now())
         });
@@ -327,17 +335,32 @@ impl Core {
 
     pub(crate) fn submit_share(&self, share: zeroize::Zeroizing<Vec<u8>>) -> Result<u8> {
         let _l = self.lifecycle.lock();
-        let was_sealed = self.barrier.is_sealed();
-        let progress = self.barrier.submit_share(share)?;
-        if was_sealed && !self.barrier.is_sealed() {
-            if let Err(e) = self.post_unseal() {
-                self.barrier.seal();
-                return Err(e);
-            }
-            tracing::info!("vault unsealed");
-            self.emit(Event::new(EventKind::Unsealed, self.now()));
+        if !self.barrier.is_sealed() {
+            return Ok(0);
         }
-        Ok(progress)
+        let progress = self
+            .barrier
+            .submit_share(share)
+            .inspect_err(|e| self.report_integrity(e))?;
+        if progress > 0 {
+            return Ok(progress);
+        }
+        // All or nothing: everything the vault serves from is loaded before it reports
+        // unsealed; any failure (a storage panic included) leaves it sealed.
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.post_unseal()))
+            .unwrap_or_else(|_| {
+                Err(crate::IntegrityError::engine("while loading the vault at unseal").into())
+            });
+        if let Err(e) = loaded {
+            tracing::error!(error = %e, "unseal failed; the vault stays sealed");
+            self.unload();
+            self.report_integrity(&e);
+            return Err(e);
+        }
+        self.barrier.activate();
+        tracing::info!("vault unsealed");
+        self.emit(Event::new(EventKind::Unsealed, self.now()));
+        Ok(0)
     }
 
     fn post_unseal(&self) -> Result<()> {
@@ -356,6 +379,12 @@ impl Core {
         if !self.barrier.is_sealed() {
             self.emit(Event::new(EventKind::Sealed, self.now()));
         }
+        self.unload();
+        tracing::info!("vault sealed");
+    }
+
+    /// Drops key material and everything loaded at unseal.
+    fn unload(&self) {
         self.audit.unload(&self.barrier);
         self.notify.unload();
         self.barrier.seal();
@@ -367,7 +396,23 @@ impl Core {
         self.operator.clear();
         *self.mounts.write() = MountTable::default();
         *self.auth_mounts.write() = MountTable::auth();
-        tracing::info!("vault sealed");
+    }
+
+    /// Logs an integrity failure (its key, never a value) and raises a notification,
+    /// once per key per process so a damaged entry read in a loop does not flood
+    /// the channels.
+    pub(crate) fn report_integrity(&self, err: &Error) {
+        let Error::Integrity(e) = err else { return };
+        tracing::error!(key = e.key().unwrap_or(""), error = %e, "storage integrity failure");
+        let first = {
+            let mut seen = self.integrity_reported.lock();
+            let key = e.key().unwrap_or("").to_owned();
+            // Bounded: past the cap every failure is reported.
+            seen.len() >= 1024 || seen.insert(key)
+        };
+        if first {
+            self.emit(Event::new(EventKind::IntegrityFailure, self.now()).outcome(e.to_string()));
+        }
     }
 
     /// Seconds since the Unix epoch on the vault's clock.
@@ -387,6 +432,9 @@ impl Core {
 
     fn handle(&self, req: Request) -> Result<Response> {
         let outcome = self.serve(req);
+        if let Err(e) = &outcome {
+            self.report_integrity(e);
+        }
         // A seal that lands while a request runs pulls the mount table and tokens from
         // under it; report that as what it is.
         match outcome {
@@ -867,6 +915,7 @@ fn needs_sudo(path: &str, op: Operation) -> bool {
             | "sys/remount"
             | "sys/host-info"
             | "sys/step-down"
+            | "sys/storage/verify"
     ) || path.starts_with("sys/audit/")
         || path.starts_with("sys/lockana/audit-head")
         || path.starts_with("sys/raw")

@@ -1520,3 +1520,7 @@ fn refuses_whatever_the_body_agrees_with_handle() {
     assert!(dev.vault.refuses_whatever_the_body(&req), "sealed");
     assert!(matches!(dev.vault.handle(req), Err(Error::Sealed)));
 }
+
+// Integrity failures and all-or-nothing unseal (issue 11).
+#[path = "vault/integrity.rs"]
+mod integrity;

@@ -21,7 +21,8 @@ pub(crate) fn error_status(err: &Error) -> StatusCode {
         Error::PermissionDenied | Error::Unauthenticated | Error::BadToken => StatusCode::FORBIDDEN,
         Error::NotFound | Error::NoRoute(_) => StatusCode::NOT_FOUND,
         Error::UnsupportedOperation => StatusCode::METHOD_NOT_ALLOWED,
-        Error::Storage(_) | Error::Barrier(_) | Error::Audit(_) => {
+        // Damage is never a 403 or a 404: the data exists and cannot be trusted.
+        Error::Storage(_) | Error::Barrier(_) | Error::Audit(_) | Error::Integrity(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -194,7 +195,7 @@ pub(crate) fn empty_response(status: StatusCode) -> HttpResponse {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
-    use lockana::{Auth, BarrierError, ClientToken, StorageError};
+    use lockana::{Auth, BarrierError, ClientToken, IntegrityError, IntegrityKind, StorageError};
 
     fn body_json(resp: HttpResponse) -> Value {
         let bytes = futures_body(resp);
@@ -230,10 +231,35 @@ mod tests {
             (Error::CasMismatch, 400),
             (Error::Storage(StorageError::Corrupt), 500),
             (Error::Barrier(BarrierError::Authentication), 500),
+            (
+                Error::Integrity(IntegrityError::at(
+                    "sys/token/id/abc",
+                    IntegrityKind::Authentication,
+                )),
+                500,
+            ),
         ];
         for (err, want) in cases {
             assert_eq!(error_status(&err).as_u16(), want, "{err:?}");
         }
+    }
+
+    /// A damaged token entry once answered 403 "permission denied": damage must read
+    /// as damage, with the key named and no value.
+    #[test]
+    fn integrity_failure_is_a_500_naming_the_key() {
+        let err = Error::Integrity(IntegrityError::at(
+            "sys/token/id/abc",
+            IntegrityKind::Authentication,
+        ));
+        let resp = render_error(&error_response(&err));
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = body_json(resp);
+        let msg = body["errors"][0].as_str().unwrap_or_default();
+        assert!(
+            msg.starts_with("storage integrity failure at key \"sys/token/id/abc\""),
+            "{msg}"
+        );
     }
 
     #[test]

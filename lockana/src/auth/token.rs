@@ -226,7 +226,16 @@ impl TokenStore {
         }
     }
 
-    /// Loads (or creates) the salt after unseal.
+    /// Creates the salt, at init.
+    pub(crate) fn create_salt(&self, barrier: &Barrier) -> Result<()> {
+        let k = random_key()?;
+        barrier.put(SALT_PATH, &k[..])?;
+        *self.salt.write() = Some(k);
+        Ok(())
+    }
+
+    /// Loads the salt after unseal. Every initialized vault has one: a missing salt is
+    /// damage, and making a new one would silently turn every token into a bad token.
     pub(crate) fn load(&self, barrier: &Barrier) -> Result<()> {
         let salt = match barrier.get(SALT_PATH)? {
             Some(b) if b.len() == 32 => {
@@ -234,11 +243,15 @@ impl TokenStore {
                 k.copy_from_slice(&b);
                 k
             }
-            Some(_) => return Err(crate::StorageError::Corrupt.into()),
+            Some(_) => {
+                return Err(
+                    crate::IntegrityError::at(SALT_PATH, crate::IntegrityKind::Malformed).into(),
+                );
+            }
             None => {
-                let k = random_key()?;
-                barrier.put(SALT_PATH, &k[..])?;
-                k
+                return Err(
+                    crate::IntegrityError::at(SALT_PATH, crate::IntegrityKind::Missing).into(),
+                );
             }
         };
         *self.salt.write() = Some(salt);

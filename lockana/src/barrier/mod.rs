@@ -18,6 +18,7 @@ pub use self::cipher::Cipher;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -26,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::storage::{Backend, BatchOp};
-use crate::{BarrierError, Error, Result};
+use crate::{BarrierError, Error, IntegrityError, IntegrityKind, Result};
 
 const SEAL_CONFIG_PATH: &str = "core/seal-config";
 const ROOT_KEY_PATH: &str = "core/root-key";
@@ -202,6 +203,21 @@ struct Progress {
     nonce: String,
 }
 
+/// One step of a storage walk ([`Barrier::verify`]).
+#[derive(Default)]
+pub(crate) struct VerifyChunk {
+    /// Entries in storage.
+    pub total: usize,
+    /// Entries walked so far, this chunk included.
+    pub position: usize,
+    /// Entries checked by this chunk.
+    pub checked: usize,
+    /// The entries that failed.
+    pub corrupt: Vec<IntegrityError>,
+    /// Where the next chunk starts (after this key), or `None` when done.
+    pub next: Option<String>,
+}
+
 /// Encryption at rest and seal state.
 pub(crate) struct Barrier {
     storage: Arc<dyn Backend>,
@@ -210,6 +226,10 @@ pub(crate) struct Barrier {
     /// The seal configuration once read: it changes only at init, and `sys/health` and
     /// `sys/seal-status` read it on every call.
     config: RwLock<Option<Arc<SealConfig>>>,
+    /// Whether the vault serves: set only once everything the unseal loads has loaded.
+    /// Until then the keyring is usable by the unseal itself, but the vault reports
+    /// (and behaves) sealed, so a failed unseal never leaves it half open.
+    active: AtomicBool,
 }
 
 /// A change behind the barrier, applied atomically with others.
@@ -225,14 +245,29 @@ impl Barrier {
             keyring: RwLock::new(None),
             progress: Mutex::new(Progress::default()),
             config: RwLock::new(None),
+            active: AtomicBool::new(false),
         }
+    }
+
+    /// Why the storage cannot be trusted as a whole, if it cannot.
+    pub(crate) fn storage_damage(&self) -> Option<String> {
+        self.storage.damage()
     }
 
     pub(crate) fn storage_kind(&self) -> &'static str {
         self.storage.kind()
     }
 
+    /// The seal configuration. On storage that failed its integrity check this is an
+    /// integrity error: a damaged file must not read as uninitialized (an init over
+    /// it) nor hand out a threshold it cannot vouch for.
     pub(crate) fn seal_config(&self) -> Result<Option<Arc<SealConfig>>> {
+        self.refuse_damaged_storage()?;
+        self.read_seal_config()
+    }
+
+    /// The seal configuration as stored, damaged storage or not (`verify-storage`).
+    fn read_seal_config(&self) -> Result<Option<Arc<SealConfig>>> {
         if let Some(c) = self.config.read().as_ref() {
             return Ok(Some(c.clone()));
         }
@@ -247,8 +282,22 @@ impl Barrier {
         }
     }
 
+    /// Whether the vault is sealed as clients see it: true until an unseal has loaded
+    /// everything and called [`Barrier::activate`].
     pub(crate) fn is_sealed(&self) -> bool {
-        self.keyring.read().is_none()
+        !self.active.load(Ordering::Acquire) || self.keyring.read().is_none()
+    }
+
+    /// Whether the keyring is open (the unseal in progress may read and write).
+    fn has_keyring(&self) -> bool {
+        self.keyring.read().is_some()
+    }
+
+    /// Marks an unsealed barrier as serving. Called once the vault's stores loaded.
+    pub(crate) fn activate(&self) {
+        if self.has_keyring() {
+            self.active.store(true, Ordering::Release);
+        }
     }
 
     /// Creates the key hierarchy. Returns the unseal key and its shares; the barrier
@@ -292,9 +341,17 @@ impl Barrier {
         Ok((unseal_key, parts))
     }
 
-    /// Opens the key hierarchy with the whole unseal key.
+    /// Opens the key hierarchy with the whole unseal key. The barrier stays inactive
+    /// (sealed to clients) until [`Barrier::activate`].
     pub(crate) fn unseal_with_key(&self, unseal_key: &[u8]) -> Result<()> {
-        let config = self.seal_config()?.ok_or(Error::NotInitialized)?;
+        self.refuse_damaged_storage()?;
+        self.open_keyring(unseal_key)
+    }
+
+    /// Opens the keyring, even on damaged storage: `verify-storage` reads with it and
+    /// never activates the barrier.
+    fn open_keyring(&self, unseal_key: &[u8]) -> Result<()> {
+        let config = self.read_seal_config()?.ok_or(Error::NotInitialized)?;
         let cipher = config.cipher();
         let unseal_key = as_key(unseal_key)?;
         let wrapped_root = self
@@ -304,6 +361,8 @@ impl Barrier {
         let root =
             Zeroizing::new(cipher.open(&unseal_key, &wrapped_root, ROOT_KEY_PATH.as_bytes())?);
         let root = as_key(&root).map_err(|_| crate::StorageError::Corrupt)?;
+        // With the root key open, the unseal key was right: whatever fails from here
+        // on is damage, not a wrong key.
         let wrapped_ring = self
             .storage
             .get(KEYRING_PATH)?
@@ -347,13 +406,26 @@ impl Barrier {
         Ok(())
     }
 
-    /// Adds one share. Returns the progress (0 once unsealed). A wrong combination
-    /// resets progress and fails.
+    /// Storage that failed its integrity check as a whole is not unsealed on.
+    fn refuse_damaged_storage(&self) -> Result<()> {
+        match self.storage.damage() {
+            None => Ok(()),
+            Some(d) => Err(IntegrityError::file(format!(
+                "{d}; the vault stays sealed: run `lockana operator verify-storage` and restore a backup"
+            ))
+            .into()),
+        }
+    }
+
+    /// Adds one share. Returns the progress (0 once the key hierarchy is open). A
+    /// wrong combination resets progress and fails; so does a failure to open.
     pub(crate) fn submit_share(&self, share: Zeroizing<Vec<u8>>) -> Result<u8> {
         let config = self.seal_config()?.ok_or(Error::NotInitialized)?;
         if !self.is_sealed() {
             return Ok(0);
         }
+        self.refuse_damaged_storage()?;
+        check_share_length(&share, config.secret_threshold)?;
         let mut p = self.progress.lock();
         if p.shares.is_empty() {
             p.nonce = uuid::Uuid::new_v4().to_string();
@@ -373,14 +445,74 @@ impl Barrier {
         let shares = std::mem::take(&mut p.shares);
         p.nonce.clear();
         drop(p);
-        let key = shamir::combine(&shares, config.secret_threshold)?;
-        self.unseal_with_key(&key).map_err(|e| match e {
-            Error::Barrier(_) => Error::invalid(
-                "failed to unseal: the unseal key shares did not combine into the right key; progress was reset, start again",
-            ),
-            other => other,
-        })?;
+        let key = combine_shares(&shares, config.secret_threshold)?;
+        self.unseal_with_key(&key).map_err(wrong_key)?;
         Ok(0)
+    }
+
+    /// Opens the keyring for a read-only walk of damaged (or healthy) storage, from
+    /// at least `threshold` shares (or the whole unseal key), without unsealing.
+    pub(crate) fn open_for_verify(&self, shares: Vec<Share>) -> Result<()> {
+        let config = self.read_seal_config()?.ok_or(Error::NotInitialized)?;
+        for s in &shares {
+            check_share_length(s, config.secret_threshold)?;
+        }
+        if shares.len() < usize::from(config.secret_threshold) {
+            return Err(Error::invalid(format!(
+                "{} unseal key shares are needed, {} given",
+                config.secret_threshold,
+                shares.len()
+            )));
+        }
+        let key = combine_shares(&shares, config.secret_threshold)?;
+        self.open_keyring(&key).map_err(wrong_key)
+    }
+
+    /// Checks stored entries in key order: each must decrypt under the keyring (the
+    /// cleartext seal configuration must parse). Starts after `after`, checks at most
+    /// `limit`. Storage engine failures (panics included) on one entry are reported
+    /// for that entry and the walk goes on.
+    pub(crate) fn verify(&self, after: Option<&str>, limit: usize) -> Result<VerifyChunk> {
+        if !self.has_keyring() {
+            return Err(Error::Sealed);
+        }
+        // Logical keys: names are encrypted at rest, and the cleartext key-hierarchy
+        // entries were checked by opening the keyring.
+        let keys = self.scan("")?;
+        let total = keys.len();
+        let start = after.map_or(0, |a| keys.partition_point(|k| k.as_str() <= a));
+        let mut chunk = VerifyChunk {
+            total,
+            position: start,
+            ..Default::default()
+        };
+        for key in keys.iter().skip(start).take(limit) {
+            chunk.position += 1;
+            chunk.checked += 1;
+            chunk.next = Some(key.clone());
+            let outcome = match key.as_str() {
+                // Opening the keyring already authenticated these two.
+                ROOT_KEY_PATH | KEYRING_PATH => Ok(()),
+                SEAL_CONFIG_PATH => match self.storage.get(key) {
+                    Ok(Some(b)) if serde_json::from_slice::<SealConfig>(&b).is_ok() => Ok(()),
+                    Ok(_) => Err(integrity(key, IntegrityKind::Malformed)),
+                    Err(e) => Err(e.into()),
+                },
+                _ => self.get(key).and_then(|v| {
+                    v.map(|_| ())
+                        .ok_or_else(|| integrity(key, IntegrityKind::Missing))
+                }),
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(Error::Integrity(e)) => chunk.corrupt.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        if chunk.position >= total {
+            chunk.next = None;
+        }
+        Ok(chunk)
     }
 
     pub(crate) fn progress(&self) -> (u8, String) {
@@ -435,6 +567,7 @@ impl Barrier {
 
     /// Drops all key material.
     pub(crate) fn seal(&self) {
+        self.active.store(false, Ordering::Release);
         *self.keyring.write() = None;
         self.reset_progress();
     }
@@ -473,7 +606,11 @@ impl Barrier {
         let physical = self.names()?.encode(path)?;
         match self.storage.get(&physical)? {
             None => Ok(None),
-            Some(ct) => Ok(Some(self.decrypt(path, &ct)?)),
+            Some(ct) => match self.decrypt(path, &ct) {
+                Ok(v) => Ok(Some(v)),
+                Err(Error::Barrier(e)) => Err(decrypt_failure(path, e)),
+                Err(e) => Err(e),
+            },
         }
     }
 
@@ -537,7 +674,7 @@ impl Barrier {
                 Op::Delete(path) => BatchOp::Delete(names.encode(&path)?),
             });
         }
-        if self.is_sealed() {
+        if !self.has_keyring() {
             return Err(Error::Sealed);
         }
         Ok(self.storage.batch(batch)?)
@@ -569,6 +706,68 @@ fn split_dir(prefix: &str) -> (&str, &str) {
         Some(i) => prefix.split_at(i + 1),
         None => ("", prefix),
     }
+}
+
+/// Combines shares, refusing shares that share an index (OpenBao's 400 text).
+fn combine_shares(shares: &[Share], threshold: u8) -> Result<Zeroizing<Vec<u8>>> {
+    if threshold > 1 && has_duplicate_index(shares) {
+        return Err(Error::invalid(
+            "invalid key: failed to compute combined key: duplicate part detected",
+        ));
+    }
+    shamir::combine(shares, threshold)
+        .map_err(|_| Error::invalid("invalid key: failed to compute combined key: invalid share"))
+}
+
+/// A root key that does not open under the combined key: the shares were wrong.
+fn wrong_key(e: Error) -> Error {
+    match e {
+        Error::Barrier(_) => Error::invalid(
+            "failed to unseal: the unseal key shares did not combine into the right key; progress was reset, start again",
+        ),
+        other => other,
+    }
+}
+
+fn integrity(key: &str, kind: IntegrityKind) -> Error {
+    tracing::error!(key = %key, "storage integrity failure");
+    IntegrityError::at(key, kind).into()
+}
+
+/// A stored value that does not decrypt under a key the vault holds.
+fn decrypt_failure(key: &str, e: BarrierError) -> Error {
+    integrity(
+        key,
+        match e {
+            BarrierError::UnknownTerm => IntegrityKind::UnknownTerm,
+            BarrierError::Malformed => IntegrityKind::Malformed,
+            _ => IntegrityKind::Authentication,
+        },
+    )
+}
+
+/// Unseal key shares are `x || y` for a 32-byte key (33 bytes), or the key itself
+/// with a threshold of one. Anything else is refused before it counts towards the
+/// threshold (OpenBao's texts; its bounds are looser because its keys vary).
+fn check_share_length(share: &[u8], threshold: u8) -> Result<()> {
+    let want = if threshold > 1 { 33 } else { 32 };
+    if share.len() < want {
+        return Err(Error::invalid(format!(
+            "invalid key: key is shorter than minimum {want} bytes"
+        )));
+    }
+    if share.len() > want {
+        return Err(Error::invalid(format!(
+            "invalid key: key is longer than maximum {want} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Two shares with the same x coordinate (their first byte) cannot be combined.
+fn has_duplicate_index(shares: &[Zeroizing<Vec<u8>>]) -> bool {
+    let xs: Vec<u8> = shares.iter().filter_map(|s| s.first().copied()).collect();
+    (1..xs.len()).any(|i| xs[..i].contains(&xs[i]))
 }
 
 fn aad(term: u32, path: &str) -> Vec<u8> {
@@ -686,7 +885,55 @@ mod tests {
         assert_eq!(b.submit_share(shares[1].clone()).unwrap(), 2);
         assert!(b.is_sealed());
         assert_eq!(b.submit_share(shares[2].clone()).unwrap(), 0);
+        assert!(b.has_keyring());
+        // Sealed to clients until the vault has loaded what it serves from.
+        assert!(b.is_sealed());
+        b.activate();
         assert!(!b.is_sealed());
+    }
+
+    /// Shares of the wrong length once counted towards the threshold, and shares with
+    /// the same index byte answered 500: both are 400s with OpenBao's texts now, and
+    /// neither counts.
+    #[test]
+    fn malformed_shares_are_refused_before_they_count() {
+        let b = Barrier::new(Arc::new(MemoryBackend::default()));
+        let (_, shares) = b.initialize(5, 3, Cipher::default(), 0).unwrap();
+        for (bad, text) in [
+            (
+                vec![0x01, 0xab],
+                "invalid key: key is shorter than minimum 33 bytes",
+            ),
+            (
+                vec![7u8; 5001],
+                "invalid key: key is longer than maximum 33 bytes",
+            ),
+        ] {
+            match b.submit_share(Zeroizing::new(bad)) {
+                Err(Error::InvalidRequest(m)) => assert_eq!(m, text),
+                other => panic!("{:?}", other.map(|_| ())),
+            }
+            assert_eq!(b.progress().0, 0);
+        }
+        let mut same_x: Vec<Share> = (0..3).map(|_| shares[0].clone()).collect();
+        for (i, s) in same_x.iter_mut().enumerate() {
+            s[1] ^= i as u8 + 1;
+        }
+        assert_eq!(b.submit_share(same_x[0].clone()).unwrap(), 1);
+        assert_eq!(b.submit_share(same_x[1].clone()).unwrap(), 2);
+        match b.submit_share(same_x[2].clone()) {
+            Err(Error::InvalidRequest(m)) => assert_eq!(
+                m,
+                "invalid key: failed to compute combined key: duplicate part detected"
+            ),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        assert!(b.is_sealed());
+        assert_eq!(b.progress().0, 0, "a failed combination resets progress");
+        for s in &shares[..3] {
+            b.submit_share(s.clone()).unwrap();
+        }
+        assert!(b.has_keyring(), "the right shares still open it");
     }
 
     proptest::proptest! {

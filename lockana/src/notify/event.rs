@@ -41,6 +41,8 @@ pub(crate) enum EventKind {
     RootTokenGenerated,
     /// The unseal key shares were replaced (`sys/rekey`).
     UnsealKeysRekeyed,
+    /// Stored data failed an integrity check (the outcome names the storage key).
+    IntegrityFailure,
 }
 
 /// Every kind name, for route validation and docs.
@@ -58,6 +60,7 @@ pub(crate) const KIND_NAMES: &[&str] = &[
     "watched_path_deleted",
     "root_token_generated",
     "unseal_keys_rekeyed",
+    "integrity_failure",
 ];
 
 impl EventKind {
@@ -77,6 +80,7 @@ impl EventKind {
             EventKind::WatchedPathDeleted => "watched_path_deleted",
             EventKind::RootTokenGenerated => "root_token_generated",
             EventKind::UnsealKeysRekeyed => "unseal_keys_rekeyed",
+            EventKind::IntegrityFailure => "integrity_failure",
         }
     }
 
@@ -97,6 +101,7 @@ impl EventKind {
             "watched_path_deleted" => EventKind::WatchedPathDeleted,
             "root_token_generated" => EventKind::RootTokenGenerated,
             "unseal_keys_rekeyed" => EventKind::UnsealKeysRekeyed,
+            "integrity_failure" => EventKind::IntegrityFailure,
             _ => return None,
         })
     }
@@ -123,6 +128,7 @@ impl EventKind {
             EventKind::UnsealKeysRekeyed => "🔑",
             EventKind::WatchedPathWritten => "✏️",
             EventKind::WatchedPathDeleted => "🗑️",
+            EventKind::IntegrityFailure => "🚨",
         }
     }
 
@@ -144,6 +150,7 @@ impl EventKind {
                 "new root token generated with unseal key shares".into()
             }
             EventKind::UnsealKeysRekeyed => "unseal key shares replaced (rekey)".into(),
+            EventKind::IntegrityFailure => "storage integrity failure".into(),
         }
     }
 }

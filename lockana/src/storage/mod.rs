@@ -41,6 +41,11 @@ pub(crate) trait Backend: Send + Sync {
     }
     /// A short name for `sys/seal-status` (`storage_type`).
     fn kind(&self) -> &'static str;
+    /// Why the storage as a whole cannot be trusted (it failed its integrity check
+    /// when opened), if it cannot. The vault refuses to unseal on such storage.
+    fn damage(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Folds full keys under `prefix` into immediate children (`name` or `dir/`).

@@ -12,16 +12,31 @@
 //!
 //! Reads go straight to redb (MVCC read transactions) and never wait for the
 //! committer.
+//!
+//! Damage. redb keeps a Merkle tree of page checksums but only verifies it after a
+//! crash, and a plain open of a file damaged on disk may panic deep in its b-tree.
+//! So every open verifies the whole tree (`set_check_integrity_on_open`; it reads
+//! the file once, which for a secrets store is small), and every call into redb runs
+//! under `catch_unwind`: a panic becomes an integrity error naming the key, never a
+//! dead thread or a crashed process. A file that fails the check is opened read-only
+//! and marked damaged: its values can still be walked (`verify-storage` lists which
+//! keys still decrypt), but the vault refuses to unseal on it, because a damaged
+//! tree can hide entries or serve stale pages that per-value authentication cannot
+//! see.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use redb::{Database, DatabaseError, Durability, ReadableDatabase, TableDefinition};
+use redb::{
+    Builder, Database, DatabaseError, Durability, ReadOnlyDatabase, ReadableDatabase,
+    TableDefinition,
+};
 
 use super::{Backend, BatchOp};
-use crate::StorageError;
+use crate::{IntegrityError, IntegrityKind, StorageError};
 
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
 
@@ -29,8 +44,29 @@ const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
 const MAX_GROUP: usize = 1024;
 
 pub(crate) struct RedbBackend {
-    db: Arc<Database>,
+    db: Db,
     committer: Option<Committer>,
+    /// Why the file is not trusted, if it failed its integrity check at open.
+    damage: Option<String>,
+}
+
+/// The open file: writable when it verified, read-only when damaged, or nothing
+/// when even a read-only open failed.
+enum Db {
+    Writable(Arc<Database>),
+    ReadOnly(ReadOnlyDatabase),
+    Unreadable,
+}
+
+/// Runs `f`, turning a panic inside the storage engine into an integrity error that
+/// names `key`. redb panics (rather than erroring) on some damaged pages.
+fn guarded<T>(key: &str, f: impl FnOnce() -> Result<T, StorageError>) -> Result<T, StorageError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err(engine_panic(key)))
+}
+
+fn engine_panic(key: &str) -> StorageError {
+    tracing::error!(key = %key, "storage integrity failure: the storage engine panicked");
+    StorageError::Integrity(IntegrityError::at(key, IntegrityKind::EnginePanic))
 }
 
 /// The committer thread and the queue into it. Dropping the sender ends the thread.
@@ -61,10 +97,42 @@ impl RedbBackend {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(backend_err)?;
         }
-        let db = Arc::new(Database::create(path).map_err(|e| match e {
-            DatabaseError::DatabaseAlreadyOpen => StorageError::AlreadyOpen,
-            other => backend_err(other),
-        })?);
+        let checked = catch_unwind(AssertUnwindSafe(|| {
+            Builder::new()
+                .set_check_integrity_on_open(true)
+                .create(path)
+        }));
+        let damage = match checked {
+            Ok(Ok(db)) => return Self::writable(db),
+            Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => return Err(StorageError::AlreadyOpen),
+            // The file could not be read at all (permissions, disk): not damage. redb
+            // reports a file that is not (or no longer) a database as InvalidData.
+            Ok(Err(DatabaseError::Storage(redb::StorageError::Io(e))))
+                if e.kind() != std::io::ErrorKind::InvalidData =>
+            {
+                return Err(backend_err(e));
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the storage engine panicked while verifying the file".to_owned(),
+        };
+        tracing::error!(
+            path = %path.display(),
+            reason = %damage,
+            "storage integrity failure: the storage file failed its checksum verification; the vault will not unseal on it (run `lockana operator verify-storage`, restore a backup)"
+        );
+        let db = match catch_unwind(AssertUnwindSafe(|| ReadOnlyDatabase::open(path))) {
+            Ok(Ok(db)) => Db::ReadOnly(db),
+            _ => Db::Unreadable,
+        };
+        Ok(RedbBackend {
+            db,
+            committer: None,
+            damage: Some(damage),
+        })
+    }
+
+    fn writable(db: Database) -> Result<Self, StorageError> {
+        let db = Arc::new(db);
         let (queue, rx) = mpsc::channel::<Pending>();
         let thread_db = Arc::clone(&db);
         let thread = std::thread::Builder::new()
@@ -72,12 +140,26 @@ impl RedbBackend {
             .spawn(move || run_committer(&thread_db, &rx))
             .map_err(backend_err)?;
         let backend = RedbBackend {
-            db,
+            db: Db::Writable(db),
             committer: Some(Committer { queue, thread }),
+            damage: None,
         };
         // Create the table up front so readers never see "table does not exist".
         backend.batch(Vec::new())?;
         Ok(backend)
+    }
+
+    fn read_txn(&self) -> Result<redb::ReadTransaction, StorageError> {
+        let txn = match &self.db {
+            Db::Writable(db) => db.begin_read(),
+            Db::ReadOnly(db) => db.begin_read(),
+            Db::Unreadable => {
+                return Err(StorageError::Integrity(IntegrityError::file(
+                    self.damage.clone().unwrap_or_default(),
+                )));
+            }
+        };
+        txn.map_err(backend_err)
     }
 }
 
@@ -97,7 +179,7 @@ fn run_committer(db: &Database, rx: &mpsc::Receiver<Pending>) {
 }
 
 fn commit_group(db: &Database, group: Vec<Pending>) {
-    let outcome = commit(db, group.iter().map(|p| &p.ops));
+    let outcome = guarded_commit(db, group.iter().map(|p| &p.ops));
     match outcome {
         Ok(()) => {
             for p in group {
@@ -108,7 +190,11 @@ fn commit_group(db: &Database, group: Vec<Pending>) {
         Err(GroupError::Commit(e)) => {
             tracing::error!(error = %e, batches = group.len(), "storage commit failed");
             for p in group {
-                let _ = p.done.send(Err(backend_err(&e)));
+                let e = match &e {
+                    StorageError::Integrity(i) => StorageError::Integrity(i.clone()),
+                    other => backend_err(other),
+                };
+                let _ = p.done.send(Err(e));
             }
         }
         Err(GroupError::Apply(e)) if group.len() == 1 => {
@@ -120,13 +206,34 @@ fn commit_group(db: &Database, group: Vec<Pending>) {
         // commit so one bad batch fails alone.
         Err(GroupError::Apply(_)) => {
             for p in group {
-                let result = commit(db, std::iter::once(&p.ops)).map_err(|e| match e {
+                let result = guarded_commit(db, std::iter::once(&p.ops)).map_err(|e| match e {
                     GroupError::Apply(e) | GroupError::Commit(e) => e,
                 });
                 let _ = p.done.send(result);
             }
         }
     }
+}
+
+/// [`commit`], with a panic inside redb contained: nothing of the group is durable
+/// then, every caller gets an integrity error, and the committer lives on for the
+/// next group.
+fn guarded_commit<'a>(
+    db: &Database,
+    batches: impl Iterator<Item = &'a Vec<BatchOp>>,
+) -> Result<(), GroupError> {
+    let batches: Vec<&Vec<BatchOp>> = batches.collect();
+    catch_unwind(AssertUnwindSafe(|| commit(db, batches.iter().copied()))).unwrap_or_else(|_| {
+        let key = batches
+            .iter()
+            .flat_map(|ops| ops.iter())
+            .map(|op| match op {
+                BatchOp::Put(k, _) | BatchOp::Delete(k) => k.as_str(),
+            })
+            .next()
+            .unwrap_or("");
+        Err(GroupError::Commit(engine_panic(key)))
+    })
 }
 
 /// One durable write transaction holding every batch, in order.
@@ -181,30 +288,40 @@ impl Drop for RedbBackend {
 
 impl Backend for RedbBackend {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let txn = self.db.begin_read().map_err(backend_err)?;
-        let table = txn.open_table(ENTRIES).map_err(backend_err)?;
-        let value = table.get(key).map_err(backend_err)?;
-        Ok(value.map(|v| v.value().to_vec()))
+        guarded(key, || {
+            let txn = self.read_txn()?;
+            let table = txn.open_table(ENTRIES).map_err(backend_err)?;
+            let value = table.get(key).map_err(backend_err)?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })
     }
 
     fn scan(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        let txn = self.db.begin_read().map_err(backend_err)?;
-        let table = txn.open_table(ENTRIES).map_err(backend_err)?;
-        let mut out = Vec::new();
-        for item in table.range(prefix..).map_err(backend_err)? {
-            let (k, _) = item.map_err(backend_err)?;
-            let k = k.value();
-            if !k.starts_with(prefix) {
-                break;
+        guarded(prefix, || {
+            let txn = self.read_txn()?;
+            let table = txn.open_table(ENTRIES).map_err(backend_err)?;
+            let mut out = Vec::new();
+            for item in table.range(prefix..).map_err(backend_err)? {
+                let (k, _) = item.map_err(backend_err)?;
+                let k = k.value();
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                out.push(k.to_owned());
             }
-            out.push(k.to_owned());
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Queues the batch for the next group commit and blocks until that commit is
     /// durable (or failed).
     fn batch(&self, ops: Vec<BatchOp>) -> Result<(), StorageError> {
+        if let Some(damage) = &self.damage {
+            return Err(StorageError::Integrity(
+                IntegrityError::file(damage.clone())
+                    .with_detail("the damaged storage file is open read-only"),
+            ));
+        }
         let committer = self
             .committer
             .as_ref()
@@ -221,5 +338,9 @@ impl Backend for RedbBackend {
 
     fn kind(&self) -> &'static str {
         "redb"
+    }
+
+    fn damage(&self) -> Option<String> {
+        self.damage.clone()
     }
 }

@@ -21,8 +21,10 @@ mod policy;
 mod rekey;
 mod remount;
 pub(crate) mod rotation;
+mod verify;
 pub(crate) mod wrapping;
 use crate::{Error, Operation, Request, Response, ResponseFormat, Result};
+pub use verify::StorageReport;
 
 /// The version string Lockana reports where Vault reports its own.
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -246,6 +248,7 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str, acl: &Acl) -> Resul
             }))))
         }
         ("wrapping/wrap", Operation::Update | Operation::Create) => wrapping::wrap_data(core, req),
+        ("storage/verify", _) => verify::handle(core, req),
         ("policies/acl" | "policies/acl/", _) => policy::handle(core, req, None, false),
         ("policy" | "policy/", _) => policy::handle(core, req, None, true),
         ("capabilities" | "capabilities-self" | "capabilities-accessor", _) => {
