@@ -235,3 +235,213 @@ fn every_flipped_byte_reads_right_or_reports_integrity() {
         "flips hit both data and free space"
     );
 }
+
+fn pg_url() -> String {
+    std::env::var("LOCKANA_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A vault on its own PostgreSQL table, so a test can damage rows with SQL.
+struct PgVault {
+    table: String,
+    sql: postgres::Client,
+}
+
+impl PgVault {
+    fn new() -> Self {
+        let table = format!("lockana_integrity_{}", uuid::Uuid::new_v4().simple());
+        let sql = postgres::Client::connect(&pg_url(), postgres::NoTls).unwrap();
+        PgVault { table, sql }
+    }
+
+    fn storage(&self) -> StorageConfig {
+        StorageConfig::Postgres {
+            url: pg_url(),
+            table: self.table.clone(),
+        }
+    }
+
+    /// Flips one bit in the middle of every value whose key starts with `prefix`.
+    fn damage(&mut self, prefix: &str) -> u64 {
+        self.sql
+            .execute(
+                &format!(
+                    "UPDATE {} SET value = set_byte(value, length(value) / 2, get_byte(value, length(value) / 2) # 1) WHERE key LIKE $1",
+                    self.table
+                ),
+                &[&format!("{prefix}%")],
+            )
+            .unwrap()
+    }
+
+    /// Every storage key, in order.
+    fn keys(&mut self) -> Vec<String> {
+        self.sql
+            .query(&format!("SELECT key FROM {} ORDER BY key", self.table), &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    fn delete(&mut self, key: &str) {
+        self.sql
+            .execute(
+                &format!("DELETE FROM {} WHERE key = $1", self.table),
+                &[&key],
+            )
+            .unwrap();
+    }
+}
+
+impl Drop for PgVault {
+    fn drop(&mut self) {
+        let _ = self
+            .sql
+            .batch_execute(&format!("DROP TABLE IF EXISTS {}", self.table));
+    }
+}
+
+fn unsealed(storage: StorageConfig, f: &Fixture) -> Vault {
+    let vault = Vault::open(storage).unwrap();
+    vault.unseal(&f.keys[0]).unwrap();
+    vault.unseal(&f.keys[1]).unwrap();
+    vault
+}
+
+fn integrity_key(r: lockana::Result<lockana::Response>) -> String {
+    match r {
+        Err(Error::Integrity(e)) => e.key().unwrap_or_default().to_owned(),
+        other => panic!("want an integrity error, got {:?}", other.map(|_| ())),
+    }
+}
+
+/// A damaged token entry once answered 403 "permission denied" to its holder: it is
+/// an integrity error naming the token's storage key, and other tokens still work.
+#[test]
+fn damaged_token_entry_is_an_integrity_error_not_permission_denied() {
+    let mut pg = PgVault::new();
+    let f = build(pg.storage());
+    assert!(pg.damage("sys/token/id/") >= 2);
+    let vault = unsealed(pg.storage(), &f);
+    let key = integrity_key(call(
+        &vault,
+        Read,
+        "auth/token/lookup-self",
+        &f.user,
+        json!({}),
+    ));
+    assert!(key.starts_with("sys/token/id/"), "{key}");
+    let key = integrity_key(call(&vault, Read, "secret/data/db", &f.root, json!({})));
+    assert!(key.starts_with("sys/token/id/"), "{key}");
+    assert!(!vault.seal_status().sealed);
+}
+
+/// A damaged secret reads as an integrity error naming its key; the others read
+/// right, and `verify-storage` (online and offline) lists exactly the damaged keys.
+#[test]
+fn damaged_secret_is_reported_by_reads_and_by_verify_storage() {
+    let mut pg = PgVault::new();
+    let f = build(pg.storage());
+    let vault = unsealed(pg.storage(), &f);
+    // The entries one new secret adds (whatever the storage keys look like) are the
+    // ones to damage.
+    let before = pg.keys();
+    call(
+        &vault,
+        Update,
+        "secret/data/victim",
+        &f.root,
+        json!({"data": {"v": "x"}}),
+    )
+    .unwrap();
+    drop(vault);
+    let clean = Vault::verify_storage(pg.storage(), &f.keys[1..], &mut |_, _| {}).unwrap();
+    assert!(clean.is_clean() && clean.checked == clean.total && clean.total > 10);
+    let victims: Vec<String> = pg
+        .keys()
+        .into_iter()
+        .filter(|k| !before.contains(k))
+        .collect();
+    assert!(!victims.is_empty());
+    for k in &victims {
+        assert!(pg.damage(k) >= 1);
+    }
+    let vault = unsealed(pg.storage(), &f);
+    let key = integrity_key(call(&vault, Read, "secret/data/victim", &f.root, json!({})));
+    assert!(victims.contains(&key), "{key}");
+    for (path, v) in SECRETS {
+        let r = call(&vault, Read, path, &f.root, json!({})).unwrap();
+        assert_eq!(Value::Object(r.data.unwrap())["data"]["v"], v);
+    }
+    // Online: sys/storage/verify, root only (sudo), in chunks.
+    let mut after = Value::Null;
+    let mut corrupt = Vec::new();
+    loop {
+        let r = call(
+            &vault,
+            Update,
+            "sys/storage/verify",
+            &f.root,
+            json!({"after": after, "limit": 5}),
+        )
+        .unwrap();
+        let d = Value::Object(r.data.unwrap());
+        corrupt.extend(
+            d["corrupt"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["key"].clone()),
+        );
+        if d["next"].is_null() {
+            break;
+        }
+        after = d["next"].clone();
+    }
+    let want: Vec<Value> = victims.iter().map(|k| json!(k)).collect();
+    assert_eq!(corrupt, want);
+    assert!(matches!(
+        call(&vault, Update, "sys/storage/verify", &f.user, json!({})),
+        Err(Error::PermissionDenied)
+    ));
+    drop(vault);
+    // Offline, with a progress callback that reaches the total.
+    let mut last = (0, 0);
+    let report =
+        Vault::verify_storage(pg.storage(), &f.keys[..2], &mut |d, t| last = (d, t)).unwrap();
+    assert_eq!(last, (report.total, report.total));
+    let keys: Vec<String> = report
+        .corrupt
+        .iter()
+        .filter_map(|e| e.key())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(keys, victims);
+    assert_eq!(report.corrupt[0].kind(), IntegrityKind::Authentication);
+}
+
+/// A missing token salt once made the unseal write a new one, turning every token
+/// into "permission denied". Now the unseal fails with an integrity error naming the
+/// salt, and the vault stays sealed: status and requests agree.
+#[test]
+fn missing_token_salt_leaves_the_vault_sealed_with_an_integrity_error() {
+    let mut pg = PgVault::new();
+    let f = build(pg.storage());
+    pg.delete("sys/token/salt");
+    let vault = Vault::open(pg.storage()).unwrap();
+    vault.unseal(&f.keys[0]).unwrap();
+    match vault.unseal(&f.keys[1]) {
+        Err(Error::Integrity(e)) => {
+            assert_eq!(e.key(), Some("sys/token/salt"));
+            assert_eq!(e.kind(), IntegrityKind::Missing);
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let s = vault.seal_status();
+    assert!(s.sealed && s.initialized && s.progress == 0);
+    assert!(matches!(
+        call(&vault, Read, "secret/data/db", &f.root, json!({})),
+        Err(Error::Sealed)
+    ));
+}
