@@ -33,4 +33,4 @@ pub use http::{
 };
 pub use server::{Server, ServerError, ServerOptions, serve, shutdown_signal};
 pub use tls::TlsFiles;
-pub use unseal::{AutoUnseal, auto_unseal};
+pub use unseal::{AutoUnseal, auto_unseal, read_shares};

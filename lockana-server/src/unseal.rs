@@ -50,6 +50,15 @@ fn shares(text: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The shares `source` holds (for offline tools such as `verify-storage`).
+pub fn read_shares(source: &AutoUnseal) -> Result<Vec<Zeroizing<String>>, ServerError> {
+    let text = source.read()?;
+    Ok(shares(&text)
+        .into_iter()
+        .map(|s| Zeroizing::new(s.to_owned()))
+        .collect())
+}
+
 /// Unseals `vault` with the configured shares when it is initialized and sealed.
 ///
 /// An uninitialized vault is left alone (it needs `lockana operator init` first); an

@@ -246,6 +246,35 @@ Examples:
         #[arg(long)]
         otp: Option<String>,
     },
+    /// Check that every stored entry decrypts; list the damaged ones. Exit code: 0
+    /// clean, 2 damage found, 1 error.
+    ///
+    /// Online (default): asks the running, unsealed server (`sys/storage/verify`;
+    /// the token needs `sudo` there). Offline (`--config` or `--path`): opens a
+    /// stopped server's storage itself with unseal key shares from `--key-file`,
+    /// `--key-env` or the config's `auto_unseal`; it never unseals and writes nothing.
+    #[command(
+        name = "verify-storage",
+        after_help = "\
+Examples:
+  $ lockana operator verify-storage                                  # the running server
+  $ lockana operator verify-storage --config /etc/lockana/lockana.hcl
+  $ lockana operator verify-storage --path data/lockana.redb --key-file unseal.keys"
+    )]
+    VerifyStorage {
+        /// Offline: the server's config file (its storage; its auto_unseal shares).
+        #[arg(long, value_name = "FILE", conflicts_with = "path")]
+        config: Option<PathBuf>,
+        /// Offline: a redb data file.
+        #[arg(long, value_name = "FILE")]
+        path: Option<PathBuf>,
+        /// Offline: a file of unseal key shares (one per line or comma-separated).
+        #[arg(long, value_name = "FILE", conflicts_with = "key_env")]
+        key_file: Option<PathBuf>,
+        /// Offline: an environment variable holding the unseal key shares.
+        #[arg(long, value_name = "VAR")]
+        key_env: Option<String>,
+    },
 }
 
 /// Ciphers `sys/init` accepts.

@@ -79,7 +79,163 @@ pub(super) fn run(args: &ClientArgs, command: OperatorCommand) -> anyhow::Result
                 otp,
             },
         ),
+        OperatorCommand::VerifyStorage {
+            config,
+            path,
+            key_file,
+            key_env,
+        } => {
+            let report = match (config, path) {
+                (None, None) => verify_online(&client)?,
+                (config, path) => verify_offline(config, path, key_file, key_env)?,
+            };
+            Ok(print_verify(&report, args.format)?)
+        }
     }
+}
+
+/// What `verify-storage` found, online or offline.
+struct VerifyReport {
+    total: usize,
+    checked: usize,
+    /// (key, error) of each damaged entry.
+    corrupt: Vec<(String, String)>,
+    damage: Option<String>,
+}
+
+/// Exit code of `verify-storage` when it found damage.
+const EXIT_DAMAGED: u8 = 2;
+
+/// Writes the progress line (stderr, rewritten in place on a terminal).
+fn progress(done: usize, total: usize) {
+    let tty = std::io::stderr().is_terminal();
+    if tty {
+        eprint!("\rverifying storage: {done}/{total} entries");
+        if done >= total {
+            eprintln!();
+        }
+    } else if done >= total || done % 10_000 < 1000 {
+        eprintln!("verifying storage: {done}/{total} entries");
+    }
+}
+
+fn verify_online(client: &Client) -> anyhow::Result<VerifyReport> {
+    let mut report = VerifyReport {
+        total: 0,
+        checked: 0,
+        corrupt: Vec::new(),
+        damage: None,
+    };
+    let mut after = Value::Null;
+    loop {
+        let (_, answer) = client.call(
+            "PUT",
+            "sys/storage/verify",
+            Some(&json!({ "after": after, "limit": 1000 })),
+        )?;
+        let answer = answer.context("the server answered sys/storage/verify with an empty body")?;
+        let data = answer.get("data").unwrap_or(&answer);
+        report.total = data["total"].as_u64().unwrap_or(0) as usize;
+        report.checked += data["checked"].as_u64().unwrap_or(0) as usize;
+        for c in data["corrupt"].as_array().into_iter().flatten() {
+            report.corrupt.push((
+                c["key"].as_str().unwrap_or_default().to_owned(),
+                c["error"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+        progress(
+            data["position"].as_u64().unwrap_or(0) as usize,
+            report.total,
+        );
+        match data.get("next") {
+            Some(Value::String(next)) => after = json!(next),
+            _ => return Ok(report),
+        }
+    }
+}
+
+fn verify_offline(
+    config: Option<std::path::PathBuf>,
+    path: Option<std::path::PathBuf>,
+    key_file: Option<std::path::PathBuf>,
+    key_env: Option<String>,
+) -> anyhow::Result<VerifyReport> {
+    let (storage, configured) = match (config, path) {
+        (Some(file), _) => {
+            let c = lockana_server::Config::from_file(&file)?;
+            (c.storage, c.auto_unseal)
+        }
+        (None, Some(p)) => (lockana::StorageConfig::Redb(p), None),
+        (None, None) => unreachable!("online mode"),
+    };
+    let source = match (key_file, key_env) {
+        (Some(f), _) => lockana_server::AutoUnseal::KeyFile(f),
+        (None, Some(v)) => lockana_server::AutoUnseal::KeyEnv(v),
+        (None, None) => configured.context(
+            "offline verification needs the unseal key shares: give --key-file or --key-env (or an auto_unseal block in the config)",
+        )?,
+    };
+    let shares = lockana_server::read_shares(&source)?;
+    let shares: Vec<String> = shares.iter().map(|s| s.to_string()).collect();
+    let result = lockana::Vault::verify_storage(storage, &shares, &mut progress);
+    for mut s in shares {
+        zeroize::Zeroize::zeroize(&mut s);
+    }
+    let r = result.map_err(|e| match e {
+        lockana::Error::Storage(lockana::StorageError::AlreadyOpen) => anyhow::anyhow!(
+            "{e}; to check a running server, leave out --config/--path (online mode)"
+        ),
+        other => anyhow::anyhow!(other),
+    })?;
+    Ok(VerifyReport {
+        total: r.total,
+        checked: r.checked,
+        corrupt: r
+            .corrupt
+            .iter()
+            .map(|e| (e.key().unwrap_or_default().to_owned(), e.to_string()))
+            .collect(),
+        damage: r.damage,
+    })
+}
+
+fn print_verify(r: &VerifyReport, format: Format) -> anyhow::Result<ExitCode> {
+    let clean = r.corrupt.is_empty() && r.damage.is_none();
+    if format == Format::Json {
+        let corrupt: Vec<Value> = r
+            .corrupt
+            .iter()
+            .map(|(k, e)| json!({"key": k, "error": e}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "total": r.total,
+                "checked": r.checked,
+                "corrupt": corrupt,
+                "storage_damage": r.damage,
+                "clean": clean,
+            }))?
+        );
+    } else {
+        if let Some(d) = &r.damage {
+            println!("Storage file damaged: {d}");
+        }
+        for (key, error) in &r.corrupt {
+            println!("CORRUPT {key}: {error}");
+        }
+        println!(
+            "Checked {} of {} entries: {} corrupt.",
+            r.checked,
+            r.total,
+            r.corrupt.len()
+        );
+    }
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_DAMAGED)
+    })
 }
 
 fn init(
