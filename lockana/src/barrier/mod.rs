@@ -853,10 +853,13 @@ mod tests {
             b.put("logical/a", b"for a").unwrap();
             let raw = b.raw().get(&b.physical("logical/a")).unwrap().unwrap();
             b.raw().put(&b.physical("logical/b"), &raw).unwrap();
-            assert!(matches!(
-                b.get("logical/b"),
-                Err(Error::Barrier(BarrierError::Authentication))
-            ));
+            match b.get("logical/b") {
+                Err(Error::Integrity(e)) => {
+                    assert_eq!(e.key(), Some("logical/b"));
+                    assert_eq!(e.kind(), IntegrityKind::Authentication);
+                }
+                other => panic!("{c:?}: {:?}", other.map(|_| ())),
+            }
         }
     }
 
