@@ -70,7 +70,7 @@ def node(lockana_bin, tmp_path):
 
 def _populated(node: Node) -> tuple[dict, Http]:
     node.start((501,))
-    h = Http(node.addr)
+    h = Http(node.addr, None)
     init = h.put("sys/init", {"secret_shares": 3, "secret_threshold": 2}).json()
     for k in init["keys"][:2]:
         assert h.put("sys/unseal", {"key": k}).status_code == 200
@@ -125,7 +125,7 @@ def test_flipped_byte_is_found_offline_and_keeps_the_server_sealed_and_truthful(
 
     # The server starts on the damaged file (no crash loop) and says sealed.
     node.start((503,))
-    h = Http(node.addr)
+    h = Http(node.addr, None)
     st = h.get("sys/seal-status").json()
     assert st["initialized"] is True and st["sealed"] is True, st
     answers = [h.put("sys/unseal", {"key": k}) for k in init["keys"][:2]]

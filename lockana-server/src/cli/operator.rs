@@ -181,6 +181,16 @@ fn verify_offline(
     for mut s in shares {
         zeroize::Zeroize::zeroize(&mut s);
     }
+    // A file that fails redb's own checks cannot be walked: that is damage found
+    // (exit 2), not a failure of the command.
+    if let Err(lockana::Error::Integrity(i)) = &result {
+        return Ok(VerifyReport {
+            total: 0,
+            checked: 0,
+            corrupt: Vec::new(),
+            damage: Some(i.to_string()),
+        });
+    }
     let r = result.map_err(|e| match e {
         lockana::Error::Storage(lockana::StorageError::AlreadyOpen) => anyhow::anyhow!(
             "{e}; to check a running server, leave out --config/--path (online mode)"
