@@ -307,6 +307,11 @@ _OTP_SECRET = re.compile(r"([?&]secret=)[A-Z2-7]+=*")
 _MOUNT_ACCESSOR = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)*_[0-9a-f]{8}\b")
 _ACCESSOR_LINE = re.compile(r"^(\S*accessor\S*\s+)\S+$", re.M)
 _TTL_LINE = re.compile(r"^(ttl\s+)\S+$", re.M)
+# `bao secrets move`/`auth move` print this line only while a poll finds the move still
+# running: a matter of timing (OpenBao moves in the background, Lockana in one commit).
+_MOVE_WAIT_LINE = re.compile(r"^Waiting for terminal status in migration of .*\n", re.M)
+# Table rows with a human-readable time (`bao operator key-status`, `rotate`).
+_HUMAN_TIME_LINE = re.compile(r"^(Install Time\s+).*$", re.M)
 _TIME_LINE = re.compile(r"^((?:creation_time|expire_time|issue_time|last_renewal\S*)\s+)\S+$", re.M)
 
 # Keys whose value is a per-run id or instant, whatever its form (integers included).
@@ -375,6 +380,8 @@ def normalize_text(s: str) -> str:
     s = _ACCESSOR_LINE.sub(r"\1<accessor>", s)
     s = _MOUNT_ACCESSOR.sub("<accessor>", s)
     s = _TTL_LINE.sub(r"\1<ttl>", s)
+    s = _MOVE_WAIT_LINE.sub("", s)
+    s = _HUMAN_TIME_LINE.sub(r"\1<time>", s)
     return _TIME_LINE.sub(r"\1<time>", s)
 
 

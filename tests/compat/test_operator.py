@@ -99,6 +99,8 @@ _NORMALISE = [
     (re.compile(r"(Key \d+:) \S+"), r"\1 <key>"),
     (re.compile(r"(OTP Length\s+)\d+"), r"\1<n>"),
     (re.compile(r"(Install Time\s+).*"), r"\1<time>"),
+    # Printed only while a poll finds the move still running: timing, not behaviour.
+    (re.compile(r"^Waiting for terminal status in migration of .*\n", re.M), ""),
     (re.compile(r"(Encryption Count\s+)\d+"), r"\1<n>"),
     (re.compile(r"http://127\.0\.0\.1:\d+"), "<addr>"),
     (re.compile(r"\bauth_userpass_[0-9a-f]+"), "<accessor>"),
