@@ -91,11 +91,11 @@ pub(crate) fn to_py(err: lockana::Error) -> PyErr {
         E::AlreadyInitialized => AlreadyInitializedError::new_err(msg),
         // A token named in a request body (lookup, revoke) is unknown: Vault's 403 too.
         E::PermissionDenied | E::Unauthenticated | E::BadToken => PermissionDenied::new_err(msg),
-        E::NotFound => NotFound::new_err(msg),
+        E::NotFound | E::Missing(_) => NotFound::new_err(msg),
         E::NoRoute(_) => NoRouteError::new_err(msg),
         E::UnsupportedOperation => UnsupportedOperation::new_err(msg),
         E::CasMismatch => CasMismatch::new_err(msg),
-        E::InvalidRequest(_) => InvalidRequest::new_err(msg),
+        E::InvalidRequest(_) | E::Refused(_) => InvalidRequest::new_err(msg),
         E::Storage(_) | E::Integrity(_) => StorageError::new_err(msg),
         E::Barrier(_) => BarrierError::new_err(msg),
         _ => LockanaError::new_err(msg),

@@ -31,6 +31,10 @@ pub enum Error {
     /// The entry does not exist (Vault answers 404 with an empty error list).
     #[error("not found")]
     NotFound,
+    /// A named entry does not exist, and Vault says which in a 404's error text
+    /// (`role "x" does not exist`); names, not values, go in the message.
+    #[error("{0}")]
+    Missing(Cow<'static, str>),
     /// No mount or handler serves the path.
     #[error("no handler for route \"{0}\". route entry not found.")]
     NoRoute(String),
@@ -43,6 +47,10 @@ pub enum Error {
     /// The request is malformed: the message says what is wrong and never echoes values.
     #[error("{0}")]
     InvalidRequest(Cow<'static, str>),
+    /// A malformed request that Vault refuses in its request pipeline rather than in
+    /// the engine: 400 like [`Error::InvalidRequest`], in go-multierror's form over HTTP.
+    #[error("{0}")]
+    Refused(Cow<'static, str>),
     /// A storage failure.
     #[error(transparent)]
     Storage(StorageError),
@@ -62,6 +70,18 @@ impl Error {
     /// An [`Error::InvalidRequest`] with the given message.
     pub fn invalid(msg: impl Into<Cow<'static, str>>) -> Self {
         Error::InvalidRequest(msg.into())
+    }
+}
+
+impl Error {
+    /// An [`Error::Missing`] with the given message.
+    pub fn missing(msg: impl Into<Cow<'static, str>>) -> Self {
+        Error::Missing(msg.into())
+    }
+
+    /// An [`Error::Refused`] with the given message.
+    pub fn refused(msg: impl Into<Cow<'static, str>>) -> Self {
+        Error::Refused(msg.into())
     }
 }
 

@@ -165,7 +165,8 @@ pub(crate) fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Answer> 
         "secret-id" if op == Operation::List => {
             let keys = ctx.list(&format!("accessor/{name}/"))?;
             if ctx.get_json::<Role>(&role_key(&name))?.is_none() {
-                return Err(Error::NotFound);
+                // Vault's listing names the role, and answers 400 rather than 404.
+                return Err(Error::invalid(format!("role \"{name}\" does not exist")));
             }
             respond(list_response(keys))
         }
@@ -372,7 +373,9 @@ fn metadata_param(d: &Map<String, Value>) -> Result<BTreeMap<String, String>> {
 
 fn generate_secret_id(ctx: &Ctx<'_>, req: &Request, name: &str, custom: bool) -> Result<Answer> {
     let d = &req.data;
-    let role: Role = ctx.get_json(&role_key(name))?.ok_or(Error::NotFound)?;
+    let role: Role = ctx
+        .get_json(&role_key(name))?
+        .ok_or_else(|| Error::missing(format!("role \"{name}\" does not exist")))?;
     if !role.bind_secret_id {
         return Err(Error::invalid(
             "bind_secret_id is not set on the role; secret IDs are not used",

@@ -46,7 +46,7 @@ fn by_accessor(core: &Core, d: &Map<String, Value>) -> Result<Arc<TokenEntry>> {
     let a = str_param(d, "accessor")?;
     core.tokens
         .lookup_accessor(&core.barrier, a, core.now())?
-        .ok_or_else(|| Error::invalid("invalid accessor"))
+        .ok_or_else(|| Error::refused("invalid accessor"))
 }
 
 pub(crate) fn handle(
@@ -70,7 +70,8 @@ pub(crate) fn handle(
         _ if rest.starts_with("roles/") => roles(core, req, &rest["roles/".len()..]),
         _ if rest.starts_with("create/") && write => {
             let name = &rest["create/".len()..];
-            let role = load_role(core, name)?.ok_or_else(|| Error::invalid("unknown role"))?;
+            let role = load_role(core, name)?
+                .ok_or_else(|| Error::invalid(format!("unknown role {name}")))?;
             create(core, req, caller, acl, false, Some((name, role)))
         }
         "create" | "create-orphan" if write => {
@@ -96,7 +97,11 @@ pub(crate) fn handle(
         }
         "renew" if write => {
             let inc = opt_duration(d, "increment")?.unwrap_or(0);
-            let (t, e) = named_token(core, d)?;
+            // Vault's renew names an unknown token differently from lookup's `bad token`.
+            let (t, e) = named_token(core, d).map_err(|e| match e {
+                Error::BadToken => Error::invalid("token not found"),
+                other => other,
+            })?;
             let e = core.tokens.renew(&core.barrier, &e, inc, now)?;
             Ok(auth_response(core, Some(t), &e))
         }
@@ -118,7 +123,13 @@ pub(crate) fn handle(
             Ok(Response::empty())
         }
         "revoke-accessor" if write => {
-            let e = by_accessor(core, d)?;
+            let a = str_param(d, "accessor")?;
+            // Like revoking an unknown token, not an error: Vault answers with a warning.
+            let Some(e) = core.tokens.lookup_accessor(&core.barrier, a, now)? else {
+                let mut r = Response::empty();
+                r.warnings = vec!["No token found with this accessor".into()];
+                return Ok(r);
+            };
             core.tokens.revoke_tree(&core.barrier, &e.hash)?;
             Ok(Response::empty())
         }
