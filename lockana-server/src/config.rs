@@ -27,6 +27,7 @@
 //! }
 //! auto_unseal { key_file = "/etc/lockana/unseal.keys" }  # or: key_env = "LOCKANA_UNSEAL_KEYS"
 //! log_level = "info"
+//! disable_mlock = false   # true: do not lock memory (swap off or encrypted)
 //!
 //! # Audit devices (OpenBao's declarative form; reopened on SIGHUP for rotation)
 //! audit "file" "file" {
@@ -77,7 +78,6 @@ const IGNORED_TOP_LEVEL: &[&str] = &[
     "api_addr",
     "cluster_addr",
     "cluster_name",
-    "disable_mlock",
     "disable_cache",
     "plugin_directory",
     "telemetry",
@@ -149,6 +149,8 @@ pub struct Config {
     pub auto_unseal: Option<AutoUnseal>,
     /// `log_level`, if set (one of trace, debug, info, warn, error).
     pub log_level: Option<String>,
+    /// `disable_mlock`: do not lock the process's memory (Vault's key; default false).
+    pub disable_mlock: bool,
     /// `default_max_request_duration` (default 90 s).
     pub request_timeout: Duration,
     /// Settings that were accepted but ignored, to be logged at start.
@@ -202,6 +204,7 @@ impl Config {
         let mut listener = None;
         let mut auto_unseal = None;
         let mut log_level = None;
+        let mut disable_mlock = false;
         let mut request_timeout = DEFAULT_REQUEST_TIMEOUT;
         let mut audit_devices = Vec::new();
         let mut allow_api_audit_creation = false;
@@ -226,6 +229,14 @@ impl Config {
                 "listener" => listener = Some(parse_listener(value, &mut warnings)?),
                 "auto_unseal" => auto_unseal = Some(parse_auto_unseal(value)?),
                 "log_level" => log_level = Some(parse_log_level(value)?),
+                "disable_mlock" => {
+                    disable_mlock = match value {
+                        Value::Bool(b) => *b,
+                        // Vault's parser takes "true"/"false" strings too.
+                        Value::String(s) if s == "true" || s == "false" => s == "true",
+                        _ => return Err(invalid("`disable_mlock` must be true or false")),
+                    };
+                }
                 "default_max_request_duration" => {
                     request_timeout = parse_duration(value, "default_max_request_duration")?;
                 }
@@ -246,7 +257,7 @@ impl Config {
                 k => {
                     return Err(invalid(format!(
                         "unknown setting `{k}`: the config file knows storage, listener, \
-                         auto_unseal, log_level, default_max_request_duration, audit, \
+                         auto_unseal, log_level, disable_mlock, default_max_request_duration, audit, \
                          unsafe_allow_api_audit_creation, notify and notify_route"
                     )));
                 }
@@ -269,6 +280,7 @@ impl Config {
             listener,
             auto_unseal,
             log_level,
+            disable_mlock,
             request_timeout,
             warnings,
             audit_devices,
@@ -967,6 +979,38 @@ mod tests {
                 .contains("`http_read_timeout` must be a duration")
         );
         assert!(listener("max_connections = 0").contains("at least 1"));
+    }
+
+    #[test]
+    fn disable_mlock_is_read_as_vault_writes_it() {
+        let base = "storage \"inmem\" {}\nlistener \"tcp\" { tls_disable = true }\n";
+        let parse = |extra: &str| Config::parse(&format!("{base}{extra}"));
+        assert!(!parse("").expect("config").disable_mlock);
+        assert!(parse("disable_mlock = true").expect("config").disable_mlock);
+        assert!(
+            parse("disable_mlock = \"true\"")
+                .expect("config")
+                .disable_mlock
+        );
+        assert!(
+            !parse("disable_mlock = false")
+                .expect("config")
+                .disable_mlock
+        );
+        // Honoured, so no longer in the "ignored" warnings.
+        assert!(
+            parse("disable_mlock = true")
+                .expect("config")
+                .warnings
+                .is_empty()
+        );
+        let err = parse("disable_mlock = 1")
+            .expect_err("a number")
+            .to_string();
+        assert!(
+            err.contains("`disable_mlock` must be true or false"),
+            "{err}"
+        );
     }
 
     #[test]

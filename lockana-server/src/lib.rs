@@ -17,12 +17,14 @@
 
 mod config;
 mod conn;
+mod harden;
 mod http;
 mod server;
 mod tls;
 mod unseal;
 
 pub use config::{Config, ConfigError, DEFAULT_ADDRESS, Declared, ListenerConfig};
+pub use harden::{Hardening, MemoryLock, harden_process};
 pub use http::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
     DEFAULT_MAX_JSON_ARRAY_ELEMENT_COUNT, DEFAULT_MAX_JSON_DEPTH,

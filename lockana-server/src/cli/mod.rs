@@ -61,6 +61,30 @@ enum Command {
     Env(project::EnvArgs),
     /// Run a command with a project's variables in its environment (never on disk).
     Run(project::RunArgs),
+    /// Check that a server answers, for container and service health checks. Exit
+    /// code: 0 it answers (sealed or not, unless --unsealed), 2 sealed or not
+    /// initialized with --unsealed, 1 unreachable or not a Vault API.
+    #[command(after_help = HEALTH_EXAMPLES)]
+    Health(HealthArgs),
+}
+
+const HEALTH_EXAMPLES: &str = "\
+Examples:
+  The container image's HEALTHCHECK (the server on this host, VAULT_ADDR by default):
+    $ lockana health
+  Healthy only once unsealed:
+    $ lockana health --unsealed
+  A TLS listener:
+    $ VAULT_ADDR=https://127.0.0.1:8200 VAULT_CACERT=/etc/lockana/ca.pem lockana health";
+
+/// `lockana health` flags.
+#[derive(Debug, Args)]
+pub(crate) struct HealthArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Healthy only when initialized and unsealed (exit 2 otherwise).
+    #[arg(long)]
+    unsealed: bool,
 }
 
 /// `lockana server` flags.
@@ -360,6 +384,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Env(args) => project::run_env(args),
         Command::Run(args) => project::run_command(args),
         Command::User(args) => user::run(&args),
+        Command::Health(args) => operator::health(&args.client, args.unsealed),
     };
     result.unwrap_or_else(|err| {
         eprintln!("Error: {err:#}");

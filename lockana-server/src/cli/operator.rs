@@ -366,6 +366,36 @@ fn status(client: &Client, format: Format) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `lockana health`: one line saying whether the server answers and in what state.
+pub(super) fn health(args: &ClientArgs, require_unsealed: bool) -> anyhow::Result<ExitCode> {
+    let client = Client::new(args)?;
+    let (_, answer) = client.call("GET", "sys/seal-status", None)?;
+    let flag = |key: &str| {
+        answer
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_bool)
+            .with_context(|| {
+                format!(
+                    "{} answered, but not with a Vault seal status",
+                    args.address
+                )
+            })
+    };
+    let (initialized, sealed) = (flag("initialized")?, flag("sealed")?);
+    let state = match (initialized, sealed) {
+        (false, _) => "not initialized",
+        (true, true) => "sealed",
+        (true, false) => "unsealed",
+    };
+    println!("{} answers: {state}", args.address);
+    Ok(if require_unsealed && (sealed || !initialized) {
+        ExitCode::from(EXIT_SEALED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 /// Prints a seal status like `vault status` does.
 fn print_status(status: &Value, format: Format) -> anyhow::Result<()> {
     if format == Format::Json {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use lockana::{StorageConfig, Vault};
 use lockana_server::{
-    Config, DEFAULT_ADDRESS, Server, ServerOptions, auto_unseal, shutdown_signal,
+    Config, DEFAULT_ADDRESS, Server, ServerOptions, auto_unseal, harden_process, shutdown_signal,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -31,7 +31,13 @@ Examples:
       tls_key_file  = \"/etc/lockana/tls.key\"
     }
     auto_unseal { key_file = \"/etc/lockana/unseal.keys\" }   # optional
-    log_level = \"info\"";
+    log_level = \"info\"
+    disable_mlock = false   # memory is locked where permitted (CAP_IPC_LOCK or
+                            # an unlimited memlock limit); a warning says if not
+
+At start the server disables core dumps, makes itself non-dumpable (no ptrace by
+the same user) and locks its memory. SIGTERM or SIGINT: finish in-flight requests,
+seal, close the storage, exit 0. SIGHUP: reopen the audit files (log rotation).";
 
 pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -51,6 +57,8 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
         for warning in &config.warnings {
             tracing::warn!("config: {warning}");
         }
+        // Before the storage is opened and anything is unsealed.
+        harden_process(!config.disable_mlock).log();
         with_config(&config, &runtime)
     }
 }
@@ -72,6 +80,8 @@ fn init_logging(level: Option<&str>) -> anyhow::Result<()> {
 
 fn dev(args: &ServerArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     init_logging(args.log_level.as_deref())?;
+    // Dev mode does not lock memory, as Vault's dev mode sets `disable_mlock`.
+    harden_process(false).log();
     let root_token_id = args
         .dev_root_token_id
         .clone()
