@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every test: Rust checks and tests, then the black-box
 # suites under tests/: compatibility (OpenBao vs Lockana, real clients) and the
-# Python module (tests/python, against the wheel built here).
+# Python module (tests/python, against the wheel built here), and the container image
+# and systemd unit (tests/container, under podman, in the background).
 # Installs what it needs itself (CI starts from a clean checkout, no venv).
 set -euo pipefail
 
@@ -36,6 +37,23 @@ wait_background() {
     return "$status"
 }
 
+# tests/container needs podman (with runc: crun fails on this machine's limits),
+# systemd-analyze and objcopy. Installed from Debian's packages in the background
+# while the Rust steps run; waited for before that suite starts.
+APT_LOG="$LOGS/apt.log"
+APT_PID=
+missing=()
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v objcopy >/dev/null 2>&1 || missing+=(binutils)
+if [ ${#missing[@]} -gt 0 ]; then
+    step "apt-get install ${missing[*]} (in the background)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") \
+        >"$APT_LOG" 2>&1 </dev/null &
+    APT_PID=$!
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -67,10 +85,20 @@ step "cargo build -p lockana-server"
 cargo build -p lockana-server
 export LOCKANA_BIN="${LOCKANA_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/lockana}"
 
-step "pytest tests/ (all but tests/hardening)"
-# Put the venv first on PATH so the suite finds its `bao`; bound the whole run.
 status=0
-PATH="$VENV/bin:$PATH" timeout 1800 "$PY" -m pytest -q -p no:cacheprovider --ignore=tests/hardening tests/ || status=1
+step "tests/container (podman: the image, the systemd unit)"
+if [ -n "$APT_PID" ] && ! wait "$APT_PID"; then
+    cat "$APT_LOG" >&2
+    echo "error: installing ${missing[*]} failed" >&2
+    status=1
+else
+    background container env PATH="$VENV/bin:$PATH" timeout 900 "$PY" -m pytest -q -p no:cacheprovider tests/container
+fi
+
+step "pytest tests/ (all but tests/hardening and tests/container)"
+# Put the venv first on PATH so the suite finds its `bao`; bound the whole run.
+PATH="$VENV/bin:$PATH" timeout 1800 "$PY" -m pytest -q -p no:cacheprovider --ignore=tests/hardening \
+    --ignore=tests/container tests/ || status=1
 
 step "background suites"
 wait_background || status=1
