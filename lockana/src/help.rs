@@ -2,14 +2,12 @@
 //! help shape, `{"help": "...", "openapi": {...}, "see_also": null}`.
 //!
 //! The text and the OpenAPI document are generated from one description per backend
-//! kind ([`backend_doc`]): a list of path patterns, each with its operations, fields and
-//! help. That is the table engines are meant to declare themselves later; then
-//! [`backend_doc`] reads it from the engine instead of this module. The wording is
-//! Lockana's own, not OpenBao's.
+//! ([`BackendDoc`]): a list of path patterns, each with its operations, fields and
+//! help. A mounted engine declares its own (`Backend::doc`); the built-in backends'
+//! are looked up by name ([`backend_doc`]). The wording is Lockana's own, not OpenBao's.
 
 use serde_json::{Map, Value, json};
 
-use crate::mounts::EngineKind;
 use crate::vault::Core;
 use crate::{Error, Operation, Response, Result};
 
@@ -42,8 +40,7 @@ pub(crate) struct BackendDoc {
 /// are 404, as in Vault.
 pub(crate) fn answer(core: &Core, path: &str) -> Result<Response> {
     let no_route = || Error::NoRoute(path.to_owned());
-    let (kind, rel) = backend_of(core, path).ok_or_else(no_route)?;
-    let doc = backend_doc(&kind).ok_or_else(no_route)?;
+    let (doc, rel) = backend_of(core, path).ok_or_else(no_route)?;
     let rel = rel.trim_start_matches('/');
     let (help, paths) = if rel.is_empty() {
         (backend_help(doc), doc.paths.iter().collect::<Vec<_>>())
@@ -62,40 +59,25 @@ pub(crate) fn answer(core: &Core, path: &str) -> Result<Response> {
     Ok(Response::raw(body))
 }
 
-/// The backend kind serving `path` and the path below its mount.
-fn backend_of(core: &Core, path: &str) -> Option<(String, String)> {
+/// The description of the backend serving `path`, and the path below its mount.
+fn backend_of(core: &Core, path: &str) -> Option<(&'static BackendDoc, String)> {
+    let builtin = |kind: &str, rel: &str| Some((backend_doc(kind)?, rel.to_owned()));
     if let Some(rest) = path.strip_prefix("sys/").or((path == "sys").then_some("")) {
-        return Some(("system".into(), rest.into()));
+        return builtin("system", rest);
     }
-    if let Some(rest) = path.strip_prefix("auth/") {
-        if let Some(rel) = rest
-            .strip_prefix("token/")
-            .or((rest == "token").then_some(""))
-        {
-            return Some(("token".into(), rel.into()));
-        }
-        let mounts = core.auth_mounts.read();
-        let m = mounts.route(rest)?;
-        return Some((
-            m.kind.clone(),
-            rest.get(m.path.len()..).unwrap_or("").into(),
-        ));
+    if let Some(rel) = path
+        .strip_prefix("auth/token/")
+        .or((path == "auth/token").then_some(""))
+    {
+        return builtin("token", rel);
     }
     if let Some(rest) = path.strip_prefix("identity/") {
-        return Some(("identity".into(), rest.into()));
+        return builtin("identity", rest);
     }
     if let Some(rest) = path.strip_prefix("lockana/") {
-        return Some(("lockana".into(), rest.into()));
+        return builtin("lockana", rest);
     }
-    let mounts = core.mounts.read();
-    let m = mounts.route(path)?;
-    let kind = match m.engine() {
-        EngineKind::KvV1 => "kv",
-        EngineKind::KvV2 => "kv-v2",
-        EngineKind::Cubbyhole => "cubbyhole",
-        EngineKind::Totp => "totp",
-    };
-    Some((kind.into(), path.get(m.path.len()..).unwrap_or("").into()))
+    core.with_mount(path, |m, rel| (m.backend().doc(), rel.to_owned()))
 }
 
 /// Whether `rel` matches `pattern` (see [`PathDoc`]).
@@ -256,24 +238,22 @@ use Operation::{Create, Delete, List, Patch, Read, Update};
 
 const RW: &[Operation] = &[Read, Create, Update, Delete];
 
-/// The description of a backend kind: mount type names, plus `system`, `token`,
-/// `identity` and `lockana` for the built-in paths.
-pub(crate) fn backend_doc(kind: &str) -> Option<&'static BackendDoc> {
+/// The description of a built-in backend: `system`, `token`, `identity`, `lockana`.
+fn backend_doc(kind: &str) -> Option<&'static BackendDoc> {
     Some(match kind {
-        "kv-v2" => &KV_V2,
-        "kv" => &KV_V1,
-        "cubbyhole" => &CUBBYHOLE,
-        "totp" => &TOTP,
         "system" => &SYSTEM,
         "token" => &TOKEN,
-        "userpass" => &USERPASS,
-        "approle" => &APPROLE,
-        "jwt" => &JWT,
         "identity" => &IDENTITY,
         "lockana" => &LOCKANA,
         _ => return None,
     })
 }
+
+/// What a backend that serves nothing describes.
+pub(crate) static EMPTY: BackendDoc = BackendDoc {
+    description: "No backend serves this mount's type.",
+    paths: &[],
+};
 
 const PATH_FIELD: FieldDoc = FieldDoc {
     name: "path",
@@ -281,7 +261,7 @@ const PATH_FIELD: FieldDoc = FieldDoc {
     description: "Location of the secret.",
 };
 
-static KV_V2: BackendDoc = BackendDoc {
+pub(crate) static KV_V2: BackendDoc = BackendDoc {
     description: "A versioned key-value store. Every write of a key makes a new version; old versions can be read, deleted (soft), undeleted and destroyed. Values are encrypted before they reach storage.",
     paths: &[
         PathDoc {
@@ -412,7 +392,7 @@ static KV_V2: BackendDoc = BackendDoc {
     ],
 };
 
-static KV_V1: BackendDoc = BackendDoc {
+pub(crate) static KV_V1: BackendDoc = BackendDoc {
     description: "A key-value store: each key holds one JSON object, overwritten by every write. Values are encrypted before they reach storage.",
     paths: &[PathDoc {
         pattern: "{path*}",
@@ -423,7 +403,7 @@ static KV_V1: BackendDoc = BackendDoc {
     }],
 };
 
-static CUBBYHOLE: BackendDoc = BackendDoc {
+pub(crate) static CUBBYHOLE: BackendDoc = BackendDoc {
     description: "Per-token private secret storage: each token sees only its own entries, and they go when the token is revoked.",
     paths: &[PathDoc {
         pattern: "{path*}",
@@ -434,7 +414,7 @@ static CUBBYHOLE: BackendDoc = BackendDoc {
     }],
 };
 
-static TOTP: BackendDoc = BackendDoc {
+pub(crate) static TOTP: BackendDoc = BackendDoc {
     description: "Time-based one-time passwords (RFC 6238): generate or import keys, then have codes made or checked.",
     paths: &[
         PathDoc {
@@ -841,7 +821,7 @@ const TOKEN_FIELDS: &[FieldDoc] = &[
     },
 ];
 
-static USERPASS: BackendDoc = BackendDoc {
+pub(crate) static USERPASS: BackendDoc = BackendDoc {
     description: "The userpass credential provider: users log in with a name and a password.",
     paths: &[
         PathDoc {
@@ -886,7 +866,7 @@ static USERPASS: BackendDoc = BackendDoc {
     ],
 };
 
-static APPROLE: BackendDoc = BackendDoc {
+pub(crate) static APPROLE: BackendDoc = BackendDoc {
     description: "Any registered role can authenticate itself with a role ID and, when bound, a secret ID.",
     paths: &[
         PathDoc {
@@ -968,7 +948,7 @@ static APPROLE: BackendDoc = BackendDoc {
     ],
 };
 
-static JWT: BackendDoc = BackendDoc {
+pub(crate) static JWT: BackendDoc = BackendDoc {
     description: "The JWT credential provider: log in with a JSON Web Token signed by a configured key.",
     paths: &[
         PathDoc {
@@ -1096,20 +1076,20 @@ mod tests {
 
     #[test]
     fn every_backend_path_has_operations_and_help() {
-        for kind in [
-            "kv-v2",
-            "kv",
-            "cubbyhole",
-            "totp",
-            "system",
-            "token",
-            "userpass",
-            "approle",
-            "jwt",
-            "identity",
-            "lockana",
-        ] {
-            let doc = backend_doc(kind).expect(kind);
+        let mut docs: Vec<(String, &BackendDoc)> = ["system", "token", "identity", "lockana"]
+            .into_iter()
+            .map(|k| (k.to_owned(), backend_doc(k).expect(k)))
+            .collect();
+        // Every registered engine and auth method, under each of its names.
+        for registry in [crate::engine::SECRETS_ENGINES, crate::engine::AUTH_METHODS] {
+            for r in registry {
+                for name in r.names {
+                    let (_, backend) = (r.factory)(name, &mut Default::default()).expect(name);
+                    docs.push((name.to_string(), backend.doc()));
+                }
+            }
+        }
+        for (kind, doc) in docs {
             assert!(!doc.description.is_empty(), "{kind}");
             for p in doc.paths {
                 assert!(!p.operations.is_empty(), "{kind} {}", p.pattern);

@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod barrier;
 mod clock;
+mod engine;
 mod error;
 mod fields;
 #[cfg(feature = "fuzzing")]

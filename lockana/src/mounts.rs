@@ -3,11 +3,13 @@
 //! (`logical/<uuid>/`), so disabling a mount deletes exactly its data.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::barrier::{Barrier, Op};
+use crate::engine::{AUTH_METHODS, Backend, Registration, SECRETS_ENGINES};
 use crate::{Error, Result};
 
 const MOUNTS_PATH: &str = "core/mounts";
@@ -16,14 +18,27 @@ pub(crate) const SYSTEM_MAX_TTL: u64 = 768 * 3600;
 /// Paths no secrets engine may be mounted at or below.
 const RESERVED: [&str; 5] = ["sys/", "auth/", "cubbyhole/", "identity/", "lockana/"];
 
-/// The engines Lockana can mount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EngineKind {
-    KvV1,
-    KvV2,
-    Cubbyhole,
-    /// Vault's TOTP secrets engine.
-    Totp,
+/// The backend instance serving a mount. Not stored: made from the mount's type and
+/// options by the registry when the mount is enabled or loaded.
+#[derive(Clone)]
+pub(crate) struct Instance(Arc<dyn Backend>);
+
+impl Instance {
+    pub(crate) fn new(backend: Arc<dyn Backend>) -> Self {
+        Instance(backend)
+    }
+}
+
+impl Default for Instance {
+    fn default() -> Self {
+        Instance(Arc::new(crate::engine::Unavailable))
+    }
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Instance")
+    }
 }
 
 /// Per-mount settings that `sys/mounts/<path>/tune` changes.
@@ -52,19 +67,29 @@ pub(crate) struct MountEntry {
     pub local: bool,
     #[serde(default)]
     pub seal_wrap: bool,
+    #[serde(skip)]
+    pub backend: Instance,
 }
 
 impl MountEntry {
-    pub(crate) fn engine(&self) -> EngineKind {
-        if self.kind == "cubbyhole" {
-            EngineKind::Cubbyhole
-        } else if self.kind == "totp" {
-            EngineKind::Totp
-        } else if self.options.get("version").map(String::as_str) == Some("2") {
-            EngineKind::KvV2
-        } else {
-            EngineKind::KvV1
-        }
+    /// The backend serving this mount.
+    pub(crate) fn backend(&self) -> &dyn Backend {
+        &*self.backend.0
+    }
+
+    /// Gives the entry the instance `registry` makes for its stored type and options;
+    /// a type no backend serves (written by another version) gets one that answers
+    /// nothing.
+    fn instantiate(&mut self, registry: &'static [Registration]) {
+        let made = crate::engine::lookup(registry, &self.kind)
+            .map(|r| (r.factory)(&self.kind, &mut self.options.clone()));
+        self.backend = match made {
+            Some(Ok((_, backend))) => Instance(backend),
+            _ => {
+                tracing::warn!(kind = %self.kind, path = %self.path, "no backend serves this mount type");
+                Instance::default()
+            }
+        };
     }
 
     /// The storage prefix of this mount's data.
@@ -113,7 +138,7 @@ impl MountEntry {
 /// The per-token private store every vault has at `cubbyhole/`.
 pub(crate) fn cubbyhole_entry() -> MountEntry {
     let uuid = uuid::Uuid::new_v4().to_string();
-    MountEntry {
+    let mut e = MountEntry {
         path: "cubbyhole/".into(),
         kind: "cubbyhole".into(),
         description: "per-token private secret storage".into(),
@@ -123,7 +148,10 @@ pub(crate) fn cubbyhole_entry() -> MountEntry {
         config: MountConfig::default(),
         local: true,
         seal_wrap: false,
-    }
+        backend: Instance::default(),
+    };
+    e.instantiate(SECRETS_ENGINES);
+    e
 }
 
 /// Builds a new mount entry after validating the request of `sys/mounts/<path>`.
@@ -138,36 +166,21 @@ pub(crate) fn new_entry(path: &str, data: &Map<String, Value>) -> Result<MountEn
         Some(other) => other.to_string(),
     };
     let mut options = parse_options(data.get("options"))?;
-    if kind == "totp" {
-        return engine_entry(path, "totp", BTreeMap::new(), data);
-    }
-    let (kind, version) = match kind.as_str() {
-        "kv" | "generic" => (
-            "kv",
-            options
-                .get("version")
-                .cloned()
-                .unwrap_or_else(|| "1".into()),
-        ),
-        "kv-v1" => ("kv", "1".into()),
-        "kv-v2" => ("kv", "2".into()),
-        _ => {
-            // Vault appends `: <type>`; the type is not echoed (a value typed into the
-            // wrong field could be a secret, and error texts reach audit logs in the
-            // clear). docs/compat.md lists the difference.
-            return Err(Error::invalid("plugin not found in the catalog"));
-        }
+    let Some(registration) = crate::engine::lookup(SECRETS_ENGINES, &kind).filter(|r| r.mountable)
+    else {
+        // Vault appends `: <type>`; the type is not echoed (a value typed into the
+        // wrong field could be a secret, and error texts reach audit logs in the
+        // clear). docs/compat.md lists the difference.
+        return Err(Error::invalid("plugin not found in the catalog"));
     };
-    if version != "1" && version != "2" {
-        return Err(Error::invalid(
-            "kv mount option 'version' must be \"1\" or \"2\"",
-        ));
-    }
-    options.insert("version".into(), version);
-    engine_entry(path, kind, options, data)
+    let (kind, backend) = (registration.factory)(&kind, &mut options)?;
+    let mut entry = engine_entry(path, kind, options, data)?;
+    entry.backend = Instance(backend);
+    Ok(entry)
 }
 
-/// The mount entry for an engine `kind` whose type and options were validated.
+/// The mount entry for an engine `kind` whose type and options were validated (its
+/// backend instance is the caller's to set).
 fn engine_entry(
     path: String,
     kind: &str,
@@ -194,6 +207,7 @@ fn engine_entry(
         config,
         local: matches!(data.get("local"), Some(Value::Bool(true))),
         seal_wrap: matches!(data.get("seal_wrap"), Some(Value::Bool(true))),
+        backend: Instance::default(),
     })
 }
 
@@ -292,12 +306,20 @@ impl MountTable {
         Self::load_from(barrier, MOUNTS_PATH)
     }
 
-    /// Loads a table stored at `key`.
+    /// Loads a table stored at `key`, with a backend instance per mount.
     pub(crate) fn load_from(barrier: &Barrier, key: &'static str) -> Result<Self> {
-        let entries = match barrier.get(key)? {
+        let mut entries: Vec<MountEntry> = match barrier.get(key)? {
             None => Vec::new(),
             Some(b) => serde_json::from_slice(&b).map_err(|_| crate::StorageError::Corrupt)?,
         };
+        let registry = if key == AUTH_PATH {
+            AUTH_METHODS
+        } else {
+            SECRETS_ENGINES
+        };
+        for e in &mut entries {
+            e.instantiate(registry);
+        }
         Ok(MountTable { entries, key })
     }
 
@@ -321,7 +343,6 @@ impl MountTable {
         self.entries.iter().find(|e| e.path == mount_path)
     }
 
-    /// Adds a mount and persists the table.
     /// Adds the built-in mounts a fresh vault has.
     pub(crate) fn add_builtins(&mut self, barrier: &Barrier) -> Result<()> {
         if self.get("cubbyhole/").is_none() {
@@ -330,6 +351,7 @@ impl MountTable {
         Ok(())
     }
 
+    /// Adds a mount and persists the table.
     pub(crate) fn add(&mut self, barrier: &Barrier, entry: MountEntry) -> Result<()> {
         if let Some(conflict) = self
             .entries
@@ -425,14 +447,16 @@ mod tests {
         assert!(new_entry("x", d.as_object().unwrap()).is_err());
         let d = json!({"type": "kv", "options": {"version": "3"}});
         assert!(new_entry("x", d.as_object().unwrap()).is_err());
+        let d = json!({"type": "cubbyhole"});
+        assert!(new_entry("x", d.as_object().unwrap()).is_err());
         let d = json!({"type": "kv-v2"});
-        assert_eq!(
-            new_entry("x", d.as_object().unwrap()).unwrap().engine(),
-            EngineKind::KvV2
-        );
-        let d = json!({"type": "totp"});
+        let e = new_entry("x", d.as_object().unwrap()).unwrap();
+        assert!(crate::kv::is_v2(&e));
+        assert_eq!(e.kind, "kv");
+        let d = json!({"type": "totp", "options": {"version": "2"}});
         let e = new_entry("otp", d.as_object().unwrap()).unwrap();
-        assert_eq!((e.engine(), e.kind.as_str()), (EngineKind::Totp, "totp"));
+        assert_eq!(e.kind, "totp");
+        assert!(e.options.is_empty());
         assert!(e.accessor.starts_with("totp_"));
     }
 }

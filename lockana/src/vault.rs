@@ -8,11 +8,11 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::audit::AuditBroker;
 use crate::auth::token::{NewToken, TokenEntry, TokenStore};
-use crate::auth::{Answer, LoginGrant};
 use crate::barrier::{Barrier, Cipher, decode_share};
 use crate::clock::{Clock, SystemClock};
+use crate::engine::{Answer, Existence, LoginGrant};
 use crate::kv::{self, KeyLocks};
-use crate::mounts::{EngineKind, MountTable};
+use crate::mounts::{MountEntry, MountTable};
 use crate::notify::{Event, EventKind, Notifier};
 use crate::policy::{Acl, Caps, PolicyStore};
 use crate::storage::{Backend, MemoryBackend, PostgresBackend, RedbBackend};
@@ -110,37 +110,8 @@ pub(crate) struct Core {
     pub integrity_reported: Mutex<std::collections::HashSet<String>>,
 }
 
-/// Paths served without a token, even while sealed.
-fn is_unauthenticated(path: &str) -> bool {
-    matches!(
-        path,
-        "sys/health" | "sys/seal-status" | "sys/init" | "sys/unseal" | "sys/leader"
-    ) || crate::sys::operator::is_unauthenticated(path)
-}
-
-/// Whether the request completes a two-step MFA login (`sys/mfa/validate`).
-fn is_mfa_validate(req: &Request) -> bool {
-    req.path.trim_end_matches('/') == "sys/mfa/validate"
-        && matches!(req.operation, Operation::Update | Operation::Create)
-}
-
-/// The handler of `sys/wrapping/{unwrap,lookup,rewrap}`, which take the wrapping token
-/// in the body or as the request's token.
-fn unwrap_handler(req: &Request) -> Option<fn(&Core, &Request) -> Result<Response>> {
-    let serve: fn(&Core, &Request) -> Result<Response> = match (req.path.as_str(), req.operation) {
-        ("sys/wrapping/unwrap", Operation::Update | Operation::Create) => {
-            crate::sys::wrapping::unwrap
-        }
-        ("sys/wrapping/lookup", Operation::Update | Operation::Create | Operation::Read) => {
-            crate::sys::wrapping::lookup
-        }
-        ("sys/wrapping/rewrap", Operation::Update | Operation::Create) => {
-            crate::sys::wrapping::rewrap
-        }
-        _ => return None,
-    };
-    Some(serve)
-}
+/// Serves a request whose credential is in its body or a code header, not a token.
+pub(crate) type Handler = fn(&Core, &Request) -> Result<Response>;
 
 /// Refuses paths that could mean something other than they look: `..`, `.`, empty
 /// segments and control characters.
@@ -214,7 +185,7 @@ impl Vault {
         let body = serde_json::json!({"type": "kv", "options": {"version": "2"}, "description": "key/value secret storage"});
         let entry =
             crate::mounts::new_entry("secret", body.as_object().ok_or(Error::NotInitialized)?)?;
-        vault.core.mounts.write().add(&vault.core.barrier, entry)?;
+        vault.core.enable_mount(&vault.core.mounts, entry)?;
         Ok((
             vault,
             DevCredentials {
@@ -369,6 +340,12 @@ impl Core {
         self.lockouts.load(&self.barrier, self.now())?;
         *self.mounts.write() = MountTable::load(&self.barrier)?;
         *self.auth_mounts.write() = MountTable::load_from(&self.barrier, crate::mounts::AUTH_PATH)?;
+        for table in [&self.mounts, &self.auth_mounts] {
+            let table = table.read();
+            for m in table.entries() {
+                m.backend().load(&self.ctx(m, m.view_prefix()))?;
+            }
+        }
         self.audit.load(&self.barrier)?;
         self.notify.load(&self.barrier)?;
         Ok(())
@@ -396,6 +373,32 @@ impl Core {
         self.operator.clear();
         *self.mounts.write() = MountTable::default();
         *self.auth_mounts.write() = MountTable::auth();
+    }
+
+    /// Enables a mount (`sys/mounts`, `sys/auth`): adds it to `table`, persisted, and
+    /// runs its backend's initialization; if that fails, the mount is removed again.
+    pub(crate) fn enable_mount(&self, table: &RwLock<MountTable>, entry: MountEntry) -> Result<()> {
+        let mut table = table.write();
+        let path = entry.path.clone();
+        table.add(&self.barrier, entry)?;
+        let initialized = table.get(&path).map_or(Ok(()), |m| {
+            m.backend().initialize(&self.ctx(m, m.view_prefix()))
+        });
+        if let Err(e) = initialized {
+            table.remove(&self.barrier, &path)?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Disables the mount at `path`: its backend cleans up, then the mount and all of
+    /// its data go in one commit. `false` when nothing is mounted there.
+    pub(crate) fn disable_mount(&self, table: &RwLock<MountTable>, path: &str) -> Result<bool> {
+        let mut table = table.write();
+        if let Some(m) = table.get(path) {
+            m.backend().cleanup(&self.ctx(m, m.view_prefix()))?;
+        }
+        table.remove(&self.barrier, path)
     }
 
     /// Logs an integrity failure (its key, never a value) and raises a notification,
@@ -450,19 +453,14 @@ impl Core {
 
     fn refuses_whatever_the_body(&self, req: &Request) -> bool {
         let path = req.path.trim_start_matches('/');
-        if check_path(path).is_err() || is_unauthenticated(path) {
+        if check_path(path).is_err() || crate::sys::is_unauthenticated(path) {
             return false;
         }
         if self.barrier.is_sealed() {
             return true;
         }
         // The same special paths, in the same order, as `serve`.
-        if crate::projects::is_code_access(req)
-            || self.is_login(req)
-            || is_mfa_validate(req)
-            || unwrap_handler(req).is_some()
-            || path == "sys/internal/ui/mounts"
-        {
+        if self.tokenless(req).is_some() || self.is_login(req) || path == "sys/internal/ui/mounts" {
             return false;
         }
         self.authenticate(req.token.as_ref()).is_err()
@@ -477,7 +475,7 @@ impl Core {
             req.path = req.path.trim_start_matches('/').to_owned();
         }
         check_path(&req.path)?;
-        if is_unauthenticated(&req.path) {
+        if crate::sys::is_unauthenticated(&req.path) {
             return crate::sys::handle_unauthenticated(self, &req);
         }
         if self.barrier.is_sealed() {
@@ -503,17 +501,10 @@ impl Core {
                 .log_response(&self.barrier, &req, Some(&entry), &outcome)?;
             return outcome;
         }
-        // A project's one-time code is the credential of these (auth/totp/login, env).
-        if let Some(outcome) = crate::projects::try_code_access(self, &req) {
-            return outcome;
+        if let Some(serve) = self.tokenless(&req) {
+            return self.serve_tokenless(&req, serve);
         }
         if let Some(outcome) = self.try_login(&req) {
-            return outcome;
-        }
-        if let Some(outcome) = self.try_mfa_validate(&req) {
-            return outcome;
-        }
-        if let Some(outcome) = self.try_unwrap(&req) {
             return outcome;
         }
         let entry = match self.authenticate(req.token.as_ref()) {
@@ -531,7 +522,7 @@ impl Core {
             }
         };
         let acl = self.policies.acl(&entry.policies);
-        if let Err(e) = self.authorize(&req, &acl) {
+        if let Err(e) = self.authorize(&req, &acl, &entry) {
             let outcome = Err(e);
             self.audit.log_request(&req, Some(&entry))?;
             self.audit
@@ -567,7 +558,7 @@ impl Core {
 
     /// Checks the token's ACL for the request: create vs update by existence, and
     /// `sudo` on root-protected paths.
-    fn authorize(&self, req: &Request, acl: &Acl) -> Result<()> {
+    fn authorize(&self, req: &Request, acl: &Acl, entry: &TokenEntry) -> Result<()> {
         if acl.policy_names_only(crate::sys::wrapping::WRAPPING_POLICY) {
             // A wrapping token is good for unwrapping (served before this) and nothing else.
             return Err(Error::PermissionDenied);
@@ -577,21 +568,15 @@ impl Core {
         }
         let path = req.path.as_str();
         let mut needed = Caps::for_operation(req.operation);
-        if req.operation == Operation::Update && !self.exists(path)? {
+        // Where an existence check applies, a write of a new entry needs `create`;
+        // without one, `update` covers both, as in Vault.
+        if req.operation == Operation::Update && self.existence(path, entry)? == Existence::Missing
+        {
             needed = Caps::CREATE;
         }
         let caps = acl.capabilities(path);
         let mut ok = caps.contains(needed);
-        // Vault lets `update` stand in for `create` only where no existence check
-        // applies; with one, `create` is required for new entries.
-        if !ok
-            && needed == Caps::CREATE
-            && caps.contains(Caps::UPDATE)
-            && !self.has_existence_check(path)
-        {
-            ok = true;
-        }
-        if ok && needs_sudo(path, req.operation) && !caps.contains(Caps::SUDO) {
+        if ok && self.needs_sudo(path, req.operation) && !caps.contains(Caps::SUDO) {
             ok = false;
         }
         if ok {
@@ -608,81 +593,71 @@ impl Core {
         }
     }
 
-    /// Whether `path` is served by an engine that tells create from update.
-    fn has_existence_check(&self, path: &str) -> bool {
-        if path.starts_with("sys/policies/acl/") || path.starts_with("sys/policy/") {
-            return true;
+    /// The existence check of a write to `path`, as the backend serving it declares.
+    fn existence(&self, path: &str, token: &TokenEntry) -> Result<Existence> {
+        if let Some(rest) = path.strip_prefix("sys/") {
+            return Ok(crate::sys::existence(self, rest));
         }
-        let mounts = self.mounts.read();
-        match mounts.route(path) {
-            Some(m) => match m.engine() {
-                EngineKind::KvV1 | EngineKind::Cubbyhole => true,
-                EngineKind::Totp => false,
-                EngineKind::KvV2 => {
-                    let rel = &path[m.path.len().min(path.len())..];
-                    rel.starts_with("data/") || rel.starts_with("metadata/")
-                }
-            },
-            None => false,
-        }
+        self.with_mount(path, |mount, rel| {
+            mount
+                .backend()
+                .existence(&self.mount_ctx(mount, token), rel)
+        })
+        .unwrap_or(Ok(Existence::NoCheck))
     }
 
-    /// Whether the entry a write targets exists (Vault's existence check).
-    fn exists(&self, path: &str) -> Result<bool> {
-        if let Some(name) = path
-            .strip_prefix("sys/policies/acl/")
-            .or_else(|| path.strip_prefix("sys/policy/"))
-        {
-            return Ok(
-                crate::policy::normalize_name(name).is_ok_and(|n| self.policies.get(&n).is_some())
-            );
+    /// Whether `path` is root-protected (needs `sudo`) for `op`, as the backend
+    /// serving it declares.
+    fn needs_sudo(&self, path: &str, op: Operation) -> bool {
+        if let Some(rest) = path.strip_prefix("sys/") {
+            return crate::sys::SPECIAL.needs_sudo(rest, op);
         }
-        let mounts = self.mounts.read();
-        let Some(mount) = mounts.route(path) else {
-            return Ok(true);
-        };
-        let rel = path.get(mount.path.len()..).unwrap_or("");
-        let view = mount.view_prefix();
-        let key = match mount.engine() {
-            EngineKind::KvV1 => format!("{view}data/{rel}"),
-            // Cubbyhole keys live under the caller's own prefix; a write is always allowed
-            // by the default policy, so treat it as existing.
-            EngineKind::Cubbyhole | EngineKind::Totp => return Ok(true),
-            EngineKind::KvV2 => match rel.split_once('/') {
-                Some(("data" | "metadata", key)) => format!("{view}meta/{key}"),
-                _ => return Ok(true),
-            },
-        };
-        Ok(self.barrier.get(&key)?.is_some())
+        if let Some(rest) = path.strip_prefix("auth/token/") {
+            return crate::auth::token_api::SPECIAL.needs_sudo(rest, op);
+        }
+        self.with_mount(path, |mount, rel| {
+            mount.backend().special_paths().needs_sudo(rel, op)
+        })
+        .unwrap_or(false)
     }
 
-    /// Serves `sys/wrapping/{unwrap,lookup,rewrap}`, which take the wrapping token in
-    /// the body or as the request's token.
-    fn try_unwrap(&self, req: &Request) -> Option<Result<Response>> {
-        let serve = unwrap_handler(req)?;
-        let run = || -> Result<Response> {
-            self.audit.log_request(req, None)?;
-            let outcome = serve(self, req);
-            self.audit
-                .log_response(&self.barrier, req, None, &outcome)?;
-            outcome
+    /// Runs `f` with the mount serving `path` — a secrets engine, or an auth method
+    /// below `auth/` — and the path below that mount. `None` for the built-in
+    /// backends (`sys/`, `auth/token/`, `identity/`, `lockana/`) and unmounted paths.
+    pub(crate) fn with_mount<T>(
+        &self,
+        path: &str,
+        f: impl FnOnce(&MountEntry, &str) -> T,
+    ) -> Option<T> {
+        let (table, rest) = match path.strip_prefix("auth/") {
+            Some(rest) if rest.starts_with("token/") => return None,
+            Some(rest) => (&self.auth_mounts, rest),
+            None if ["sys/", "identity/", "lockana/"]
+                .iter()
+                .any(|p| path.starts_with(p)) =>
+            {
+                return None;
+            }
+            None => (&self.mounts, path),
         };
-        Some(run())
+        let mounts = table.read();
+        let mount = mounts.route(rest)?;
+        Some(f(mount, rest.get(mount.path.len()..).unwrap_or("")))
     }
 
-    /// Serves `sys/mfa/validate`, which completes a login without a token.
-    fn try_mfa_validate(&self, req: &Request) -> Option<Result<Response>> {
-        if !is_mfa_validate(req) {
-            return None;
-        }
-        let run = || -> Result<Response> {
-            self.audit.log_request(req, None)?;
-            let outcome = crate::identity::mfa::validate(self, req);
-            self.audit
-                .log_response(&self.barrier, req, None, &outcome)?;
-            outcome
-        };
-        Some(run())
+    /// The handler of a request the built-in backends serve without a token, its
+    /// credential being in the body (project codes, MFA validation, unwrapping).
+    fn tokenless(&self, req: &Request) -> Option<Handler> {
+        crate::projects::tokenless(req).or_else(|| crate::sys::tokenless(req))
+    }
+
+    /// Serves a [`tokenless`](Core::tokenless) request, audited without a token.
+    fn serve_tokenless(&self, req: &Request, serve: Handler) -> Result<Response> {
+        self.audit.log_request(req, None)?;
+        let outcome = serve(self, req);
+        self.audit
+            .log_response(&self.barrier, req, None, &outcome)?;
+        outcome
     }
 
     /// Whether the request is a login to an enabled auth method.
@@ -693,11 +668,10 @@ impl Core {
         let mounts = self.auth_mounts.read();
         mounts.route(rest).is_some_and(|mount| {
             !rest.starts_with("token/")
-                && crate::auth::is_login_path(
-                    &mount.kind,
-                    rest.get(mount.path.len()..).unwrap_or(""),
-                    req.operation,
-                )
+                && mount
+                    .backend()
+                    .special_paths()
+                    .is_unauthenticated(rest.get(mount.path.len()..).unwrap_or(""), req.operation)
         })
     }
 
@@ -710,13 +684,17 @@ impl Core {
         let mounts = self.auth_mounts.read();
         let mount = mounts.route(rest)?;
         let rel = rest.get(mount.path.len()..).unwrap_or("");
-        if !crate::auth::is_login_path(&mount.kind, rel, req.operation) {
+        if !mount
+            .backend()
+            .special_paths()
+            .is_unauthenticated(rel, req.operation)
+        {
             return None;
         }
         let ctx = self.ctx(mount, mount.view_prefix());
         let run = || -> Result<Response> {
             self.audit.log_request(req, None)?;
-            let outcome = match crate::auth::handle(&ctx, req, rel) {
+            let outcome = match mount.backend().handle(&ctx, req, rel) {
                 Ok(Answer::Login(grant)) => self.mint_login_token(mount, req, grant),
                 Ok(Answer::Response(r)) => Ok(*r),
                 Err(e) => Err(e),
@@ -755,7 +733,7 @@ impl Core {
     /// login's identity entity is known and login MFA, if enforced, is satisfied.
     fn mint_login_token(
         &self,
-        mount: &crate::mounts::MountEntry,
+        mount: &MountEntry,
         req: &Request,
         grant: LoginGrant,
     ) -> Result<Response> {
@@ -771,7 +749,7 @@ impl Core {
     /// Mints a login's token (after MFA, when enforced).
     pub(crate) fn issue_login_token(
         &self,
-        mount: &crate::mounts::MountEntry,
+        mount: &MountEntry,
         path: &str,
         grant: LoginGrant,
         entity_id: &str,
@@ -828,11 +806,22 @@ impl Core {
         Ok(r)
     }
 
-    pub(crate) fn ctx<'a>(
+    /// The context of a request to `mount` by `token`: per-token backends
+    /// (cubbyhole) see only the token's own corner of the mount's storage.
+    pub(crate) fn mount_ctx<'a>(
         &'a self,
-        mount: &'a crate::mounts::MountEntry,
-        prefix: String,
+        mount: &'a MountEntry,
+        token: &TokenEntry,
     ) -> kv::Ctx<'a> {
+        let mut prefix = mount.view_prefix();
+        if mount.backend().per_token_storage() {
+            prefix.push_str(&token.accessor);
+            prefix.push('/');
+        }
+        self.ctx(mount, prefix)
+    }
+
+    pub(crate) fn ctx<'a>(&'a self, mount: &'a MountEntry, prefix: String) -> kv::Ctx<'a> {
         kv::Ctx {
             barrier: &self.barrier,
             mount,
@@ -849,23 +838,8 @@ impl Core {
         if let Some(rest) = path.strip_prefix("sys/") {
             return crate::sys::handle(self, req, rest, acl);
         }
-        if let Some(rest) = path.strip_prefix("auth/") {
-            if let Some(rest) = rest.strip_prefix("token/") {
-                return crate::auth::token_api::handle(self, req, rest, entry, acl);
-            }
-            let mounts = self.auth_mounts.read();
-            let mount = mounts
-                .route(rest)
-                .ok_or_else(|| Error::NoRoute(path.to_owned()))?;
-            let rel = rest.get(mount.path.len()..).unwrap_or("");
-            let ctx = self.ctx(mount, mount.view_prefix());
-            return match crate::auth::handle(&ctx, req, rel)? {
-                Answer::Response(mut r) => {
-                    r.mount_type = mount.kind.clone();
-                    Ok(*r)
-                }
-                Answer::Login(grant) => self.mint_login_token(mount, req, grant),
-            };
+        if let Some(rest) = path.strip_prefix("auth/token/") {
+            return crate::auth::token_api::handle(self, req, rest, entry, acl);
         }
         if let Some(rest) = path.strip_prefix("identity/") {
             return crate::identity::handle(self, req, rest, entry);
@@ -873,22 +847,17 @@ impl Core {
         if let Some(rest) = path.strip_prefix("lockana/") {
             return crate::projects::handle(self, req, rest);
         }
-        let mounts = self.mounts.read();
-        let mount = mounts
-            .route(path)
-            .ok_or_else(|| Error::NoRoute(path.to_owned()))?;
-        let rel = path.get(mount.path.len()..).unwrap_or("");
-        let mut prefix = mount.view_prefix();
-        if mount.engine() == EngineKind::Cubbyhole {
-            prefix.push_str(&entry.accessor);
-            prefix.push('/');
-        }
-        let ctx = self.ctx(mount, prefix);
-        match mount.engine() {
-            EngineKind::KvV1 | EngineKind::Cubbyhole => kv::v1::handle(&ctx, req, rel),
-            EngineKind::KvV2 => kv::v2::handle(&ctx, req, rel),
-            EngineKind::Totp => crate::totp::handle(&ctx, req, rel),
-        }
+        self.with_mount(path, |mount, rel| {
+            let ctx = self.mount_ctx(mount, entry);
+            match mount.backend().handle(&ctx, req, rel)? {
+                Answer::Response(mut r) => {
+                    r.mount_type = mount.kind.clone();
+                    Ok(*r)
+                }
+                Answer::Login(grant) => self.mint_login_token(mount, req, grant),
+            }
+        })
+        .unwrap_or_else(|| Err(Error::NoRoute(path.to_owned())))
     }
 }
 
@@ -902,27 +871,6 @@ fn login_alias<'a>(rel: &'a str, data: &'a serde_json::Map<String, serde_json::V
         .iter()
         .find_map(|k| data.get(*k).and_then(|v| v.as_str()))
         .unwrap_or("")
-}
-
-/// Vault's root-protected paths: they need `sudo` besides the operation's capability.
-fn needs_sudo(path: &str, op: Operation) -> bool {
-    matches!(
-        path,
-        "sys/seal"
-            | "sys/audit"
-            | "sys/rotate"
-            | "sys/rotate/keyring"
-            | "sys/remount"
-            | "sys/host-info"
-            | "sys/step-down"
-            | "sys/storage/verify"
-    ) || path.starts_with("sys/audit/")
-        || path.starts_with("sys/lockana/audit-head")
-        || path.starts_with("sys/raw")
-        || (path.starts_with("sys/auth/") && op != Operation::Read)
-        || path.starts_with("auth/token/revoke-orphan")
-        || path.starts_with("auth/token/accessors")
-        || path == "auth/token/create-orphan"
 }
 
 #[cfg(test)]

@@ -144,7 +144,9 @@ fn required_string(d: &Map<String, Value>, name: &'static str) -> Result<String>
     }
 }
 
-pub(crate) fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Answer> {
+super::auth_method!(AppRole, "approle", APPROLE, &["login"]);
+
+fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Answer> {
     let op = req.operation;
     if rel == "login" {
         return login(ctx, req);

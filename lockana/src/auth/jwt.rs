@@ -52,7 +52,9 @@ struct Role {
     token: TokenFields,
 }
 
-pub(crate) fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Answer> {
+super::auth_method!(Jwt, "jwt", JWT, &["login"]);
+
+fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Answer> {
     let op = req.operation;
     let resp = match rel.trim_end_matches('/') {
         "login" => return login(ctx, req),

@@ -14,12 +14,43 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::kv::Ctx;
 use crate::mounts::{MountConfig, MountEntry, apply_tune};
-use crate::{Error, Operation, Request, Response, Result};
+use crate::{Error, Response, Result};
 
-/// The auth method types Lockana can mount.
-pub(crate) const KINDS: [&str; 3] = ["userpass", "approle", "jwt"];
+/// Declares an auth method type served by its module's `handle`: the `Backend`
+/// (struct `$ty`, help from `crate::help::$doc`, login paths `$logins`) and the
+/// registry row `REGISTRATION` for the type name `$name`.
+macro_rules! auth_method {
+    ($ty:ident, $name:literal, $doc:ident, $logins:expr) => {
+        /// The registry row of this auth method type.
+        pub(crate) const REGISTRATION: crate::engine::Registration = crate::engine::Registration {
+            names: &[$name],
+            factory: |_, _| Ok(($name, std::sync::Arc::new($ty))),
+            mountable: true,
+        };
+
+        /// This auth method, as a backend.
+        pub(crate) struct $ty;
+
+        impl crate::engine::Backend for $ty {
+            fn doc(&self) -> &'static crate::help::BackendDoc {
+                &crate::help::$doc
+            }
+
+            fn handle(&self, ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Answer> {
+                handle(ctx, req, rel)
+            }
+
+            fn special_paths(&self) -> crate::engine::SpecialPaths {
+                crate::engine::SpecialPaths {
+                    unauthenticated: $logins,
+                    ..crate::engine::SpecialPaths::NONE
+                }
+            }
+        }
+    };
+}
+pub(crate) use auth_method;
 
 /// What a successful login is worth; the vault turns it into a token.
 #[derive(Debug, Clone, Default)]
@@ -47,29 +78,6 @@ pub(crate) enum Answer {
     Login(LoginGrant),
 }
 
-/// Whether `rel` (the path below the mount) is a login path of `kind`, served without
-/// a token.
-pub(crate) fn is_login_path(kind: &str, rel: &str, op: Operation) -> bool {
-    if !matches!(op, Operation::Update | Operation::Create) {
-        return false;
-    }
-    match kind {
-        "userpass" => rel.starts_with("login/"),
-        "approle" | "jwt" => rel == "login",
-        _ => false,
-    }
-}
-
-/// Serves a request to an auth method.
-pub(crate) fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Answer> {
-    match ctx.mount.kind.as_str() {
-        "userpass" => userpass::handle(ctx, req, rel),
-        "approle" => approle::handle(ctx, req, rel),
-        "jwt" => jwt::handle(ctx, req, rel),
-        _ => Err(Error::NoRoute(req.path.clone())),
-    }
-}
-
 /// Builds an auth table entry from `sys/auth/<path>`'s body.
 pub(crate) fn new_entry(path: &str, data: &Map<String, Value>) -> Result<MountEntry> {
     let path = normalize_auth_path(path)?;
@@ -77,12 +85,15 @@ pub(crate) fn new_entry(path: &str, data: &Map<String, Value>) -> Result<MountEn
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => return Err(Error::invalid("'type' must name an auth method")),
     };
-    if !KINDS.contains(&kind.as_str()) {
+    let registry = crate::engine::AUTH_METHODS;
+    let Some(registration) = crate::engine::lookup(registry, &kind).filter(|r| r.mountable) else {
         return Err(Error::invalid(format!(
             "unknown auth method type; Lockana supports {}",
-            KINDS.join(", ")
+            crate::engine::mountable_names(registry).join(", ")
         )));
-    }
+    };
+    let mut options = BTreeMap::new();
+    let (kind, backend) = (registration.factory)(&kind, &mut options)?;
     let mut config = MountConfig::default();
     if let Some(c) = data.get("config").filter(|c| !c.is_null()) {
         apply_tune(&mut config, c)?;
@@ -96,13 +107,14 @@ pub(crate) fn new_entry(path: &str, data: &Map<String, Value>) -> Result<MountEn
     Ok(MountEntry {
         path,
         accessor: format!("auth_{kind}_{}", &uuid.replace('-', "")[..8]),
-        kind,
+        kind: kind.to_owned(),
         description,
         uuid,
-        options: BTreeMap::new(),
+        options,
         config,
         local: false,
         seal_wrap: false,
+        backend: crate::mounts::Instance::new(backend),
     })
 }
 

@@ -12,6 +12,13 @@ use crate::policy::{Acl, Caps, normalize_name};
 use crate::vault::Core;
 use crate::{ClientToken, Error, Operation, Request, Response, Result};
 
+/// The token store's root-protected paths (relative to `auth/token/`).
+pub(crate) const SPECIAL: crate::engine::SpecialPaths = crate::engine::SpecialPaths {
+    unauthenticated: &[],
+    root: &["revoke-orphan*", "accessors*", "create-orphan"],
+    root_writes: &[],
+};
+
 fn token_response(data: Map<String, Value>) -> Response {
     let mut r = Response::with_data(data);
     r.mount_type = "token".into();

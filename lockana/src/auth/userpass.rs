@@ -78,7 +78,9 @@ fn password_param(d: &Map<String, Value>) -> Result<Option<Zeroizing<String>>> {
     }
 }
 
-pub(crate) fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Answer> {
+super::auth_method!(Userpass, "userpass", USERPASS, &["login/*"]);
+
+fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Answer> {
     let d = &req.data;
     if let Some(name) = rel.strip_prefix("login/") {
         return login(ctx, name, d);

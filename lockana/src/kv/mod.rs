@@ -8,9 +8,66 @@ use std::time::SystemTime;
 use parking_lot::{Mutex, MutexGuard};
 use serde_json::{Map, Value};
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use crate::barrier::{Barrier, Op};
+use crate::engine::{Backend, Registration};
 use crate::mounts::MountEntry;
 use crate::{Error, Result};
+
+/// `kv` (with a `version` option of 1 or 2), and its aliases.
+pub(crate) const REGISTRATION: Registration = Registration {
+    names: &["kv", "generic", "kv-v1", "kv-v2"],
+    factory: new_kv,
+    mountable: true,
+};
+
+/// The per-token store every vault has at `cubbyhole/`.
+pub(crate) const CUBBYHOLE: Registration = Registration {
+    names: &["cubbyhole"],
+    factory: new_cubbyhole,
+    mountable: false,
+};
+
+/// KV is stored as `kv` with `version` "1" or "2", whichever alias enabled it.
+fn new_kv(
+    kind: &str,
+    options: &mut BTreeMap<String, String>,
+) -> Result<(&'static str, Arc<dyn Backend>)> {
+    let version = match kind {
+        "kv-v1" => "1".to_owned(),
+        "kv-v2" => "2".to_owned(),
+        _ => options
+            .get("version")
+            .cloned()
+            .unwrap_or_else(|| "1".into()),
+    };
+    let backend: Arc<dyn Backend> = match version.as_str() {
+        "1" => Arc::new(v1::KvV1),
+        "2" => Arc::new(v2::KvV2),
+        _ => {
+            return Err(Error::invalid(
+                "kv mount option 'version' must be \"1\" or \"2\"",
+            ));
+        }
+    };
+    options.insert("version".into(), version);
+    Ok(("kv", backend))
+}
+
+fn new_cubbyhole(
+    _kind: &str,
+    options: &mut BTreeMap<String, String>,
+) -> Result<(&'static str, Arc<dyn Backend>)> {
+    options.clear();
+    Ok(("cubbyhole", Arc::new(v1::Cubbyhole)))
+}
+
+/// Whether `mount` is a KV version 2 mount (projects keep their variables on one).
+pub(crate) fn is_v2(mount: &MountEntry) -> bool {
+    mount.kind == "kv" && mount.options.get("version").map(String::as_str) == Some("2")
+}
 
 /// Everything an engine needs to answer one request.
 pub(crate) struct Ctx<'a> {

@@ -137,7 +137,30 @@ fn version_key(key: &str, version: u64) -> String {
     format!("versions/{}/{version}", hex::encode(digest))
 }
 
-pub(crate) fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Response> {
+/// The KV version 2 engine.
+pub(crate) struct KvV2;
+
+impl crate::engine::Backend for KvV2 {
+    fn doc(&self) -> &'static crate::help::BackendDoc {
+        &crate::help::KV_V2
+    }
+
+    fn handle(&self, ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<crate::engine::Answer> {
+        Ok(handle(ctx, req, rel)?.into())
+    }
+
+    /// `data/` and `metadata/` writes create a key when its metadata does not exist.
+    fn existence(&self, ctx: &Ctx<'_>, rel: &str) -> Result<crate::engine::Existence> {
+        Ok(match rel.split_once('/') {
+            Some(("data" | "metadata", key)) => crate::engine::Existence::found(
+                ctx.barrier.get(&ctx.key(&meta_key(key)))?.is_some(),
+            ),
+            _ => crate::engine::Existence::NoCheck,
+        })
+    }
+}
+
+fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Response> {
     let (section, key) = match rel.split_once('/') {
         Some((s, k)) => (s, k),
         None => (rel, ""),

@@ -18,7 +18,6 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use self::access::{Failure, Purpose};
 use crate::auth::token::NewToken;
-use crate::mounts::EngineKind;
 use crate::totp::{self, code};
 use crate::vault::Core;
 use crate::{Error, Operation, RawBody, Request, Response, Result};
@@ -227,7 +226,7 @@ fn mount_for(core: &Core, data: &Map<String, Value>, current: Option<&str>) -> R
     }
     let mounts = core.mounts.read();
     match mounts.get(&path) {
-        Some(m) if m.engine() == EngineKind::KvV2 => Ok(path),
+        Some(m) if crate::kv::is_v2(m) => Ok(path),
         _ => Err(Error::invalid(format!(
             "mount \"{path}\" is not a KV version 2 mount: enable one first (vault secrets enable -path={} kv-v2)",
             path.trim_end_matches('/')
@@ -399,7 +398,7 @@ fn env_response(core: &Core, rec: &ProjectRecord, query: &Map<String, Value>) ->
         let mounts = core.mounts.read();
         let mount = mounts
             .get(&rec.mount)
-            .filter(|m| m.engine() == EngineKind::KvV2)
+            .filter(|m| crate::kv::is_v2(m))
             .ok_or_else(|| {
                 Error::invalid(format!(
                     "the project's mount \"{}\" is no longer a KV version 2 mount",
@@ -430,27 +429,14 @@ fn env_response(core: &Core, rec: &ProjectRecord, query: &Map<String, Value>) ->
     Ok(r)
 }
 
-/// Serves the requests whose credential is a project's one-time code rather than a
-/// token: `auth/totp/login`, and `lockana/projects/<name>/env` with a code. `None`
-/// for every other request.
-pub(crate) fn try_code_access(core: &Core, req: &Request) -> Option<Result<Response>> {
-    let purpose = purpose(req)?;
-    let run = || -> Result<Response> {
-        core.audit.log_request(req, None)?;
-        let outcome = match purpose {
-            Purpose::Login => login(core, req),
-            Purpose::Env => env_by_code(core, req),
-        };
-        core.audit
-            .log_response(&core.barrier, req, None, &outcome)?;
-        outcome
-    };
-    Some(run())
-}
-
-/// Whether the request's credential is a project's one-time code (no token needed).
-pub(crate) fn is_code_access(req: &Request) -> bool {
-    purpose(req).is_some()
+/// The handler of a request whose credential is a project's one-time code rather
+/// than a token: `auth/totp/login`, and `lockana/projects/<name>/env` with a code.
+/// `None` for every other request.
+pub(crate) fn tokenless(req: &Request) -> Option<crate::vault::Handler> {
+    Some(match purpose(req)? {
+        Purpose::Login => login,
+        Purpose::Env => env_by_code,
+    })
 }
 
 fn purpose(req: &Request) -> Option<Purpose> {

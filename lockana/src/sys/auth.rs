@@ -79,12 +79,12 @@ pub(crate) fn handle(core: &Core, req: &Request, p: &str) -> Result<Response> {
         }
         Operation::Create | Operation::Update => {
             let entry = new_entry(p, d)?;
-            core.auth_mounts.write().add(&core.barrier, entry)?;
+            core.enable_mount(&core.auth_mounts, entry)?;
             Ok(Response::empty())
         }
         Operation::Delete => {
             let path = normalize_auth_path(p)?;
-            if core.auth_mounts.write().remove(&core.barrier, &path)? {
+            if core.disable_mount(&core.auth_mounts, &path)? {
                 // Tokens the method issued go with it, as in Vault.
                 core.tokens
                     .revoke_by_path_prefix(&core.barrier, &format!("auth/{path}"))?;

@@ -5,11 +5,12 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Map, Value, json};
 
 use crate::barrier::{Cipher, decode_share};
+use crate::engine::{Existence, SpecialPaths};
 use crate::kv::{opt_bool, opt_u64};
 use crate::mounts::MountEntry;
 use crate::mounts::{apply_tune, new_entry, normalize_mount_path};
 use crate::policy::Acl;
-use crate::vault::Core;
+use crate::vault::{Core, Handler};
 
 mod audit;
 mod auth;
@@ -25,6 +26,62 @@ mod verify;
 pub(crate) mod wrapping;
 use crate::{Error, Operation, Request, Response, ResponseFormat, Result};
 pub use verify::StorageReport;
+
+/// The `sys/` backend's root-protected paths (relative to `sys/`): Vault's, which
+/// need `sudo` besides the operation's capability.
+pub(crate) const SPECIAL: SpecialPaths = SpecialPaths {
+    unauthenticated: &[],
+    root: &[
+        "seal",
+        "audit",
+        "audit/*",
+        "rotate",
+        "rotate/keyring",
+        "remount",
+        "host-info",
+        "step-down",
+        "storage/verify",
+        "lockana/audit-head*",
+        "raw*",
+    ],
+    root_writes: &["auth/*"],
+};
+
+/// Paths served without a token, even while sealed.
+pub(crate) fn is_unauthenticated(path: &str) -> bool {
+    matches!(
+        path,
+        "sys/health" | "sys/seal-status" | "sys/init" | "sys/unseal" | "sys/leader"
+    ) || operator::is_unauthenticated(path)
+}
+
+/// The handler of a `sys/` request whose credential is in its body: completing a
+/// two-step MFA login (`sys/mfa/validate`), and `sys/wrapping/{unwrap,lookup,rewrap}`,
+/// which take the wrapping token in the body or as the request's token.
+pub(crate) fn tokenless(req: &Request) -> Option<Handler> {
+    let write = matches!(req.operation, Operation::Update | Operation::Create);
+    Some(match req.path.as_str() {
+        "sys/mfa/validate" | "sys/mfa/validate/" if write => crate::identity::mfa::validate,
+        "sys/wrapping/unwrap" if write => wrapping::unwrap,
+        "sys/wrapping/lookup" if write || req.operation == Operation::Read => wrapping::lookup,
+        "sys/wrapping/rewrap" if write => wrapping::rewrap,
+        _ => return None,
+    })
+}
+
+/// The existence check of a write below `sys/` (`rest`): policies tell create from
+/// update.
+pub(crate) fn existence(core: &Core, rest: &str) -> Existence {
+    match rest
+        .strip_prefix("policies/acl/")
+        .or_else(|| rest.strip_prefix("policy/"))
+    {
+        Some(name) => Existence::found(
+            crate::policy::normalize_name(name).is_ok_and(|n| core.policies.get(&n).is_some()),
+        ),
+        None => Existence::NoCheck,
+    }
+}
 
 /// The version string Lockana reports where Vault reports its own.
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -485,11 +542,11 @@ fn mounts(core: &Core, req: &Request, p: &str) -> Result<Response> {
         }
         Operation::Create | Operation::Update => {
             let entry = new_entry(&path, d)?;
-            core.mounts.write().add(&core.barrier, entry)?;
+            core.enable_mount(&core.mounts, entry)?;
             Ok(Response::empty())
         }
         Operation::Delete => {
-            core.mounts.write().remove(&core.barrier, &path)?;
+            core.disable_mount(&core.mounts, &path)?;
             Ok(Response::empty())
         }
         _ => Err(Error::UnsupportedOperation),

@@ -59,7 +59,35 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Serves a request to a TOTP mount; `rel` is the path below the mount.
-pub(crate) fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Response> {
+/// The `totp` mount type (it takes no options).
+pub(crate) const REGISTRATION: crate::engine::Registration = crate::engine::Registration {
+    names: &["totp"],
+    factory: new_totp,
+    mountable: true,
+};
+
+fn new_totp(
+    _kind: &str,
+    options: &mut std::collections::BTreeMap<String, String>,
+) -> Result<(&'static str, std::sync::Arc<dyn crate::engine::Backend>)> {
+    options.clear();
+    Ok(("totp", std::sync::Arc::new(TotpEngine)))
+}
+
+/// Vault's TOTP secrets engine.
+pub(crate) struct TotpEngine;
+
+impl crate::engine::Backend for TotpEngine {
+    fn doc(&self) -> &'static crate::help::BackendDoc {
+        &crate::help::TOTP
+    }
+
+    fn handle(&self, ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<crate::engine::Answer> {
+        Ok(handle(ctx, req, rel)?.into())
+    }
+}
+
+fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Response> {
     let mut resp = route(ctx, req, rel)?;
     resp.mount_type = "totp".into();
     Ok(resp)
