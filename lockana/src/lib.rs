@@ -24,6 +24,7 @@ mod mounts;
 mod notify;
 mod policy;
 mod projects;
+mod snapshot;
 mod storage;
 mod sys;
 mod totp;
@@ -39,5 +40,6 @@ pub use error::{BarrierError, Error, IntegrityError, IntegrityKind, Result, Stor
 pub use logical::{
     Auth, ClientToken, Connection, Operation, RawBody, Request, Response, ResponseFormat, WrapInfo,
 };
+pub use snapshot::{SnapshotInfo, inspect_snapshot};
 pub use sys::StorageReport;
 pub use vault::{DevCredentials, InitResult, SealStatus, StorageConfig, Vault};

@@ -88,6 +88,9 @@ pub struct Request {
     /// `?help=1` or the `HELP` method: answer with the path's help instead of serving
     /// it (`bao path-help`).
     pub help: bool,
+    /// The body as sent, for the paths that take bytes rather than JSON (a snapshot
+    /// to restore); `data` is empty then. Never audited.
+    pub raw_body: Option<Vec<u8>>,
 }
 
 impl Request {
@@ -103,6 +106,7 @@ impl Request {
             mfa: Vec::new(),
             totp_code: None,
             help: false,
+            raw_body: None,
         }
     }
 
@@ -123,6 +127,12 @@ impl Request {
     /// Sets the one-time TOTP code (`X-Lockana-TOTP`) of a project env fetch.
     pub fn with_totp_code(mut self, code: impl Into<String>) -> Self {
         self.totp_code = Some(code.into());
+        self
+    }
+
+    /// Sets the raw body (a snapshot to restore).
+    pub fn with_raw_body(mut self, body: Vec<u8>) -> Self {
+        self.raw_body = Some(body);
         self
     }
 

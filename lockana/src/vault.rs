@@ -218,6 +218,12 @@ impl Vault {
         self.core.refuses_whatever_the_body(req)
     }
 
+    /// Whether a write to `path` (below `/v1/`) takes its body as bytes, passed in
+    /// [`Request::raw_body`], rather than JSON: a snapshot to restore.
+    pub fn takes_raw_body(path: &str) -> bool {
+        crate::sys::snapshot::takes_raw_body(path)
+    }
+
     /// Current seal state.
     pub fn seal_status(&self) -> SealStatus {
         self.core.seal_status()
@@ -316,22 +322,57 @@ impl Core {
         if progress > 0 {
             return Ok(progress);
         }
-        // All or nothing: everything the vault serves from is loaded before it reports
-        // unsealed; any failure (a storage panic included) leaves it sealed.
+        self.load_and_activate("at unseal")?;
+        tracing::info!("vault unsealed");
+        Ok(0)
+    }
+
+    /// All or nothing: everything the vault serves from is loaded before it reports
+    /// unsealed; any failure (a storage panic included) leaves it sealed.
+    fn load_and_activate(&self, when: &'static str) -> Result<()> {
         let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.post_unseal()))
             .unwrap_or_else(|_| {
-                Err(crate::IntegrityError::engine("while loading the vault at unseal").into())
+                Err(crate::IntegrityError::engine(format!("while loading the vault {when}")).into())
             });
         if let Err(e) = loaded {
-            tracing::error!(error = %e, "unseal failed; the vault stays sealed");
+            tracing::error!(error = %e, when, "loading the vault failed; it stays sealed");
             self.unload();
             self.report_integrity(&e);
             return Err(e);
         }
         self.barrier.activate();
-        tracing::info!("vault unsealed");
         self.emit(Event::new(EventKind::Unsealed, self.now()));
-        Ok(0)
+        Ok(())
+    }
+
+    /// Replaces everything stored with a snapshot's entries (checked by the caller),
+    /// as Vault's restore does: nothing is served meanwhile, every cache is dropped,
+    /// and the vault reloads from the restored data. Returns whether it is unsealed
+    /// afterwards: a snapshot of this vault opens with the root key held now; one of
+    /// another vault leaves it sealed, to be unsealed with that vault's keys. A
+    /// failure leaves it sealed too, with storage as it was (the replacement is one
+    /// atomic batch).
+    pub(crate) fn restore_storage(&self, entries: Vec<(String, Vec<u8>)>) -> Result<bool> {
+        let _l = self.lifecycle.lock();
+        let root = self.barrier.held_root()?;
+        self.unload();
+        let opened = match self.barrier.replace_storage(entries, root) {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::error!(error = %e, "snapshot restore failed; the vault is sealed");
+                self.unload();
+                return Err(e);
+            }
+        };
+        if !opened {
+            tracing::warn!(
+                "snapshot restored; its keyring does not open with this vault's root key: the vault is sealed, unseal it with the unseal keys of the vault the snapshot was taken from"
+            );
+            return Ok(false);
+        }
+        self.load_and_activate("after a snapshot restore")?;
+        tracing::info!("snapshot restored; the vault is unsealed");
+        Ok(true)
     }
 
     fn post_unseal(&self) -> Result<()> {

@@ -1524,3 +1524,7 @@ fn refuses_whatever_the_body_agrees_with_handle() {
 // Integrity failures and all-or-nothing unseal (issue 11).
 #[path = "vault/integrity.rs"]
 mod integrity;
+
+// Snapshots: save and restore on any backend (issue 14).
+#[path = "vault/snapshot.rs"]
+mod snapshot;

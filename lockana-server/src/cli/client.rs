@@ -114,6 +114,108 @@ impl Client {
         Ok(text)
     }
 
+    /// GETs `/v1/<path>` and copies the answer's bytes into `out` as they arrive,
+    /// calling `progress(bytes so far)`; no time limit (a snapshot of a large vault
+    /// takes a while). Non-2xx answers are an [`ApiError`].
+    pub(crate) fn download(
+        &self,
+        path: &str,
+        out: &mut dyn std::io::Write,
+        progress: &mut dyn FnMut(u64),
+    ) -> anyhow::Result<u64> {
+        let (url, req) = self.raw_request("GET", path, Vec::new())?;
+        let resp = self.run_unlimited(req, &url)?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut reader = body.as_reader();
+        if !(200..300).contains(&status) {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut reader, &mut text)
+                .with_context(|| format!("reading the answer from {url}"))?;
+            let json = serde_json::from_str::<Value>(&text).ok();
+            return Err(api_error("GET", url, status, json.as_ref()));
+        }
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = std::io::Read::read(&mut reader, &mut buf)
+                .with_context(|| format!("reading the answer from {url}"))?;
+            if n == 0 {
+                return Ok(total);
+            }
+            out.write_all(&buf[..n]).context("writing the snapshot")?;
+            total += n as u64;
+            progress(total);
+        }
+    }
+
+    /// POSTs `body` as the raw body of `/v1/<path>` (no time limit), calling
+    /// `progress(sent, total)` as it goes. Non-2xx answers are an [`ApiError`].
+    pub(crate) fn upload(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> anyhow::Result<u16> {
+        let total = body.len() as u64;
+        let mut reader = Progress {
+            inner: std::io::Cursor::new(body),
+            sent: 0,
+            total,
+            progress,
+        };
+        let (url, req) = self.raw_request("POST", path, ())?;
+        let (parts, ()) = req.into_parts();
+        let mut req =
+            ureq::http::Request::from_parts(parts, ureq::SendBody::from_reader(&mut reader));
+        req.headers_mut()
+            .insert("Content-Length", ureq::http::HeaderValue::from(total));
+        let resp = self.run_unlimited(req, &url)?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .into_body()
+            .read_to_string()
+            .with_context(|| format!("reading the answer from {url}"))?;
+        if !(200..300).contains(&status) {
+            let json = serde_json::from_str::<Value>(&text).ok();
+            return Err(api_error("POST", url, status, json.as_ref()));
+        }
+        Ok(status)
+    }
+
+    /// A request to `/v1/<path>` with the token and `X-Vault-Request`.
+    fn raw_request<B>(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: B,
+    ) -> anyhow::Result<(String, ureq::http::Request<B>)> {
+        let url = format!("{}/v1/{path}", self.base);
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("X-Vault-Request", "true");
+        if let Some(token) = &self.token {
+            req = req.header("X-Vault-Token", token);
+        }
+        Ok((url, req.body(body).context("building the request")?))
+    }
+
+    fn run_unlimited<B: ureq::AsSendBody>(
+        &self,
+        req: ureq::http::Request<B>,
+        url: &str,
+    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+        let req = self
+            .agent
+            .configure_request(req)
+            .timeout_global(None)
+            .build();
+        self.agent
+            .run(req)
+            .with_context(|| format!("cannot reach {url}"))
+    }
+
     /// Sends one request to `/v1/<path>`; returns the URL, the status and the body.
     fn send(
         &self,
@@ -152,6 +254,23 @@ impl Client {
             .read_to_string()
             .with_context(|| format!("reading the answer from {url}"))?;
         Ok((url, status, text))
+    }
+}
+
+/// A reader that reports how much of it was read.
+struct Progress<'a, R> {
+    inner: R,
+    sent: u64,
+    total: u64,
+    progress: &'a mut dyn FnMut(u64, u64),
+}
+
+impl<R: std::io::Read> std::io::Read for Progress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sent += n as u64;
+        (self.progress)(self.sent, self.total);
+        Ok(n)
     }
 }
 

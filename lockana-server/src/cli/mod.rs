@@ -10,6 +10,7 @@ mod operator;
 mod operator_keys;
 mod project;
 mod server;
+mod snapshot;
 mod user;
 
 use std::ffi::OsString;
@@ -172,6 +173,40 @@ pub(crate) enum Format {
     Json,
 }
 
+/// `lockana operator snapshot` subcommands.
+#[derive(Debug, Subcommand)]
+enum SnapshotCommand {
+    /// Save a snapshot of the running, unsealed server to FILE (mode 0600). Needs a
+    /// token allowed to `read` sys/storage/raft/snapshot.
+    #[command(after_help = "\
+Examples:
+  $ lockana operator snapshot save backup.snap
+  $ bao operator raft snapshot save backup.snap     # the same file, with the bao CLI")]
+    Save {
+        /// Where to write the snapshot (written to FILE.partial, then renamed).
+        file: PathBuf,
+    },
+    /// Replace everything the server stores with the snapshot in FILE.
+    ///
+    /// The file's checksums are checked before anything is replaced, and the
+    /// replacement is atomic. A snapshot of this vault restores as is and the vault
+    /// stays unsealed. A snapshot of another vault (or of this one before a new init)
+    /// needs --force, and afterwards the server is sealed: unseal it with the unseal
+    /// keys of the vault the snapshot was taken from, as with Vault.
+    #[command(after_help = "\
+Examples:
+  $ lockana operator snapshot restore backup.snap
+  $ lockana operator snapshot restore --force other-vault.snap && lockana operator unseal")]
+    Restore {
+        /// The snapshot file.
+        file: PathBuf,
+        /// Restore a snapshot taken by another vault (skips the check that it was
+        /// sealed with this vault's keys).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum OperatorCommand {
     /// Initialize a new server: prints the unseal key shares and the root token.
@@ -270,6 +305,15 @@ Examples:
         #[arg(long)]
         otp: Option<String>,
     },
+    /// Save or restore a snapshot of the whole vault (any storage backend).
+    ///
+    /// A snapshot is a consistent point-in-time copy of every stored entry, still
+    /// encrypted (a stolen snapshot is as safe as the storage file), in the archive
+    /// shape of Vault's raft snapshots (`bao operator raft snapshot` reads and writes
+    /// the same files). It restores into a server on any backend (redb into
+    /// PostgreSQL and back).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Check that every stored entry decrypts; list the damaged ones. Exit code: 0
     /// clean, 2 damage found, 1 error.
     ///

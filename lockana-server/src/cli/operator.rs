@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use super::client::Client;
-use super::{ClientArgs, Format, OperatorCommand};
+use super::{ClientArgs, Format, OperatorCommand, SnapshotCommand};
 
 /// Exit code of `operator status` for a sealed server (as `vault status`).
 const EXIT_SEALED: u8 = 2;
@@ -79,6 +79,12 @@ pub(super) fn run(args: &ClientArgs, command: OperatorCommand) -> anyhow::Result
                 otp,
             },
         ),
+        OperatorCommand::Snapshot(SnapshotCommand::Save { file }) => {
+            super::snapshot::save(&client, &file)
+        }
+        OperatorCommand::Snapshot(SnapshotCommand::Restore { file, force }) => {
+            super::snapshot::restore(&client, &file, force)
+        }
         OperatorCommand::VerifyStorage {
             config,
             path,

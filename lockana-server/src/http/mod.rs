@@ -27,6 +27,8 @@ pub(crate) use response::HttpResponse;
 
 /// Vault's default `max_request_size`: 32 MiB.
 pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 * 1024 * 1024;
+/// Largest snapshot a restore accepts (held in memory while it is checked).
+pub const MAX_SNAPSHOT_SIZE: usize = 1 << 30;
 /// Vault's default `default_max_request_duration`: 90 s.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
 /// Vault's default `http_read_header_timeout`: 10 s.
@@ -312,13 +314,24 @@ where
         .get("x-lockana-totp")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
 
-    let limit = limits.max_request_size;
+    // A snapshot to restore is bytes, not JSON, and as large as the vault: Vault
+    // exempts it from `max_request_size` too.
+    let raw = request::uses_body(&parts.method) && !help && Vault::takes_raw_body(&logical.path);
+    let limit = if raw {
+        MAX_SNAPSHOT_SIZE.max(limits.max_request_size)
+    } else {
+        limits.max_request_size
+    };
     if request::uses_body(&parts.method)
         && !help
         && request::content_length(&parts.headers).is_some_and(|len| len > limit as u64)
     {
         return Err(request::too_large(limit));
     }
+    let started = parts
+        .extensions
+        .get::<RequestStart>()
+        .map_or_else(Instant::now, |s| s.0);
     logical.data = if !request::uses_body(&parts.method) || help {
         query.data
     } else if handler.refuses_whatever_the_body(&logical) {
@@ -326,13 +339,12 @@ where
         // without reading, let alone parsing, the body. The body is discarded in the
         // background so a client that sends it whole before reading still gets the
         // answer rather than a reset.
-        tokio::spawn(discard(body, limits.max_request_size, limits.read_timeout));
+        tokio::spawn(discard(body, limit, limits.read_timeout));
+        serde_json::Map::new()
+    } else if raw {
+        logical.raw_body = Some(read_raw(body, limit, limits, started).await?);
         serde_json::Map::new()
     } else {
-        let started = parts
-            .extensions
-            .get::<RequestStart>()
-            .map_or_else(Instant::now, |s| s.0);
         read_json(body, limits, started).await?
     };
 
@@ -369,6 +381,26 @@ where
     let mut scanner = json::Scanner::new(limits.json);
     let mut buf: Vec<u8> = Vec::new();
     let deadline = (!limits.read_timeout.is_zero()).then(|| started + limits.read_timeout);
+    while let Some(chunk) = next_chunk(&mut body, deadline).await? {
+        if buf.len() + chunk.len() > limit {
+            tokio::spawn(discard(body, limit, limits.read_timeout));
+            return Err(request::too_large(limit));
+        }
+        if let Err(reason) = scanner.feed(&chunk) {
+            tokio::spawn(discard(body, limit, limits.read_timeout));
+            return Err(request::too_complex(reason));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    request::parse_scanned(&buf)
+}
+
+/// The next data chunk of a body (`None` at its end), within `http_read_timeout`.
+async fn next_chunk<B>(body: &mut B, deadline: Option<Instant>) -> Result<Option<Bytes>, HttpError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     loop {
         let next = body.frame();
         let frame = match deadline {
@@ -385,22 +417,38 @@ where
             },
             None => next.await,
         };
-        let Some(frame) = frame else { break };
-        let frame = frame.map_err(|_| HttpError::bad_request("failed to read the request body"))?;
-        let Ok(chunk) = frame.into_data() else {
-            continue; // trailers
+        let Some(frame) = frame else {
+            return Ok(None);
         };
+        let frame = frame.map_err(|_| HttpError::bad_request("failed to read the request body"))?;
+        if let Ok(chunk) = frame.into_data() {
+            return Ok(Some(chunk));
+        }
+        // Trailers: read on.
+    }
+}
+
+/// Reads a body as bytes (a snapshot to restore), up to `limit`.
+async fn read_raw<B>(
+    mut body: B,
+    limit: usize,
+    limits: &Limits,
+    started: Instant,
+) -> Result<Vec<u8>, HttpError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let deadline = (!limits.read_timeout.is_zero()).then(|| started + limits.read_timeout);
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(chunk) = next_chunk(&mut body, deadline).await? {
         if buf.len() + chunk.len() > limit {
             tokio::spawn(discard(body, limit, limits.read_timeout));
             return Err(request::too_large(limit));
         }
-        if let Err(reason) = scanner.feed(&chunk) {
-            tokio::spawn(discard(body, limit, limits.read_timeout));
-            return Err(request::too_complex(reason));
-        }
         buf.extend_from_slice(&chunk);
     }
-    request::parse_scanned(&buf)
+    Ok(buf)
 }
 
 /// Reads and drops what is left of a refused body (up to `limit` bytes, within

@@ -36,6 +36,8 @@ const KEYRING_PATH: &str = "core/keyring";
 /// through the barrier and is stored under its encrypted name; anything new written
 /// directly to the backend must be listed here, or the name migration would move it.
 pub(crate) const CLEAR_KEYS: [&str; 3] = [SEAL_CONFIG_PATH, ROOT_KEY_PATH, KEYRING_PATH];
+/// Associated data of a snapshot's sealed sum list.
+const SNAPSHOT_SUMS_AAD: &[u8] = b"core/snapshot-sums";
 /// Version byte of barrier ciphertexts: `1 || term (u32 BE) || nonce || ct || tag`.
 const CT_VERSION: u8 = 1;
 
@@ -363,6 +365,12 @@ impl Barrier {
         let root = as_key(&root).map_err(|_| crate::StorageError::Corrupt)?;
         // With the root key open, the unseal key was right: whatever fails from here
         // on is damage, not a wrong key.
+        self.open_with_root(cipher, root)
+    }
+
+    /// Opens the stored keyring with `root`. Fails with a barrier error when `root`
+    /// is not the key that wrapped it.
+    fn open_with_root(&self, cipher: Cipher, root: Zeroizing<[u8; 32]>) -> Result<()> {
         let wrapped_ring = self
             .storage
             .get(KEYRING_PATH)?
@@ -374,6 +382,67 @@ impl Barrier {
         }
         *self.keyring.write() = Some(ring);
         Ok(())
+    }
+
+    /// Every stored entry exactly as the backend holds it (ciphertext under encrypted
+    /// names, the wrapped key hierarchy), from one read: a snapshot's content.
+    pub(crate) fn export(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        if !self.has_keyring() {
+            return Err(Error::Sealed);
+        }
+        Ok(self.storage.entries()?)
+    }
+
+    /// Encrypts a snapshot's sum list under the root key, so a restore can tell
+    /// whether a snapshot came from this vault.
+    pub(crate) fn seal_snapshot_sums(&self, sums: &[u8]) -> Result<Vec<u8>> {
+        let guard = self.keyring.read();
+        let ring = guard.as_ref().ok_or(Error::Sealed)?;
+        Ok(ring.cipher.seal(&ring.root, sums, SNAPSHOT_SUMS_AAD)?)
+    }
+
+    /// Opens what [`Barrier::seal_snapshot_sums`] sealed, if this vault's root key
+    /// sealed it.
+    pub(crate) fn open_snapshot_sums(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        let guard = self.keyring.read();
+        let ring = guard.as_ref()?;
+        ring.cipher.open(&ring.root, sealed, SNAPSHOT_SUMS_AAD).ok()
+    }
+
+    /// The cipher and root key of the open keyring, for [`Barrier::replace_storage`].
+    pub(crate) fn held_root(&self) -> Result<(Cipher, Zeroizing<[u8; 32]>)> {
+        let guard = self.keyring.read();
+        let ring = guard.as_ref().ok_or(Error::Sealed)?;
+        Ok((ring.cipher, ring.root.clone()))
+    }
+
+    /// A snapshot restore: seals, replaces every stored entry with `entries` in one
+    /// atomic batch (nothing changes if it fails), then reopens the keyring now
+    /// stored with `root`, the root key held before. Returns whether that opened it
+    /// (a snapshot of this vault); if not, the barrier stays sealed until an unseal
+    /// with the snapshot's own unseal keys. The barrier is left inactive either way.
+    pub(crate) fn replace_storage(
+        &self,
+        entries: Vec<(String, Vec<u8>)>,
+        (cipher, root): (Cipher, Zeroizing<[u8; 32]>),
+    ) -> Result<bool> {
+        self.seal();
+        let mut batch = Vec::with_capacity(entries.len() + 1);
+        batch.push(BatchOp::Clear);
+        batch.extend(entries.into_iter().map(|(k, v)| BatchOp::Put(k, v)));
+        let replaced = self.storage.batch(batch);
+        // The seal configuration came with the snapshot (or stayed, if that failed).
+        *self.config.write() = None;
+        replaced?;
+        let config = self.read_seal_config()?.ok_or(Error::NotInitialized)?;
+        if config.cipher() != cipher {
+            return Ok(false);
+        }
+        match self.open_with_root(cipher, root) {
+            Ok(()) => Ok(true),
+            Err(Error::Barrier(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// One-time migration of a vault written before names were encrypted: renames

@@ -136,6 +136,9 @@ mod tests {
             }
             self.inner.batch(ops)
         }
+        fn entries(&self) -> Result<Vec<(String, Vec<u8>)>, crate::StorageError> {
+            self.inner.entries()
+        }
         fn kind(&self) -> &'static str {
             "failing"
         }

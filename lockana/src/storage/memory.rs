@@ -36,9 +36,19 @@ impl Backend for MemoryBackend {
                 BatchOp::Delete(k) => {
                     map.remove(&k);
                 }
+                BatchOp::Clear => map.clear(),
             }
         }
         Ok(())
+    }
+
+    fn entries(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        Ok(self
+            .map
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     fn kind(&self) -> &'static str {

@@ -16,6 +16,8 @@ use crate::StorageError;
 pub(crate) enum BatchOp {
     Put(String, Vec<u8>),
     Delete(String),
+    /// Deletes every entry (a snapshot restore starts its batch with it).
+    Clear,
 }
 
 /// A key-value store. Every method that writes returns only once the change is
@@ -35,6 +37,9 @@ pub(crate) trait Backend: Send + Sync {
     fn scan(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
     /// Applies all changes or none.
     fn batch(&self, ops: Vec<BatchOp>) -> Result<(), StorageError>;
+    /// Every entry, in key order, as of one instant: one read transaction, so writes
+    /// that land meanwhile are either wholly in or wholly out (snapshots).
+    fn entries(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
     /// The immediate children of `prefix`, Vault style: `a`, and `dir/` for deeper keys.
     fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         Ok(children(prefix, self.scan(prefix)?))
@@ -94,6 +99,32 @@ mod tests {
         assert_eq!(b.get("z").unwrap().as_deref(), Some(&b"5"[..]));
         b.delete("z").unwrap();
         assert_eq!(b.get("z").unwrap(), None);
+        let all = b.entries().unwrap();
+        let keys: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, vec!["a/c/d", "a/c/e", "b"]);
+        assert_eq!(all[0].1, b"2");
+        b.batch(vec![
+            BatchOp::Clear,
+            BatchOp::Put("n".into(), b"6".to_vec()),
+        ])
+        .unwrap();
+        assert_eq!(b.scan("").unwrap(), vec!["n"]);
+        assert_eq!(b.get("a/c/d").unwrap(), None);
+        b.batch(vec![BatchOp::Clear]).unwrap();
+        assert!(b.entries().unwrap().is_empty());
+        // A long run of puts, one key twice: the later value wins.
+        let mut ops: Vec<BatchOp> = (0..2500)
+            .map(|i| BatchOp::Put(format!("bulk/{i:05}"), vec![1]))
+            .collect();
+        ops.push(BatchOp::Put("bulk/00007".into(), vec![2]));
+        ops.push(BatchOp::Delete("bulk/00008".into()));
+        b.batch(ops).unwrap();
+        assert_eq!(b.scan("bulk/").unwrap().len(), 2499);
+        assert_eq!(b.get("bulk/00007").unwrap(), Some(vec![2]));
+        b.batch(vec![BatchOp::Clear]).unwrap();
+        for (k, v) in &all {
+            b.put(k, v).unwrap();
+        }
     }
 
     #[test]

@@ -26,6 +26,10 @@ enum Job {
 pub(crate) struct PostgresBackend {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// Where to connect for a snapshot read (it has its own connection, so the
+    /// worker keeps serving meanwhile). May hold a password: never printed.
+    url: String,
+    table: String,
 }
 
 fn pg_err(e: postgres::Error) -> StorageError {
@@ -72,14 +76,16 @@ impl PostgresBackend {
             ))
             .map_err(pg_err)?;
         let (tx, rx) = mpsc::channel::<Job>();
-        let table = table.to_owned();
+        let owned = table.to_owned();
         let worker = std::thread::Builder::new()
             .name("lockana-postgres".into())
-            .spawn(move || serve(client, &table, rx))
+            .spawn(move || serve(client, &owned, rx))
             .map_err(|e| StorageError::Backend(format!("postgresql worker: {e}")))?;
         Ok(PostgresBackend {
             jobs: Mutex::new(Some(tx)),
             worker: Mutex::new(Some(worker)),
+            url: url.to_owned(),
+            table: table.to_owned(),
         })
     }
 
@@ -104,6 +110,10 @@ fn serve(mut client: Client, table: &str, jobs: mpsc::Receiver<Job>) {
         "INSERT INTO {table} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
     );
     let del_sql = format!("DELETE FROM {table} WHERE key = $1");
+    let clear_sql = format!("DELETE FROM {table}");
+    let put_many_sql = format!(
+        "INSERT INTO {table} (key, value) SELECT * FROM UNNEST($1::text[], $2::bytea[]) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+    );
     for job in jobs {
         match job {
             Job::Get(key, reply) => {
@@ -126,12 +136,23 @@ fn serve(mut client: Client, table: &str, jobs: mpsc::Receiver<Job>) {
             Job::Batch(ops, reply) => {
                 let r = (|| {
                     let mut tx = client.transaction()?;
+                    let mut puts = Puts::default();
                     for op in &ops {
                         match op {
-                            BatchOp::Put(k, v) => tx.execute(&put_sql, &[k, v])?,
-                            BatchOp::Delete(k) => tx.execute(&del_sql, &[k])?,
+                            BatchOp::Put(k, v) => {
+                                puts.add(&mut tx, &put_sql, &put_many_sql, k, v)?
+                            }
+                            BatchOp::Delete(k) => {
+                                puts.flush(&mut tx, &put_sql, &put_many_sql)?;
+                                tx.execute(&del_sql, &[k])?;
+                            }
+                            BatchOp::Clear => {
+                                puts.flush(&mut tx, &put_sql, &put_many_sql)?;
+                                tx.execute(&clear_sql, &[])?;
+                            }
                         };
                     }
+                    puts.flush(&mut tx, &put_sql, &put_many_sql)?;
                     tx.commit()
                 })()
                 .map_err(pg_err);
@@ -139,6 +160,88 @@ fn serve(mut client: Client, table: &str, jobs: mpsc::Receiver<Job>) {
             }
         }
     }
+}
+
+/// Rows one multi-row insert carries.
+const PUT_CHUNK: usize = 1000;
+
+/// A run of puts, sent as multi-row inserts: a restore writes every entry in one
+/// batch, and one round trip per row would make that minutes on a large vault. A
+/// key already in the run starts a new statement (one statement cannot upsert a
+/// row twice), so later puts still win.
+#[derive(Default)]
+struct Puts<'a> {
+    keys: Vec<&'a str>,
+    values: Vec<&'a [u8]>,
+    seen: std::collections::HashSet<&'a str>,
+}
+
+impl<'a> Puts<'a> {
+    fn add(
+        &mut self,
+        tx: &mut postgres::Transaction<'_>,
+        one: &str,
+        many: &str,
+        key: &'a str,
+        value: &'a [u8],
+    ) -> Result<(), postgres::Error> {
+        if self.keys.len() >= PUT_CHUNK || self.seen.contains(key) {
+            self.flush(tx, one, many)?;
+        }
+        self.seen.insert(key);
+        self.keys.push(key);
+        self.values.push(value);
+        Ok(())
+    }
+
+    fn flush(
+        &mut self,
+        tx: &mut postgres::Transaction<'_>,
+        one: &str,
+        many: &str,
+    ) -> Result<(), postgres::Error> {
+        match self.keys.len() {
+            0 => {}
+            1 => {
+                tx.execute(one, &[&self.keys[0], &self.values[0]])?;
+            }
+            _ => {
+                tx.execute(many, &[&self.keys, &self.values])?;
+            }
+        }
+        self.keys.clear();
+        self.values.clear();
+        self.seen.clear();
+        Ok(())
+    }
+}
+
+/// Every row as of one instant: a REPEATABLE READ, READ ONLY transaction on a
+/// connection of its own, read through a cursor in pages.
+fn read_all(url: &str, table: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+    let mut client = Client::connect(url, NoTls).map_err(pg_err)?;
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(pg_err)?;
+    let portal = tx
+        .bind(&format!("SELECT key, value FROM {table} ORDER BY key"), &[])
+        .map_err(pg_err)?;
+    let mut out = Vec::new();
+    loop {
+        let rows = tx.query_portal(&portal, 2048).map_err(pg_err)?;
+        if rows.is_empty() {
+            break;
+        }
+        out.extend(
+            rows.iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, Vec<u8>>(1))),
+        );
+    }
+    tx.commit().map_err(pg_err)?;
+    Ok(out)
 }
 
 impl Drop for PostgresBackend {
@@ -162,6 +265,18 @@ impl Backend for PostgresBackend {
 
     fn batch(&self, ops: Vec<BatchOp>) -> Result<(), StorageError> {
         self.send(|tx| Job::Batch(ops, tx))?
+    }
+
+    fn entries(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        // The driver's blocking calls run their own runtime, which must not start on a
+        // thread that belongs to one: give the read a thread of its own.
+        let (url, table) = (self.url.clone(), self.table.clone());
+        std::thread::Builder::new()
+            .name("lockana-postgres-snapshot".into())
+            .spawn(move || read_all(&url, &table))
+            .map_err(|e| StorageError::Backend(format!("postgresql snapshot reader: {e}")))?
+            .join()
+            .map_err(|_| StorageError::Backend("postgresql: the snapshot reader failed".into()))?
     }
 
     fn kind(&self) -> &'static str {

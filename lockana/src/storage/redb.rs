@@ -229,6 +229,7 @@ fn guarded_commit<'a>(
             .flat_map(|ops| ops.iter())
             .map(|op| match op {
                 BatchOp::Put(k, _) | BatchOp::Delete(k) => k.as_str(),
+                BatchOp::Clear => "",
             })
             .next()
             .unwrap_or("");
@@ -259,6 +260,9 @@ fn commit<'a>(
                     }
                     BatchOp::Delete(k) => {
                         table.remove(k.as_str()).map_err(backend_err)?;
+                    }
+                    BatchOp::Clear => {
+                        table.retain(|_, _| false).map_err(backend_err)?;
                     }
                 }
             }
@@ -308,6 +312,20 @@ impl Backend for RedbBackend {
                     break;
                 }
                 out.push(k.to_owned());
+            }
+            Ok(out)
+        })
+    }
+
+    /// One read transaction: redb's MVCC keeps its view fixed while commits go on.
+    fn entries(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        guarded("", || {
+            let txn = self.read_txn()?;
+            let table = txn.open_table(ENTRIES).map_err(backend_err)?;
+            let mut out = Vec::new();
+            for item in table.range::<&str>(..).map_err(backend_err)? {
+                let (k, v) = item.map_err(backend_err)?;
+                out.push((k.value().to_owned(), v.value().to_vec()));
             }
             Ok(out)
         })

@@ -22,6 +22,7 @@ mod policy;
 mod rekey;
 mod remount;
 pub(crate) mod rotation;
+pub(crate) mod snapshot;
 mod verify;
 pub(crate) mod wrapping;
 use crate::{Error, Operation, Request, Response, ResponseFormat, Result};
@@ -306,6 +307,9 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str, acl: &Acl) -> Resul
         }
         ("wrapping/wrap", Operation::Update | Operation::Create) => wrapping::wrap_data(core, req),
         ("storage/verify", _) => verify::handle(core, req),
+        ("storage/raft/snapshot" | "storage/raft/snapshot-force", _) => {
+            snapshot::handle(core, req, rest)
+        }
         ("policies/acl" | "policies/acl/", _) => policy::handle(core, req, None, false),
         ("policy" | "policy/", _) => policy::handle(core, req, None, true),
         ("capabilities" | "capabilities-self" | "capabilities-accessor", _) => {
