@@ -78,6 +78,18 @@ create_exception!(
     "The encryption layer failed: a wrong unseal key share, or tampered data."
 );
 
+create_exception!(
+    lockana,
+    ProjectKeyError,
+    LockanaError,
+    "An RSA project's key could not open its variables (a wrong key, a damaged value), or a key is not valid."
+);
+
+/// An RSA project key failure (client side) as [`ProjectKeyError`].
+pub(crate) fn key_to_py(err: lockana::ProjectKeyError) -> PyErr {
+    ProjectKeyError::new_err(err.to_string())
+}
+
 /// The one mapping from the library's errors to Python exceptions. `lockana::Error`
 /// is `#[non_exhaustive]`: variants added later fall back to `LockanaError` until they
 /// get a class of their own. The message is the library's `Display`, which never
@@ -98,6 +110,7 @@ pub(crate) fn to_py(err: lockana::Error) -> PyErr {
         E::InvalidRequest(_) | E::Refused(_) => InvalidRequest::new_err(msg),
         E::Storage(_) | E::Integrity(_) => StorageError::new_err(msg),
         E::Barrier(_) => BarrierError::new_err(msg),
+        E::ProjectKey(_) => ProjectKeyError::new_err(msg),
         _ => LockanaError::new_err(msg),
     }
 }
@@ -123,5 +136,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CasMismatch", py.get_type::<CasMismatch>())?;
     m.add("StorageError", py.get_type::<StorageError>())?;
     m.add("BarrierError", py.get_type::<BarrierError>())?;
+    m.add("ProjectKeyError", py.get_type::<ProjectKeyError>())?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 mod convert;
 mod errors;
+mod sealed;
 mod vault;
 
 use pyo3::prelude::*;
@@ -22,6 +23,7 @@ fn lockana_py(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<vault::SealStatus>()?;
     m.add_class::<vault::InitResult>()?;
     errors::register(m)?;
+    sealed::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -64,6 +64,10 @@ pub enum Error {
     /// The audit log could not record the request (fail-closed: it was not served).
     #[error(transparent)]
     Audit(#[from] crate::AuditError),
+    /// A client-side operation with an RSA project's keys failed (never raised by the
+    /// server, which holds no private key).
+    #[error(transparent)]
+    ProjectKey(#[from] crate::ProjectKeyError),
 }
 
 impl Error {

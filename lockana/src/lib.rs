@@ -40,6 +40,10 @@ pub use error::{BarrierError, Error, IntegrityError, IntegrityKind, Result, Stor
 pub use logical::{
     Auth, ClientToken, Connection, Operation, RawBody, Request, Response, ResponseFormat, WrapInfo,
 };
+pub use projects::sealed::{
+    ProjectEncryption, ProjectKey, ProjectKeyError, ProjectPublicKey, dotenv, has_envelopes,
+    is_envelope,
+};
 pub use snapshot::{SnapshotInfo, inspect_snapshot};
 pub use sys::StorageReport;
 pub use vault::{DevCredentials, InitResult, SealStatus, StorageConfig, Vault};

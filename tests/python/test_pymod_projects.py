@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import time
 import urllib.parse
+import uuid
 
 import pyotp
 import pytest
@@ -77,3 +78,52 @@ def test_totp_engine_helpers(vault):
     assert imported == {}
     totp.delete_key("web")
     assert totp.list_keys() == ["imported"]
+
+
+def test_rsa_project_in_process_values_opened_only_with_the_key(vault, tmp_path):
+    """Issue 12: an RSA project's values are encrypted here; the vault holds only
+    envelopes; project_env decrypts with the private key (text, bytes or a path)."""
+    created = vault.create_project("payroll", encryption="rsa-3072")
+    private = created["private_key"]
+    assert private.startswith("-----BEGIN PRIVATE KEY-----")
+    assert created["encryption"] == "rsa-3072" and "private_key" not in vault.project("payroll")
+    values = {"DB_PASSWORD": "hunter2-" + "x" * 8, "QUOTED": "it's $HOME"}
+    assert vault.set_project_variables("payroll", values) == 1
+    stored = vault.kv().get("projects/payroll")
+    assert all(v.startswith("lockana:rsa1:") and "hunter2" not in v for v in stored.values())
+    with pytest.raises(lockana.InvalidRequest, match="lockana project set"):
+        vault.kv().put("projects/payroll", {"DB_PASSWORD": "plain"})
+
+    totp = _totp_from(created["otpauth_url"])
+    key_file = tmp_path / "payroll.pem"
+    key_file.write_text(private)
+    assert vault.project_env("payroll", totp.now(), private_key=key_file) == values
+    other = vault.create_project("other", encryption="rsa-3072")["private_key"]
+    with pytest.raises(lockana.ProjectKeyError, match="not the project's key"):
+        vault.project_env("payroll", totp.at(time.time() + 30), private_key=other.encode())
+
+
+def test_rsa_project_rotate_key_and_env_without_key(vault):
+    created = vault.create_project("rot", encryption="rsa-3072")
+    old = created["private_key"]
+    vault.set_project_variables("rot", {"A": "1"})
+    vault.set_project_variables("rot", {"B": "2"})  # others stay
+    with pytest.raises(lockana.ProjectKeyError):
+        vault.rotate_project_key("rot", vault.create_project("x", encryption="rsa-3072")["private_key"])
+    new = vault.rotate_project_key("rot", old)
+    assert new != old and vault.project("rot")["key_id"]
+    totp = _totp_from(created["otpauth_url"])
+    dotenv = vault.project_env("rot", totp.now(), format="dotenv", private_key=new)
+    assert dotenv == "A='1'\nB='2'\n"
+    # Without a key the envelopes are not handed out as values.
+    with pytest.raises(lockana.ProjectKeyError, match="private_key"):
+        vault.project_env("rot", totp.at(time.time() + 30))
+
+
+def test_rsa_project_over_http_client(dev_server, tmp_path):
+    client = lockana.Client(dev_server.addr, token="root")
+    name = f"httprsa-{uuid.uuid4().hex[:8]}"
+    created = client.create_project(name, encryption="rsa-3072")
+    client.set_project_variables(name, {"TOKEN": "t-1"})
+    totp = _totp_from(created["otpauth_url"])
+    assert client.project_env(name, totp.now(), private_key=created["private_key"]) == {"TOKEN": "t-1"}

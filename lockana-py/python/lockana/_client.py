@@ -12,6 +12,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, Dict, Optional, Union
 
+from . import _projects
 from ._kv import KV, cached_kv
 from ._totp import check_env_args
 from ._lockana import (
@@ -192,16 +193,26 @@ class Client:
         return dict(self.request("read", "sys/seal-status").data or {})
 
     def project_env(
-        self, name: str, code: str, *, format: str = "json"
+        self,
+        name: str,
+        code: str,
+        *,
+        format: str = "json",
+        private_key: Optional["_projects.PrivateKey"] = None,
     ) -> Union[Dict[str, str], str]:
         """A project's variables, unlocked by a one-time TOTP ``code`` from the
         project's authenticator (``GET /v1/lockana/projects/<name>/env`` with header
         ``X-Lockana-TOTP``). Returns a dict, or the text of a ``.env`` file with
         ``format="dotenv"``. A wrong, reused or locked-out code raises
-        :class:`PermissionDenied`. No token is sent: the code is the credential."""
+        :class:`PermissionDenied`. No token is sent: the code is the credential.
+
+        RSA projects: pass ``private_key`` (PEM text or bytes, or the key file's path);
+        the server sends only ciphertext, decrypted here after the code is accepted.
+        A wrong key raises :class:`ProjectKeyError`."""
         check_env_args(code, format)
+        key = None if private_key is None else _projects.private_key_text(private_key)
         path = f"lockana/projects/{urllib.parse.quote(name, safe='')}/env"
-        query = {"format": "dotenv"} if format == "dotenv" else None
+        query = {"format": "dotenv"} if format == "dotenv" and key is None else None
         status, raw, _ = self._send("GET", path, query=query, headers={"X-Lockana-TOTP": code})
         if status >= 400:
             try:
@@ -209,11 +220,34 @@ class Client:
             except ValueError:
                 parsed = None
             raise _error(status, parsed)
-        if format == "dotenv":
+        if format == "dotenv" and key is None:
             return raw.decode("utf-8")
         parsed = json.loads(raw) if raw.strip() else {}
         if isinstance(parsed, dict) and "request_id" in parsed and isinstance(parsed.get("data"), dict):
-            return dict(parsed["data"])  # Vault's envelope
+            parsed = dict(parsed["data"])  # Vault's envelope
         if not isinstance(parsed, dict):
             raise LockanaError("unexpected answer from the project env endpoint")
-        return parsed
+        return _projects.open_env(name, parsed, key, format)
+
+    def create_project(
+        self,
+        name: str,
+        *,
+        owner: Optional[str] = None,
+        mount: Optional[str] = None,
+        encryption: str = "chacha20",
+    ) -> Dict[str, Any]:
+        """As :meth:`Vault.create_project`, over HTTP (needs a token allowed to
+        write ``lockana/projects/<name>``). For RSA the key pair is generated here and
+        the result's ``private_key`` is shown only this once."""
+        return _projects.create_project(self, name, owner, mount, encryption)
+
+    def set_project_variables(self, name: str, variables: Dict[str, str]) -> int:
+        """As :meth:`Vault.set_project_variables`: RSA values are encrypted here."""
+        return _projects.set_variables(self, name, variables)
+
+    def rotate_project_key(
+        self, name: str, private_key: "_projects.PrivateKey", *, encryption: Optional[str] = None
+    ) -> str:
+        """As :meth:`Vault.rotate_project_key`: returns the new private key (PEM)."""
+        return _projects.rotate_key(self, name, private_key, encryption)

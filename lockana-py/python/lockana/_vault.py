@@ -6,9 +6,9 @@ import os
 import threading
 from typing import Any, Dict, Iterable, Optional, Union
 
-from . import _lockana
+from . import _lockana, _projects
 from ._kv import KV, cached_kv
-from ._totp import TOTP, check_env_args, project_body
+from ._totp import TOTP, check_env_args
 from ._lockana import (
     InitResult,
     NotInitializedError,
@@ -212,14 +212,37 @@ class Vault:
         return TOTP(self, mount)
 
     def create_project(
-        self, name: str, *, owner: Optional[str] = None, mount: Optional[str] = None
+        self,
+        name: str,
+        *,
+        owner: Optional[str] = None,
+        mount: Optional[str] = None,
+        encryption: str = "chacha20",
     ) -> Dict[str, Any]:
         """Creates a project: its variables are the KV v2 secret
         ``<mount>/projects/<name>`` (``mount`` defaults to ``secret``). Returns the
         project with ``otpauth_url`` and ``barcode`` (PNG, base64) — the seed, shown
-        only this once: scan it into an authenticator app."""
-        r = self.request("update", f"lockana/projects/{name}", project_body(owner, mount))
-        return dict(r.data or {})
+        only this once: scan it into an authenticator app.
+
+        ``encryption="rsa-3072"`` or ``"rsa-4096"``: the key pair is generated here and
+        only the public key is stored; the result's ``private_key`` (PEM, shown once)
+        is the only way to read the variables. Write them with
+        :meth:`set_project_variables`, read them with ``project_env(...,
+        private_key=...)``."""
+        return _projects.create_project(self, name, owner, mount, encryption)
+
+    def set_project_variables(self, name: str, variables: Dict[str, str]) -> int:
+        """Adds or replaces variables (others stay); for an RSA project each value is
+        encrypted to its public key before it reaches the vault. Returns the new KV
+        version."""
+        return _projects.set_variables(self, name, variables)
+
+    def rotate_project_key(
+        self, name: str, private_key: "_projects.PrivateKey", *, encryption: Optional[str] = None
+    ) -> str:
+        """RSA projects: re-encrypts the variables to a new key pair (generated here)
+        and returns its private key (PEM); ``private_key`` is the current one."""
+        return _projects.rotate_key(self, name, private_key, encryption)
 
     def project(self, name: str) -> Dict[str, Any]:
         """A project's settings (never its seed)."""
@@ -245,20 +268,33 @@ class Vault:
         return dict(r.data or {})
 
     def project_env(
-        self, name: str, code: str, *, format: str = "json"
+        self,
+        name: str,
+        code: str,
+        *,
+        format: str = "json",
+        private_key: Optional["_projects.PrivateKey"] = None,
     ) -> Union[Dict[str, str], str]:
         """A project's variables, unlocked by a one-time ``code`` from its
         authenticator — in process, with the same checks as
         ``GET /v1/lockana/projects/<name>/env`` (single use, lockout, audit,
         notification). Returns a dict, or the text of a ``.env`` file with
         ``format="dotenv"``. A wrong, reused or locked-out code raises
-        :class:`PermissionDenied`. No token is used: the code is the credential."""
+        :class:`PermissionDenied`. No token is used: the code is the credential.
+
+        RSA projects: pass ``private_key`` (PEM text or bytes, or the key file's path);
+        the values are decrypted here after the code is accepted. A wrong key raises
+        :class:`ProjectKeyError`."""
         check_env_args(code, format)
+        if private_key is not None:
+            key = _projects.private_key_text(private_key)
+            r = self._native.handle("read", f"lockana/projects/{name}/env", None, None, code)
+            return _projects.open_env(name, dict(r.data or {}), key, format)
         query = {"format": "dotenv"} if format == "dotenv" else None
         r = self._native.handle("read", f"lockana/projects/{name}/env", query, None, code)
         if format == "dotenv":
             return r.text or ""
-        return dict(r.data or {})
+        return _projects.open_env(name, dict(r.data or {}), None, format)
 
     def kv(self, mount: str = "secret", version: Optional[int] = None) -> KV:
         """Typed helpers for the KV engine at ``mount``. Without ``version`` the

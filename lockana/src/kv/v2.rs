@@ -182,8 +182,8 @@ fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Response> {
             ));
         }
         ("data", Operation::Read) => read_data(ctx, key, d, false)?,
-        ("data", Operation::Create | Operation::Update) => write_data(ctx, key, d, false)?,
-        ("data", Operation::Patch) => write_data(ctx, key, d, true)?,
+        ("data", Operation::Create | Operation::Update) => write_data(ctx, key, d, false, None)?,
+        ("data", Operation::Patch) => write_data(ctx, key, d, true, None)?,
         ("data", Operation::Delete) => delete_latest(ctx, key)?,
         ("subkeys", Operation::Read) => read_data(ctx, key, d, true)?,
         ("delete", Operation::Create | Operation::Update) => {
@@ -383,9 +383,45 @@ fn effective_max_versions(meta: &Meta, config: &Config) -> u64 {
     }
 }
 
+/// What a caller inside the vault adds to a KV v2 write: its own check of the new
+/// version's data (instead of the projects' check every other write gets) and
+/// storage operations committed atomically with the version.
+pub(crate) struct WriteHook<'a> {
+    pub check: &'a dyn Fn(&Map<String, Value>) -> Result<()>,
+    pub extra: Vec<crate::barrier::Op>,
+}
+
+/// A PUT of `d` (`data`, `options.cas`) to `key` with a [`WriteHook`].
+pub(crate) fn write_with(
+    ctx: &Ctx<'_>,
+    key: &str,
+    d: &Map<String, Value>,
+    hook: WriteHook<'_>,
+) -> Result<Response> {
+    write_data(ctx, key, d, false, Some(hook))
+}
+
+/// Whether any version of `key` exists (even deleted or destroyed).
+pub(crate) fn secret_exists(ctx: &Ctx<'_>, key: &str) -> Result<bool> {
+    Ok(load_meta(ctx, key)?.is_some())
+}
+
+/// Holds `key`'s write lock (writers of its versions wait).
+pub(crate) fn lock_secret<'a>(ctx: &'a Ctx<'_>, key: &str) -> parking_lot::MutexGuard<'a, ()> {
+    ctx.lock(&meta_key(key))
+}
+
 /// Writes a new version: the body's `data` (`PUT`/`POST`), or the current version
-/// with `data` applied as a JSON merge patch (RFC 7386, `PATCH`).
-fn write_data(ctx: &Ctx<'_>, key: &str, d: &Map<String, Value>, patch: bool) -> Result<Response> {
+/// with `data` applied as a JSON merge patch (RFC 7386, `PATCH`). The new data must
+/// pass the hook's check, or by default the projects' (an RSA project's variables
+/// are envelopes only).
+fn write_data(
+    ctx: &Ctx<'_>,
+    key: &str,
+    d: &Map<String, Value>,
+    patch: bool,
+    hook: Option<WriteHook<'_>>,
+) -> Result<Response> {
     let input = match d.get("data") {
         Some(Value::Object(m)) => m,
         None | Some(Value::Null) => return Err(Error::invalid("no data provided")),
@@ -444,6 +480,16 @@ fn write_data(ctx: &Ctx<'_>, key: &str, d: &Map<String, Value>, patch: bool) -> 
     } else {
         input.clone()
     };
+    let extra = match hook {
+        Some(h) => {
+            (h.check)(&new_data)?;
+            h.extra
+        }
+        None => {
+            crate::projects::check_kv_write(ctx, key, &new_data)?;
+            Vec::new()
+        }
+    };
     let version = meta.current_version + 1;
     let dva = if meta.delete_version_after > 0 {
         meta.delete_version_after
@@ -466,6 +512,7 @@ fn write_data(ctx: &Ctx<'_>, key: &str, d: &Map<String, Value>, patch: bool) -> 
     meta.current_version = version;
     meta.updated_time = rfc3339(ctx.now);
     let mut ops = vec![ctx.put_op(&version_key(key, version), &VersionData { data: new_data })?];
+    ops.extend(extra);
     let max = effective_max_versions(&meta, &config);
     ops.extend(prune(ctx, key, &mut meta, max));
     commit(ctx, key, ops, Some(meta.clone()))?;

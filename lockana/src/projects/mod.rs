@@ -8,9 +8,15 @@
 //! seed) and `lockana/projects/step/<name>` (the last accepted time step, so a code
 //! stays used across restarts). Each project has a policy `lockana-project-<name>`
 //! that reads only its secret and its env.
+//!
+//! A project's encryption is chosen at create: `chacha20` (the default; the barrier
+//! alone protects the values) or `rsa-3072` / `rsa-4096`, where clients encrypt every
+//! value to the project's public key before it is sent ([`sealed`]); the server then
+//! only accepts envelopes for that key on the project's secret and never decrypts.
 
 mod access;
 mod env;
+pub(crate) mod sealed;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -21,6 +27,7 @@ use crate::auth::token::NewToken;
 use crate::totp::{self, code};
 use crate::vault::Core;
 use crate::{Error, Operation, RawBody, Request, Response, Result};
+use sealed::{ProjectEncryption, ProjectPublicKey};
 
 const CONFIG_PREFIX: &str = "lockana/projects/config/";
 const STEP_PREFIX: &str = "lockana/projects/step/";
@@ -52,6 +59,16 @@ pub(crate) struct ProjectRecord {
     seed: String,
     pub created_time: String,
     pub totp_rotated_time: String,
+    /// `chacha20` (records from before the choice existed), `rsa-3072` or `rsa-4096`.
+    #[serde(default = "default_encryption")]
+    pub encryption: String,
+    /// RSA projects: the public key (PEM) every value is encrypted to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+}
+
+fn default_encryption() -> String {
+    ProjectEncryption::ChaCha20.as_str().to_owned()
 }
 
 impl ProjectRecord {
@@ -70,9 +87,19 @@ impl ProjectRecord {
         format!("projects/{}", self.name)
     }
 
+    /// The public key of an RSA project; `None` for chacha20 projects.
+    fn rsa_key(&self) -> Result<Option<ProjectPublicKey>> {
+        match &self.public_key {
+            None => Ok(None),
+            Some(pem) => ProjectPublicKey::from_pem(pem)
+                .map(Some)
+                .map_err(|_| crate::StorageError::Corrupt.into()),
+        }
+    }
+
     fn view(&self) -> Map<String, Value> {
         let mount = self.mount.trim_end_matches('/');
-        into_map(json!({
+        let mut m = into_map(json!({
             "name": self.name,
             "owner": self.owner,
             "mount": mount,
@@ -81,7 +108,13 @@ impl ProjectRecord {
             "policy": policy_name(&self.name),
             "created_time": self.created_time,
             "totp_rotated_time": self.totp_rotated_time,
-        }))
+            "encryption": self.encryption,
+        }));
+        if let Ok(Some(key)) = self.rsa_key() {
+            m.insert("public_key".into(), json!(key.to_pem()));
+            m.insert("key_id".into(), json!(key.key_id()));
+        }
+        m
     }
 }
 
@@ -122,7 +155,11 @@ pub(crate) fn step_key(name: &str) -> String {
 }
 
 pub(crate) fn load(core: &Core, name: &str) -> Result<Option<ProjectRecord>> {
-    match core.barrier.get(&config_key(name))? {
+    load_in(&core.barrier, name)
+}
+
+fn load_in(barrier: &crate::barrier::Barrier, name: &str) -> Result<Option<ProjectRecord>> {
+    match barrier.get(&config_key(name))? {
         None => Ok(None),
         Some(b) => Ok(Some(
             serde_json::from_slice(&b).map_err(|_| crate::StorageError::Corrupt)?,
@@ -142,9 +179,13 @@ pub(crate) fn last_step(core: &Core, name: &str) -> Result<Option<u64>> {
     }
 }
 
-fn store(core: &Core, rec: &ProjectRecord, reset_step: bool) -> Result<()> {
+fn store_op(rec: &ProjectRecord) -> Result<crate::barrier::Op> {
     let bytes = serde_json::to_vec(rec).map_err(|_| crate::StorageError::Corrupt)?;
-    let mut ops = vec![crate::barrier::Op::Put(config_key(&rec.name), bytes)];
+    Ok(crate::barrier::Op::Put(config_key(&rec.name), bytes))
+}
+
+fn store(core: &Core, rec: &ProjectRecord, reset_step: bool) -> Result<()> {
+    let mut ops = vec![store_op(rec)?];
     if reset_step {
         ops.push(crate::barrier::Op::Delete(step_key(&rec.name)));
     }
@@ -277,6 +318,9 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response>
         (None, Operation::Delete) => delete(core, name),
         (None, Operation::List) => list(core),
         (Some("rotate-totp"), Operation::Create | Operation::Update) => rotate(core, name),
+        (Some("rotate-key"), Operation::Create | Operation::Update) => {
+            rotate_key(core, name, &req.data)
+        }
         (Some("env"), Operation::Read) => {
             check_name(name)?;
             let rec = load(core, name)?.ok_or(Error::NotFound)?;
@@ -290,7 +334,7 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str) -> Result<Response>
             );
             Ok(resp)
         }
-        (None | Some("rotate-totp" | "env"), _) => Err(Error::UnsupportedOperation),
+        (None | Some("rotate-totp" | "rotate-key" | "env"), _) => Err(Error::UnsupportedOperation),
         _ => Err(no_route()),
     }
 }
@@ -315,10 +359,25 @@ fn list(core: &Core) -> Result<Response> {
 fn write(core: &Core, name: &str, data: &Map<String, Value>) -> Result<Response> {
     check_name(name)?;
     let owner = owner_from(data)?;
+    let encryption = encryption_from(data)?;
     let _guard = core.locks.lock(&config_key(name));
     if let Some(mut rec) = load(core, name)? {
         // An update: owner and mount only; the seed stays (rotate-totp replaces it).
-        rec.mount = mount_for(core, data, Some(&rec.mount))?;
+        if encryption.is_some_and(|e| e.as_str() != rec.encryption) {
+            return Err(Error::invalid(
+                "a project's encryption is chosen when it is created and cannot change",
+            ));
+        }
+        if data.get("public_key").is_some_and(|v| !v.is_null()) {
+            return Err(Error::invalid(
+                "an RSA project's key changes only through rotate-key (lockana project rotate-key), which re-encrypts its variables",
+            ));
+        }
+        let mount = mount_for(core, data, Some(&rec.mount))?;
+        if mount != rec.mount && rec.public_key.is_some() {
+            refuse_existing_secret(core, &mount, name)?;
+        }
+        rec.mount = mount;
         if let Some(o) = owner {
             rec.owner = o;
         }
@@ -327,6 +386,8 @@ fn write(core: &Core, name: &str, data: &Map<String, Value>) -> Result<Response>
         return Ok(Response::with_data(rec.view()));
     }
     let mount = mount_for(core, data, None)?;
+    let encryption = encryption.unwrap_or(ProjectEncryption::ChaCha20);
+    let public_key = public_key_for(encryption, data)?;
     let (seed, shown) = new_seed(name)?;
     let now = now_rfc3339(core);
     let rec = ProjectRecord {
@@ -336,8 +397,20 @@ fn write(core: &Core, name: &str, data: &Map<String, Value>) -> Result<Response>
         seed,
         created_time: now.clone(),
         totp_rotated_time: now,
+        encryption: encryption.as_str().to_owned(),
+        public_key: public_key.map(|k| k.to_pem()),
     };
-    store(core, &rec, true)?;
+    if rec.public_key.is_some() {
+        // Under the secret's lock, so no plaintext write slips in before the record.
+        let mounts = core.mounts.read();
+        let entry = mounts.get(&rec.mount).ok_or(Error::NotFound)?;
+        let ctx = core.ctx(entry, entry.view_prefix());
+        let _secret = crate::kv::v2::lock_secret(&ctx, &rec.secret_key());
+        refuse_existing_in(&ctx, &rec.mount, name)?;
+        store(core, &rec, true)?;
+    } else {
+        store(core, &rec, true)?;
+    }
     ensure_policy(core, &rec)?;
     let mut m = rec.view();
     m.extend(shown);
@@ -346,6 +419,170 @@ fn write(core: &Core, name: &str, data: &Map<String, Value>) -> Result<Response>
         "the TOTP seed is shown only now: scan the barcode or the otpauth_url into an authenticator app".into(),
     );
     Ok(r)
+}
+
+fn encryption_from(data: &Map<String, Value>) -> Result<Option<ProjectEncryption>> {
+    match data.get("encryption") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => ProjectEncryption::from_name(s)
+            .map(Some)
+            .ok_or_else(|| Error::invalid("'encryption' must be chacha20, rsa-3072 or rsa-4096")),
+        Some(_) => Err(Error::invalid("'encryption' must be a string")),
+    }
+}
+
+/// The public key an RSA project is created with (generated by the client, which
+/// keeps the private key); none for chacha20.
+fn public_key_for(
+    encryption: ProjectEncryption,
+    data: &Map<String, Value>,
+) -> Result<Option<ProjectPublicKey>> {
+    let pem = match data.get("public_key") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(Error::invalid("'public_key' must be a PEM string")),
+    };
+    match (encryption.is_rsa(), pem) {
+        (false, None) => Ok(None),
+        (false, Some(_)) => Err(Error::invalid(
+            "'public_key' is for RSA projects: set 'encryption' to rsa-3072 or rsa-4096",
+        )),
+        (true, None) => Err(Error::invalid(
+            "an RSA project needs 'public_key': the client generates the key pair and keeps the private key (lockana project create --encryption rsa-3072)",
+        )),
+        (true, Some(pem)) => {
+            let key = sealed::parse_public_key(pem)?;
+            if key.encryption() != encryption {
+                return Err(Error::invalid(format!(
+                    "the public key is a {} key, not {}",
+                    key.encryption().as_str(),
+                    encryption.as_str()
+                )));
+            }
+            Ok(Some(key))
+        }
+    }
+}
+
+/// An RSA project cannot take over a KV secret that already has versions: they
+/// would hold plaintext the server can read (and `undelete` or a rollback brings back).
+fn refuse_existing_secret(core: &Core, mount: &str, name: &str) -> Result<()> {
+    let mounts = core.mounts.read();
+    let entry = mounts.get(mount).ok_or(Error::NotFound)?;
+    let ctx = core.ctx(entry, entry.view_prefix());
+    let _secret = crate::kv::v2::lock_secret(&ctx, &format!("projects/{name}"));
+    refuse_existing_in(&ctx, mount, name)
+}
+
+fn refuse_existing_in(ctx: &crate::kv::Ctx<'_>, mount: &str, name: &str) -> Result<()> {
+    if crate::kv::v2::secret_exists(ctx, &format!("projects/{name}"))? {
+        return Err(Error::invalid(format!(
+            "the KV secret {}/projects/{name} already exists and may hold plaintext: an RSA project needs a new secret (delete it with vault kv metadata delete, or use another mount)",
+            mount.trim_end_matches('/')
+        )));
+    }
+    Ok(())
+}
+
+/// The check every KV v2 write runs on its new data: on an RSA project's secret,
+/// each value must be an envelope for the project's current key, so no plaintext
+/// lands by mistake (a plain `vault kv put` is refused).
+pub(crate) fn check_kv_write(
+    ctx: &crate::kv::Ctx<'_>,
+    key: &str,
+    data: &Map<String, Value>,
+) -> Result<()> {
+    let Some(name) = key.strip_prefix("projects/").filter(|n| valid_name(n)) else {
+        return Ok(());
+    };
+    let Some(rec) = load_in(ctx.barrier, name)? else {
+        return Ok(());
+    };
+    if rec.mount != ctx.mount.path {
+        return Ok(());
+    }
+    match rec.rsa_key()? {
+        None => Ok(()),
+        Some(public) => check_sealed(&rec, &public, data),
+    }
+}
+
+fn check_sealed(
+    rec: &ProjectRecord,
+    public: &ProjectPublicKey,
+    data: &Map<String, Value>,
+) -> Result<()> {
+    let modulus = sealed::modulus_bytes(public);
+    match data
+        .iter()
+        .find(|(_, v)| !sealed::check_envelope(v, public.key_id(), modulus))
+    {
+        None => Ok(()),
+        Some((var, _)) => Err(Error::invalid(format!(
+            "project \"{name}\" is encrypted on the client ({enc}): the server accepts only values encrypted to its public key (key id {id}), and \"{var}\" is not one. Write its variables with: lockana project set {name} KEY=value ...",
+            name = rec.name,
+            enc = rec.encryption,
+            id = public.key_id(),
+        ))),
+    }
+}
+
+/// Replaces an RSA project's public key together with its variables, re-encrypted
+/// by the client to the new key: one atomic write of the KV version and the record.
+/// `options.cas`-style `cas` guards against a write made since the client read them.
+fn rotate_key(core: &Core, name: &str, data: &Map<String, Value>) -> Result<Response> {
+    check_name(name)?;
+    let _guard = core.locks.lock(&config_key(name));
+    let mut rec = load(core, name)?.ok_or(Error::NotFound)?;
+    let Some(old) = rec.rsa_key()? else {
+        return Err(Error::invalid(
+            "project is not an RSA project: only RSA projects have a key to rotate",
+        ));
+    };
+    let pem = data
+        .get("public_key")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::invalid("'public_key' (PEM) is required"))?;
+    let new = sealed::parse_public_key(pem)?;
+    if new.key_id() == old.key_id() {
+        return Err(Error::invalid(
+            "the new public key is the project's current key",
+        ));
+    }
+    let vars = match data.get("data") {
+        Some(Value::Object(m)) => m.clone(),
+        _ => {
+            return Err(Error::invalid(
+                "'data' is required: the project's variables, re-encrypted to the new key",
+            ));
+        }
+    };
+    rec.encryption = new.encryption().as_str().to_owned();
+    rec.public_key = Some(new.to_pem());
+    let mut body = Map::new();
+    body.insert("data".into(), Value::Object(vars));
+    if let Some(cas) = data.get("cas").filter(|v| !v.is_null()) {
+        body.insert("options".into(), json!({ "cas": cas }));
+    }
+    let mounts = core.mounts.read();
+    let entry = mounts
+        .get(&rec.mount)
+        .filter(|m| crate::kv::is_v2(m))
+        .ok_or_else(|| Error::invalid("the project's mount is no longer a KV version 2 mount"))?;
+    let ctx = core.ctx(entry, entry.view_prefix());
+    let check = |d: &Map<String, Value>| check_sealed(&rec, &new, d);
+    let hook = crate::kv::v2::WriteHook {
+        check: &check,
+        extra: vec![store_op(&rec)?],
+    };
+    let written = crate::kv::v2::write_with(&ctx, &rec.secret_key(), &body, hook)?;
+    let mut m = rec.view();
+    if let Some(v) = written.data.as_ref().and_then(|d| d.get("version")) {
+        m.insert("version".into(), v.clone());
+    }
+    tracing::info!(project = %name, key_id = new.key_id(), "project key rotated");
+    Ok(Response::with_data(m))
 }
 
 fn rotate(core: &Core, name: &str) -> Result<Response> {
@@ -394,6 +631,12 @@ fn env_response(core: &Core, rec: &ProjectRecord, query: &Map<String, Value>) ->
         Some("dotenv") => true,
         Some(_) => return Err(Error::invalid("'format' must be json or dotenv")),
     };
+    if dotenv && rec.public_key.is_some() {
+        return Err(Error::invalid(format!(
+            "project \"{}\" is encrypted on the client ({}): ask for JSON and decrypt with its private key (lockana env --key FILE)",
+            rec.name, rec.encryption
+        )));
+    }
     let data = {
         let mounts = core.mounts.read();
         let mount = mounts

@@ -711,3 +711,188 @@ fn project_rotate_totp_invalidates_the_old_seed_and_names_are_checked() {
         .is_err()
     );
 }
+
+// ---- RSA projects (issue 12): values encrypted on the client ----------------
+
+/// The server answers RSA projects with ciphertext only: a plain write is refused,
+/// the client's envelopes are stored and handed back, the private key opens them,
+/// another key gets one generic error, and rotate-key re-encrypts.
+#[test]
+fn rsa_project_values_are_opened_only_on_the_client() {
+    use lockana::{ProjectEncryption, ProjectKey, ProjectKeyError};
+    let (vault, clock, root) = clocked();
+    aligned(&clock);
+    let key = ProjectKey::generate(ProjectEncryption::Rsa3072).unwrap();
+    let r = call_as(
+        &vault,
+        &root,
+        Update,
+        "lockana/projects/sealed",
+        json!({"encryption": "rsa-3072", "public_key": key.public_key().to_pem()}),
+    )
+    .unwrap();
+    let d = data(r);
+    assert_eq!(d["encryption"], "rsa-3072");
+    assert_eq!(d["key_id"], key.public_key().key_id());
+    let t = totp_from_url(d["otpauth_url"].as_str().unwrap());
+
+    // A plain write (vault kv put) is refused, so no plaintext lands.
+    let err = call_as(
+        &vault,
+        &root,
+        Update,
+        "secret/data/projects/sealed",
+        json!({"data": {"DB_PASSWORD": "hunter2"}}),
+    )
+    .unwrap_err();
+    let msg = invalid(err);
+    assert!(
+        msg.contains("lockana project set") && !msg.contains("hunter2"),
+        "{msg}"
+    );
+
+    // What `lockana project set` sends.
+    let vars: std::collections::BTreeMap<String, String> =
+        [("DB_PASSWORD", "hunter2"), ("API_KEY", "k-123 ✓")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+    let sealed = key.public_key().seal_variables("sealed", &vars).unwrap();
+    call_as(
+        &vault,
+        &root,
+        Update,
+        "secret/data/projects/sealed",
+        json!({"data": sealed}),
+    )
+    .unwrap();
+    // A patch adding plaintext is refused too.
+    assert!(
+        call_as(
+            &vault,
+            &root,
+            Patch,
+            "secret/data/projects/sealed",
+            json!({"data": {"X": "plain"}}),
+        )
+        .is_err()
+    );
+
+    let now = unix(&clock);
+    let env = vault
+        .handle(env_req("sealed", &code(&t, now), ADDR_A))
+        .unwrap();
+    let env = env.data.unwrap();
+    assert!(lockana::has_envelopes(&env));
+    assert!(!serde_json::to_string(&env).unwrap().contains("hunter2"));
+    assert_eq!(key.open_variables("sealed", &env).unwrap(), vars);
+    let other = ProjectKey::generate(ProjectEncryption::Rsa3072).unwrap();
+    assert_eq!(
+        other.open_variables("sealed", &env).unwrap_err(),
+        ProjectKeyError::WrongKey
+    );
+    // Dotenv would be ciphertext: refused with a pointer to the client.
+    let mut dotenv = env_req("sealed", &code(&t, now + 30), ADDR_A);
+    dotenv.data.insert("format".into(), json!("dotenv"));
+    assert!(invalid(vault.handle(dotenv).unwrap_err()).contains("--key"));
+
+    // Rotation: the client re-encrypts to a new key; one atomic write.
+    let new = ProjectKey::generate(ProjectEncryption::Rsa3072).unwrap();
+    let resealed = new.public_key().seal_variables("sealed", &vars).unwrap();
+    let stale = call_as(
+        &vault,
+        &root,
+        Update,
+        "lockana/projects/sealed/rotate-key",
+        json!({"public_key": new.public_key().to_pem(), "data": resealed, "cas": 0}),
+    );
+    assert!(matches!(stale, Err(Error::CasMismatch)), "{stale:?}");
+    // Values for the old key are not accepted as the new key's.
+    assert!(
+        call_as(
+            &vault,
+            &root,
+            Update,
+            "lockana/projects/sealed/rotate-key",
+            json!({"public_key": new.public_key().to_pem(), "data": sealed, "cas": 1}),
+        )
+        .is_err()
+    );
+    let r = call_as(
+        &vault,
+        &root,
+        Update,
+        "lockana/projects/sealed/rotate-key",
+        json!({"public_key": new.public_key().to_pem(), "data": resealed, "cas": 1}),
+    )
+    .unwrap();
+    assert_eq!(data(r)["key_id"], new.public_key().key_id());
+    clock.advance(Duration::from_secs(60));
+    let env = vault
+        .handle(env_req("sealed", &code(&t, unix(&clock)), ADDR_A))
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(new.open_variables("sealed", &env).unwrap(), vars);
+    assert_eq!(
+        key.open_variables("sealed", &env).unwrap_err(),
+        ProjectKeyError::WrongKey
+    );
+    // Writes for the old key are now refused.
+    assert!(
+        call_as(
+            &vault,
+            &root,
+            Update,
+            "secret/data/projects/sealed",
+            json!({"data": sealed}),
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn rsa_project_cannot_take_over_an_existing_secret() {
+    use lockana::{ProjectEncryption, ProjectKey};
+    let (vault, _clock, root) = clocked();
+    call_as(
+        &vault,
+        &root,
+        Update,
+        "secret/data/projects/old",
+        json!({"data": {"A": "plain"}}),
+    )
+    .unwrap();
+    let key = ProjectKey::generate(ProjectEncryption::Rsa3072).unwrap();
+    let pem = key.public_key().to_pem();
+    let err = call_as(
+        &vault,
+        &root,
+        Update,
+        "lockana/projects/old",
+        json!({"encryption": "rsa-3072", "public_key": pem}),
+    )
+    .unwrap_err();
+    assert!(invalid(err).contains("already exists"));
+    // Size mismatch, missing key, key on a chacha20 project: clear refusals.
+    for body in [
+        json!({"encryption": "rsa-4096", "public_key": pem}),
+        json!({"encryption": "rsa-3072"}),
+        json!({"public_key": pem}),
+        json!({"encryption": "rsa-1024", "public_key": pem}),
+    ] {
+        assert!(call_as(&vault, &root, Update, "lockana/projects/new", body).is_err());
+    }
+    // chacha20 stays the default, and a project's encryption cannot change.
+    let d = data(call_as(&vault, &root, Update, "lockana/projects/plain", json!({})).unwrap());
+    assert_eq!(d["encryption"], "chacha20");
+    let err = call_as(
+        &vault,
+        &root,
+        Update,
+        "lockana/projects/plain",
+        json!({"encryption": "rsa-3072", "public_key": pem}),
+    )
+    .unwrap_err();
+    assert!(invalid(err).contains("cannot change"));
+}
