@@ -20,6 +20,7 @@ mod help;
 mod identity;
 mod kv;
 mod logical;
+mod metrics;
 mod mounts;
 mod notify;
 mod policy;
@@ -40,6 +41,7 @@ pub use error::{BarrierError, Error, IntegrityError, IntegrityKind, Result, Stor
 pub use logical::{
     Auth, ClientToken, Connection, Operation, RawBody, Request, Response, ResponseFormat, WrapInfo,
 };
+pub use metrics::{HistogramValue, Metric, MetricValue, MetricsSnapshot};
 pub use projects::sealed::{
     ProjectEncryption, ProjectKey, ProjectKeyError, ProjectPublicKey, dotenv, has_envelopes,
     is_envelope,

@@ -108,6 +108,8 @@ pub(crate) struct Core {
     pub operator: crate::sys::operator::OperatorState,
     /// Keys whose integrity failure was already notified.
     pub integrity_reported: Mutex<std::collections::HashSet<String>>,
+    /// Request counters and latencies (`sys/metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Serves a request whose credential is in its body or a code header, not a token.
@@ -165,6 +167,7 @@ impl Vault {
                 lifecycle: Mutex::new(()),
                 operator: Default::default(),
                 integrity_reported: Default::default(),
+                metrics: Default::default(),
             }),
         };
         vault.core.notify.start(Arc::downgrade(&vault.core));
@@ -475,10 +478,12 @@ impl Core {
     }
 
     fn handle(&self, req: Request) -> Result<Response> {
+        let timing = self.time_request(&req);
         let outcome = self.serve(req);
         if let Err(e) = &outcome {
             self.report_integrity(e);
         }
+        timing.finish(outcome.is_err());
         // A seal that lands while a request runs pulls the mount table and tokens from
         // under it; report that as what it is.
         match outcome {
@@ -702,7 +707,7 @@ impl Core {
     }
 
     /// Whether the request is a login to an enabled auth method.
-    fn is_login(&self, req: &Request) -> bool {
+    pub(crate) fn is_login(&self, req: &Request) -> bool {
         let Some(rest) = req.path.strip_prefix("auth/") else {
             return false;
         };

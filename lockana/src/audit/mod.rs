@@ -486,6 +486,12 @@ pub(crate) struct AuditBroker {
     /// Whether `sys/audit/<path>` may enable devices (OpenBao's
     /// `unsafe_allow_api_audit_creation`); the server turns it off for config files.
     api_creation: AtomicBool,
+    /// Requests and responses no device accepted (Vault's
+    /// `vault.audit.log_{request,response}_failure`).
+    pub(crate) request_failures: crate::metrics::Counter,
+    pub(crate) response_failures: crate::metrics::Counter,
+    /// Writes one device refused (another may have taken the entry).
+    pub(crate) device_failures: crate::metrics::Counter,
 }
 
 impl Default for AuditBroker {
@@ -495,6 +501,9 @@ impl Default for AuditBroker {
             declared: Mutex::new(Vec::new()),
             anchored: Mutex::new(BTreeMap::new()),
             api_creation: AtomicBool::new(true),
+            request_failures: Default::default(),
+            response_failures: Default::default(),
+            device_failures: Default::default(),
         }
     }
 }
@@ -505,6 +514,9 @@ impl AuditBroker {
         let id = uuid::Uuid::new_v4().to_string();
         let r = self.log(req, auth, Kind::Request, &id);
         REQUEST_ID.with(|c| *c.borrow_mut() = Some(id));
+        if r.is_err() {
+            self.request_failures.incr();
+        }
         r
     }
 
@@ -521,8 +533,13 @@ impl AuditBroker {
         let id = REQUEST_ID
             .with(|c| c.borrow_mut().take())
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        self.log(req, auth, Kind::Response(outcome), &id)?;
-        self.anchor(barrier)
+        let r = self
+            .log(req, auth, Kind::Response(outcome), &id)
+            .and_then(|()| self.anchor(barrier));
+        if r.is_err() {
+            self.response_failures.incr();
+        }
+        r
     }
 
     /// Records every device's current head behind the barrier, unless a concurrent
@@ -592,6 +609,7 @@ impl AuditBroker {
             match dev.write(body, signer) {
                 Ok(()) => written += 1,
                 Err(e) => {
+                    self.device_failures.incr();
                     tracing::error!(device = %dev.config.path, error = %e, "audit device write failed");
                 }
             }

@@ -110,6 +110,8 @@ fn put_op(key: &Key, e: &Entry) -> Result<Op> {
 pub(crate) struct Lockouts {
     map: Mutex<HashMap<Key, Entry>>,
     stripes: Vec<Mutex<()>>,
+    /// Times an alias became locked out.
+    pub(crate) lockouts: crate::metrics::Counter,
 }
 
 impl Default for Lockouts {
@@ -117,6 +119,7 @@ impl Default for Lockouts {
         Lockouts {
             map: Mutex::new(HashMap::new()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            lockouts: Default::default(),
         }
     }
 }
@@ -189,6 +192,9 @@ impl Lockouts {
             if e.failures < THRESHOLD {
                 e.failures += 1;
                 e.last_failure = now;
+                if e.failures == THRESHOLD {
+                    self.lockouts.incr();
+                }
                 ops.push(put_op(&key, e)?);
             }
         }
@@ -231,6 +237,11 @@ impl Lockouts {
         flush(barrier, stale)?;
         *self.map.lock() = map;
         Ok(())
+    }
+
+    /// How many aliases are locked out right now (Vault's `vault.core.locked_users`).
+    pub(crate) fn locked_count(&self, now: SystemTime) -> usize {
+        self.map.lock().values().filter(|e| e.locked(now)).count()
     }
 
     /// Locked aliases by mount accessor, sorted.

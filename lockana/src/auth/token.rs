@@ -177,6 +177,8 @@ pub(crate) struct TokenStore {
     cache: RwLock<HashMap<String, Arc<TokenEntry>>>,
     /// Serializes use counting, so two requests never spend the same use.
     uses: parking_lot::Mutex<()>,
+    /// Bumped at every token write, so metrics know when to recount.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -223,7 +225,42 @@ impl TokenStore {
             salt: RwLock::new(None),
             cache: RwLock::new(HashMap::new()),
             uses: parking_lot::Mutex::new(()),
+            generation: Default::default(),
         }
+    }
+
+    /// Writes token entries (one durable batch) and marks the counts stale.
+    fn write(&self, barrier: &Barrier, ops: Vec<Op>) -> Result<()> {
+        let r = barrier.apply(ops);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        r
+    }
+
+    /// Changes every time a token is written or revoked.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Live tokens, and those of them with a lease (an expiry), as Vault's
+    /// `vault.token.count` and `vault.expire.num_leases` count them. Reads every
+    /// entry: callers cache the answer (see `Metrics::usage`).
+    pub(crate) fn usage(&self, barrier: &Barrier, now: SystemTime) -> Result<(u64, u64)> {
+        let now = unix(now);
+        let (mut tokens, mut leases) = (0u64, 0u64);
+        for key in barrier.scan(ID_PREFIX)? {
+            let Some(e) = self.get_by_hash(barrier, &key[ID_PREFIX.len()..])? else {
+                continue;
+            };
+            if e.last_use || (e.expire_time != 0 && e.expire_time <= now) {
+                continue;
+            }
+            tokens += 1;
+            if e.expire_time != 0 {
+                leases += 1;
+            }
+        }
+        Ok((tokens, leases))
     }
 
     /// Creates the salt, at init.
@@ -355,7 +392,7 @@ impl TokenStore {
                 Vec::new(),
             ));
         }
-        barrier.apply(ops)?;
+        self.write(barrier, ops)?;
         self.cache.write().insert(hash, Arc::new(entry.clone()));
         Ok((ClientToken::new(id), entry))
     }
@@ -462,7 +499,7 @@ impl TokenStore {
         } else {
             e.num_uses -= 1;
         }
-        barrier.apply(vec![self.entry_op(&e)?])?;
+        self.write(barrier, vec![self.entry_op(&e)?])?;
         let e = Arc::new(e);
         self.cache.write().insert(e.hash.clone(), e.clone());
         Ok(e)
@@ -503,7 +540,7 @@ impl TokenStore {
         let mut e = entry.clone();
         e.expire_time = expire;
         e.last_renewal = now_s;
-        barrier.apply(vec![self.entry_op(&e)?])?;
+        self.write(barrier, vec![self.entry_op(&e)?])?;
         self.cache
             .write()
             .insert(e.hash.clone(), Arc::new(e.clone()));
@@ -525,7 +562,7 @@ impl TokenStore {
             self.collect_delete(barrier, &h, &mut ops)?;
             gone.push(h);
         }
-        barrier.apply(ops)?;
+        self.write(barrier, ops)?;
         let mut cache = self.cache.write();
         for h in gone {
             cache.remove(&h);
@@ -550,7 +587,7 @@ impl TokenStore {
             ops.push(Op::Delete(child_key));
         }
         self.collect_delete(barrier, hash, &mut ops)?;
-        barrier.apply(ops)?;
+        self.write(barrier, ops)?;
         let mut cache = self.cache.write();
         cache.remove(hash);
         for e in cache_updates {

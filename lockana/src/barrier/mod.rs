@@ -232,6 +232,8 @@ pub(crate) struct Barrier {
     /// Until then the keyring is usable by the unseal itself, but the vault reports
     /// (and behaves) sealed, so a failed unseal never leaves it half open.
     active: AtomicBool,
+    /// Time each write batch took to become durable, as its writer waited for it.
+    commits: crate::metrics::Histogram,
 }
 
 /// A change behind the barrier, applied atomically with others.
@@ -248,7 +250,18 @@ impl Barrier {
             progress: Mutex::new(Progress::default()),
             config: RwLock::new(None),
             active: AtomicBool::new(false),
+            commits: crate::metrics::Histogram::latency(),
         }
+    }
+
+    /// Commit latency, and batches per commit where the storage groups them.
+    pub(crate) fn commit_stats(
+        &self,
+    ) -> (
+        &crate::metrics::Histogram,
+        Option<&crate::metrics::Histogram>,
+    ) {
+        (&self.commits, self.storage.group_commit_sizes())
     }
 
     /// Why the storage cannot be trusted as a whole, if it cannot.
@@ -746,7 +759,10 @@ impl Barrier {
         if !self.has_keyring() {
             return Err(Error::Sealed);
         }
-        Ok(self.storage.batch(batch)?)
+        let start = std::time::Instant::now();
+        let r = self.storage.batch(batch);
+        self.commits.record_since(start);
+        Ok(r?)
     }
 
     #[cfg(test)]

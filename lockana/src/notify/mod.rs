@@ -73,6 +73,8 @@ struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
     backoff: RwLock<Duration>,
+    /// Delivery attempts that failed (each retry counts).
+    failures: crate::metrics::Counter,
 }
 
 /// The notifier a vault owns: routes, channels, the in-memory view of the outbox,
@@ -90,6 +92,7 @@ impl Default for Notifier {
                 queue: Mutex::new(Queue::default()),
                 wake: Condvar::new(),
                 backoff: RwLock::new(Duration::from_secs(1)),
+                failures: Default::default(),
             }),
             worker: Mutex::new(None),
         }
@@ -244,6 +247,16 @@ impl Notifier {
     pub(crate) fn unload(&self) {
         self.shared.config.write().loaded = false;
     }
+
+    /// Notifications waiting for delivery (each is also in the durable outbox).
+    pub(crate) fn depth(&self) -> usize {
+        self.shared.queue.lock().items.len()
+    }
+
+    /// Failed delivery attempts since the vault was opened.
+    pub(crate) fn delivery_failures(&self) -> u64 {
+        self.shared.failures.get()
+    }
 }
 
 fn worker(shared: Arc<Shared>, core: Weak<Core>) {
@@ -304,6 +317,7 @@ fn worker(shared: Arc<Shared>, core: Weak<Core>) {
                     delete_from_outbox(&shared, &core, key);
                 }
                 Err(reason) => {
+                    shared.failures.incr();
                     let base = *shared.backoff.read();
                     let mut q = shared.queue.lock();
                     if let Some(it) = q.items.get_mut(&key) {
@@ -572,7 +586,7 @@ impl Vault {
 
     /// Notifications not yet delivered (in memory; each is also in the outbox).
     pub fn pending_notifications(&self) -> usize {
-        self.core.notify.shared.queue.lock().items.len()
+        self.core.notify.depth()
     }
 }
 

@@ -51,6 +51,10 @@ pub(crate) trait Backend: Send + Sync {
     fn damage(&self) -> Option<String> {
         None
     }
+    /// Batches per durable commit, for a backend that groups them.
+    fn group_commit_sizes(&self) -> Option<&crate::metrics::Histogram> {
+        None
+    }
 }
 
 /// Folds full keys under `prefix` into immediate children (`name` or `dir/`).

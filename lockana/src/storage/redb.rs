@@ -36,6 +36,7 @@ use redb::{
 };
 
 use super::{Backend, BatchOp};
+use crate::metrics::{Histogram, SIZE_BOUNDS};
 use crate::{IntegrityError, IntegrityKind, StorageError};
 
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
@@ -73,6 +74,8 @@ fn engine_panic(key: &str) -> StorageError {
 struct Committer {
     queue: mpsc::Sender<Pending>,
     thread: JoinHandle<()>,
+    /// Batches per group commit.
+    sizes: Arc<Histogram>,
 }
 
 /// One caller's batch and where to send its outcome.
@@ -135,13 +138,19 @@ impl RedbBackend {
         let db = Arc::new(db);
         let (queue, rx) = mpsc::channel::<Pending>();
         let thread_db = Arc::clone(&db);
+        let sizes = Arc::new(Histogram::new(SIZE_BOUNDS));
+        let thread_sizes = Arc::clone(&sizes);
         let thread = std::thread::Builder::new()
             .name("lockana-redb-commit".into())
-            .spawn(move || run_committer(&thread_db, &rx))
+            .spawn(move || run_committer(&thread_db, &rx, &thread_sizes))
             .map_err(backend_err)?;
         let backend = RedbBackend {
             db: Db::Writable(db),
-            committer: Some(Committer { queue, thread }),
+            committer: Some(Committer {
+                queue,
+                thread,
+                sizes,
+            }),
             damage: None,
         };
         // Create the table up front so readers never see "table does not exist".
@@ -165,7 +174,7 @@ impl RedbBackend {
 
 /// The committer loop: wait for one batch, sweep up whatever else is queued, commit
 /// them together, answer everyone.
-fn run_committer(db: &Database, rx: &mpsc::Receiver<Pending>) {
+fn run_committer(db: &Database, rx: &mpsc::Receiver<Pending>, sizes: &Histogram) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -174,6 +183,7 @@ fn run_committer(db: &Database, rx: &mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
+        sizes.record(group.len() as u64);
         commit_group(db, group);
     }
 }
@@ -281,7 +291,7 @@ impl Drop for RedbBackend {
     /// Stops the committer (after it has answered everything queued) so the file is
     /// closed when this returns, and a reopen in the same process succeeds.
     fn drop(&mut self) {
-        if let Some(Committer { queue, thread }) = self.committer.take() {
+        if let Some(Committer { queue, thread, .. }) = self.committer.take() {
             drop(queue);
             if thread.join().is_err() {
                 tracing::error!("the storage committer thread panicked");
@@ -360,5 +370,9 @@ impl Backend for RedbBackend {
 
     fn damage(&self) -> Option<String> {
         self.damage.clone()
+    }
+
+    fn group_commit_sizes(&self) -> Option<&Histogram> {
+        self.committer.as_ref().map(|c| &*c.sizes)
     }
 }

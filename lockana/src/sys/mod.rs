@@ -295,6 +295,10 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str, acl: &Acl) -> Resul
         ("rotate/keyring/config" | "rotate/config", _) => rotation::handle_config(core, req),
         ("remount", _) => remount::remount(core, req),
         ("host-info" | "host-info/", _) => host_info::handle(core, req),
+        // The check (token, policy, audit) is the vault's; the transport renders
+        // `Vault::metrics` in the format asked for.
+        ("metrics", Operation::Read) => Ok(Response::empty()),
+        ("metrics", _) => Err(Error::UnsupportedOperation),
         ("rekey/backup" | "rekey/recovery-key-backup", _) => rekey::backup(req),
         ("key-status", Operation::Read) => {
             let (term, installed) = core.barrier.key_status()?;
