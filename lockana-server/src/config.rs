@@ -59,7 +59,7 @@ use lockana::{StorageConfig, Vault};
 use crate::http::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
     DEFAULT_MAX_REQUEST_SIZE, DEFAULT_READ_HEADER_TIMEOUT, DEFAULT_READ_TIMEOUT,
-    DEFAULT_REQUEST_TIMEOUT, JsonLimits, Limits, RateLimit,
+    DEFAULT_REQUEST_TIMEOUT, JsonLimits, Limits, RateLimit, Telemetry,
 };
 use crate::server::ServerOptions;
 use crate::tls::TlsFiles;
@@ -80,12 +80,11 @@ const IGNORED_TOP_LEVEL: &[&str] = &[
     "cluster_name",
     "disable_cache",
     "plugin_directory",
-    "telemetry",
     "pid_file",
     "default_lease_ttl",
     "max_lease_ttl",
 ];
-const IGNORED_LISTENER: &[&str] = &["cluster_address", "tls_min_version", "telemetry"];
+const IGNORED_LISTENER: &[&str] = &["cluster_address", "tls_min_version"];
 
 /// A configuration file that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +135,8 @@ pub struct ListenerConfig {
     pub max_connections: usize,
     /// `max_connections_per_client`: open connections at once per address (0: no cap).
     pub max_connections_per_client: usize,
+    /// `telemetry { unauthenticated_metrics_access }`: `sys/metrics` without a token.
+    pub unauthenticated_metrics_access: bool,
 }
 
 /// A parsed and checked configuration file.
@@ -163,6 +164,8 @@ pub struct Config {
     pub notify_channels: Vec<Declared>,
     /// `notify_route "<name>" { ... }` blocks.
     pub notify_routes: Vec<Declared>,
+    /// The `telemetry` block (`unauthenticated_metrics_access` comes from the listener).
+    pub telemetry: Telemetry,
 }
 
 /// A named block handed to the vault as the JSON body its API takes.
@@ -210,6 +213,7 @@ impl Config {
         let mut allow_api_audit_creation = false;
         let mut notify_channels = Vec::new();
         let mut notify_routes = Vec::new();
+        let mut telemetry = Telemetry::default();
         for (key, value) in &top {
             match key.as_str() {
                 "audit" => audit_devices = parse_audit(value)?,
@@ -226,6 +230,7 @@ impl Config {
                 "notify" => notify_channels = parse_notify(value)?,
                 "notify_route" => notify_routes = parse_notify_routes(value)?,
                 "storage" => storage = Some(parse_storage(value)?),
+                "telemetry" => telemetry = parse_telemetry(value, &mut warnings)?,
                 "listener" => listener = Some(parse_listener(value, &mut warnings)?),
                 "auto_unseal" => auto_unseal = Some(parse_auto_unseal(value)?),
                 "log_level" => log_level = Some(parse_log_level(value)?),
@@ -258,7 +263,7 @@ impl Config {
                     return Err(invalid(format!(
                         "unknown setting `{k}`: the config file knows storage, listener, \
                          auto_unseal, log_level, disable_mlock, default_max_request_duration, audit, \
-                         unsafe_allow_api_audit_creation, notify and notify_route"
+                         unsafe_allow_api_audit_creation, notify, notify_route and telemetry"
                     )));
                 }
             }
@@ -287,6 +292,7 @@ impl Config {
             allow_api_audit_creation,
             notify_channels,
             notify_routes,
+            telemetry,
         })
     }
 
@@ -327,6 +333,10 @@ impl Config {
                 idle_timeout: self.listener.idle_timeout,
                 max_connections: self.listener.max_connections,
                 max_connections_per_client: self.listener.max_connections_per_client,
+                telemetry: Telemetry {
+                    unauthenticated_metrics_access: self.listener.unauthenticated_metrics_access,
+                    ..self.telemetry.clone()
+                },
                 ..Limits::default()
             },
         }
@@ -606,6 +616,7 @@ fn parse_listener(
             "http_idle_timeout",
             "max_connections",
             "max_connections_per_client",
+            "telemetry",
         ],
         IGNORED_LISTENER,
         warnings,
@@ -732,6 +743,7 @@ fn parse_listener(
         idle_timeout,
         max_connections,
         max_connections_per_client,
+        unauthenticated_metrics_access: parse_listener_telemetry(ctx, body.get("telemetry"))?,
     })
 }
 
@@ -902,6 +914,72 @@ fn get_int(ctx: &str, body: &Map<String, Value>, key: &str) -> Result<Option<i64
         Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| bad()),
         Some(_) => Err(bad()),
     }
+}
+
+/// Vault telemetry settings that choose sinks or tune Vault's own gauges: accepted
+/// with a warning, as Lockana serves only `sys/metrics`.
+const IGNORED_TELEMETRY: &[&str] = &[
+    "usage_gauge_period",
+    "maximum_gauge_cardinality",
+    "lease_metrics_epsilon",
+    "num_lease_metrics_buckets",
+    "add_lease_metrics_namespace_labels",
+    "filter_default",
+    "prefix_filter",
+];
+
+/// `telemetry { prometheus_retention_time = "30s" disable_hostname = true }`. As in
+/// Vault, a block without `prometheus_retention_time` keeps Prometheus on (24 h),
+/// and `0` turns it off; without the block it is off.
+fn parse_telemetry(value: &Value, warnings: &mut Vec<String>) -> Result<Telemetry, ConfigError> {
+    let body = match value {
+        Value::Array(items) if items.len() == 1 => &items[0],
+        Value::Array(_) => return Err(invalid("only one `telemetry` block is permitted")),
+        other => other,
+    };
+    let Value::Object(body) = body else {
+        return Err(invalid(
+            "`telemetry` must be a block: `telemetry { prometheus_retention_time = \"30s\" }`",
+        ));
+    };
+    let ctx = "telemetry";
+    check_fields(
+        ctx,
+        body,
+        &["prometheus_retention_time", "disable_hostname"],
+        IGNORED_TELEMETRY,
+        warnings,
+    )?;
+    let prometheus_retention_time = match body.get("prometheus_retention_time") {
+        None | Some(Value::Null) => Duration::from_secs(24 * 3600),
+        Some(v) => parse_duration_or_zero(v, "telemetry: `prometheus_retention_time`")?,
+    };
+    Ok(Telemetry {
+        prometheus_retention_time,
+        disable_hostname: get_bool(ctx, body, "disable_hostname")?.unwrap_or(false),
+        unauthenticated_metrics_access: false,
+    })
+}
+
+/// A listener's `telemetry { unauthenticated_metrics_access = true }`.
+fn parse_listener_telemetry(listener: &str, value: Option<&Value>) -> Result<bool, ConfigError> {
+    let body = match value {
+        None | Some(Value::Null) => return Ok(false),
+        Some(Value::Array(items)) if items.len() == 1 => &items[0],
+        Some(other) => other,
+    };
+    let ctx = format!("{listener}: telemetry");
+    let Value::Object(body) = body else {
+        return Err(invalid(format!("{ctx} must be one block")));
+    };
+    check_fields(
+        &ctx,
+        body,
+        &["unauthenticated_metrics_access"],
+        &[],
+        &mut Vec::new(),
+    )?;
+    Ok(get_bool(&ctx, body, "unauthenticated_metrics_access")?.unwrap_or(false))
 }
 
 #[cfg(test)]
@@ -1106,6 +1184,46 @@ mod tests {
         assert!(c.listener.tls.is_none());
         assert_eq!(c.listener.max_request_size, DEFAULT_MAX_REQUEST_SIZE);
         assert_eq!(c.request_timeout, DEFAULT_REQUEST_TIMEOUT);
+    }
+
+    #[test]
+    fn telemetry_block_and_listener_metrics_access_follow_vault() {
+        let parse = |text: &str| Config::parse(text).expect("valid config");
+        // No block: no Prometheus, host names in gauges, metrics need a token.
+        let t = parse(&format!("{STORAGE}{LISTENER}"))
+            .server_options()
+            .limits
+            .telemetry;
+        assert_eq!(t, Telemetry::default());
+        // A block without a retention time keeps Prometheus on for 24 h, as Vault's does.
+        let t = parse(&format!(
+            "{STORAGE}{LISTENER}telemetry {{\n disable_hostname = true\n}}\n"
+        ))
+        .server_options()
+        .limits
+        .telemetry;
+        assert_eq!(t.prometheus_retention_time, Duration::from_secs(24 * 3600));
+        assert!(t.disable_hostname);
+        let t = parse(&format!(
+            "{STORAGE}telemetry {{\n prometheus_retention_time = \"0\"\n usage_gauge_period = \"10m\"\n}}\n\
+             listener \"tcp\" {{\n tls_disable = true\n telemetry {{\n unauthenticated_metrics_access = true\n }}\n}}\n"
+        ));
+        assert!(t.warnings.iter().any(|w| w.contains("usage_gauge_period")));
+        let t = t.server_options().limits.telemetry;
+        assert!(t.prometheus_retention_time.is_zero());
+        assert!(t.unauthenticated_metrics_access);
+        assert!(
+            err(&format!(
+                "{STORAGE}{LISTENER}telemetry {{\n statsd_address = \"x:1\"\n}}\n"
+            ))
+            .contains("`statsd_address`")
+        );
+        assert!(
+            err(&format!(
+                "{STORAGE}listener \"tcp\" {{\n tls_disable = true\n telemetry {{\n metrics_only = true\n }}\n}}\n"
+            ))
+            .contains("`metrics_only`")
+        );
     }
 
     #[test]

@@ -559,3 +559,118 @@ fn json_limits_are_enforced_each_with_its_message() {
     );
     assert_eq!(status, 200, "within every limit: {body}");
 }
+
+/// `GET` through [`lockana_server::respond`] (no socket): status, content type, body.
+fn metrics_get(
+    vault: &Vault,
+    limits: &Limits,
+    uri: &str,
+    token: Option<&str>,
+) -> (u16, String, String) {
+    use http_body_util::BodyExt;
+    let mut req = http::Request::builder().method("GET").uri(uri);
+    if let Some(t) = token {
+        req = req.header("X-Vault-Token", t);
+    }
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("request");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let resp = lockana_server::respond(vault.clone(), limits, req).await;
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, ct, String::from_utf8_lossy(&body).into_owned())
+    })
+}
+
+#[test]
+fn metrics_need_a_token_unless_the_listener_allows_unauthenticated_access() {
+    let (vault, _) = Vault::dev(Some(ROOT.into())).expect("dev vault");
+    let limits = Limits::default();
+    let (status, _, _) = metrics_get(&vault, &limits, "/v1/sys/metrics", None);
+    assert_eq!(status, 403);
+    let (status, ct, body) = metrics_get(&vault, &limits, "/v1/sys/metrics", Some(ROOT));
+    assert_eq!((status, ct.as_str()), (200, "application/json"));
+    let v: Value = serde_json::from_str(&body).expect("json");
+    for key in ["Timestamp", "Gauges", "Points", "Counters", "Samples"] {
+        assert!(v.get(key).is_some(), "{key} missing in {v}");
+    }
+    let open = Limits {
+        telemetry: lockana_server::Telemetry {
+            unauthenticated_metrics_access: true,
+            ..Default::default()
+        },
+        ..Limits::default()
+    };
+    let (status, _, _) = metrics_get(&vault, &open, "/v1/sys/metrics", None);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn prometheus_format_is_refused_as_vault_refuses_it_without_retention() {
+    let (vault, _) = Vault::dev(Some(ROOT.into())).expect("dev vault");
+    let (status, ct, body) = metrics_get(
+        &vault,
+        &Limits::default(),
+        "/v1/sys/metrics?format=prometheus",
+        Some(ROOT),
+    );
+    assert_eq!(
+        (status, ct.as_str(), body.as_str()),
+        (400, "text/plain", "prometheus is not enabled")
+    );
+    let (status, ct, body) = metrics_get(
+        &vault,
+        &Limits::default(),
+        "/v1/sys/metrics?format=xml",
+        Some(ROOT),
+    );
+    assert_eq!(
+        (status, ct.as_str(), body.as_str()),
+        (400, "text/plain", "metric response format \"xml\" unknown")
+    );
+    let on = Limits {
+        telemetry: lockana_server::Telemetry::dev(),
+        ..Limits::default()
+    };
+    let (status, ct, body) = metrics_get(&vault, &on, "/v1/sys/metrics?format=prometheus", None);
+    assert_eq!(
+        (status, ct.as_str()),
+        (200, "text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(
+        body.contains("# TYPE vault_core_handle_request histogram"),
+        "{body}"
+    );
+    assert!(body.contains("vault_core_unsealed 1\n"), "{body}");
+}
+
+#[test]
+fn sealed_vault_reports_itself_sealed_to_unauthenticated_scrapes() {
+    let (vault, _) = Vault::dev(Some(ROOT.into())).expect("dev vault");
+    vault.seal().expect("seal");
+    let on = Limits {
+        telemetry: lockana_server::Telemetry::dev(),
+        ..Limits::default()
+    };
+    let (status, _, body) = metrics_get(&vault, &on, "/v1/sys/metrics?format=prometheus", None);
+    assert_eq!(status, 200);
+    assert!(body.contains("vault_core_unsealed 0\n"), "{body}");
+    assert!(
+        !body.contains("vault_token_count"),
+        "token count read while sealed: {body}"
+    );
+    // With a token, a sealed vault answers as for every other path.
+    let (status, _, _) = metrics_get(&vault, &Limits::default(), "/v1/sys/metrics", Some(ROOT));
+    assert_eq!(status, 503);
+}

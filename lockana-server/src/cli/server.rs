@@ -100,7 +100,11 @@ fn dev(args: &ServerArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<(
     let options = ServerOptions {
         address,
         tls: None,
-        ..ServerOptions::default()
+        // As Vault's dev server: Prometheus on, metrics readable without a token.
+        limits: lockana_server::Limits {
+            telemetry: lockana_server::Telemetry::dev(),
+            ..Default::default()
+        },
     };
     let server = runtime
         .block_on(Server::bind(vault, options))

@@ -2,6 +2,7 @@
 //! answer, with the limits applied before any parsing.
 
 mod json;
+mod metrics;
 mod rate;
 mod request;
 mod response;
@@ -11,6 +12,7 @@ pub use json::{
     DEFAULT_MAX_JSON_OBJECT_ENTRY_COUNT, DEFAULT_MAX_JSON_STRING_VALUE_LENGTH,
     DEFAULT_MAX_REQUEST_JSON_MEMORY, DEFAULT_MAX_REQUEST_JSON_STRINGS, JsonLimits,
 };
+pub use metrics::Telemetry;
 pub use rate::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, RateLimit};
 
 use std::net::SocketAddr;
@@ -73,6 +75,9 @@ pub struct Limits {
     /// The per-address buckets, made from `rate_limit` at the first request (leave it
     /// at its default).
     pub buckets: RateBuckets,
+    /// What `sys/metrics` serves on this listener, and to whom. (Not a limit, but
+    /// per listener like the limits, and needed where they are.)
+    pub telemetry: Telemetry,
 }
 
 /// Where a listener keeps its rate-limit state; opaque, shared by clones.
@@ -112,6 +117,7 @@ impl Default for Limits {
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             rate_limit: RateLimit::default(),
             buckets: RateBuckets::default(),
+            telemetry: Telemetry::default(),
         }
     }
 }
@@ -156,6 +162,11 @@ pub(crate) trait Handler: Clone + Send + Sync + 'static {
     /// Whether `handle` would refuse the request whatever its body (no valid token
     /// where one is needed, or sealed): then the body is not read.
     fn refuses_whatever_the_body(&self, req: &lockana::Request) -> bool;
+
+    /// The vault's metrics now, if it keeps any.
+    fn metrics(&self) -> Option<lockana::MetricsSnapshot> {
+        None
+    }
 }
 
 impl Handler for Vault {
@@ -165,6 +176,10 @@ impl Handler for Vault {
 
     fn refuses_whatever_the_body(&self, req: &lockana::Request) -> bool {
         Vault::refuses_whatever_the_body(self, req)
+    }
+
+    fn metrics(&self) -> Option<lockana::MetricsSnapshot> {
+        Some(Vault::metrics(self))
     }
 }
 
@@ -348,6 +363,13 @@ where
         read_json(body, limits, started).await?
     };
 
+    if logical.path == "sys/metrics" && operation == Operation::Read && !help {
+        let accept = parts
+            .headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        return metrics::answer(&handler, &limits.telemetry, logical, accept);
+    }
     // A code check stores the used step (fsync) even on a read.
     let result = if runs_blocking(operation) || logical.totp_code.is_some() {
         tokio::task::spawn_blocking(move || handler.handle(logical))

@@ -167,7 +167,7 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
 }
 
 /// A non-JSON answer (a project's env as dotenv), sent as the library made it.
-fn raw_response(status: StatusCode, raw: lockana::RawBody) -> HttpResponse {
+pub(crate) fn raw_response(status: StatusCode, raw: lockana::RawBody) -> HttpResponse {
     let mut resp = http::Response::new(Full::new(Bytes::from(raw.bytes)));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
