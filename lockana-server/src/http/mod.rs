@@ -363,6 +363,13 @@ where
         read_json(body, limits, started).await?
     };
 
+    if logical.path == "sys/metrics"
+        && limits.telemetry.unauthenticated_metrics_access
+        && operation != Operation::Read
+    {
+        // Vault's unauthenticated metrics handler serves GET and nothing else.
+        return Err(HttpError::empty(StatusCode::METHOD_NOT_ALLOWED));
+    }
     if logical.path == "sys/metrics" && operation == Operation::Read && !help {
         let accept = parts
             .headers
