@@ -63,6 +63,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --workspace
 
+step "fuzz targets (background: nightly cargo-fuzz build, then ${FUZZ_SECONDS:-30} s per target)"
+# Its own workspace and target dir (fuzz/target); fails on a crash, leak, timeout or OOM.
+background fuzz timeout 1800 bash -c 'tests/fuzz/run.sh build && tests/fuzz/run.sh run'
+
 step "python venv (.venv)"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
