@@ -8,10 +8,11 @@ Markdown table with the Lockana/OpenBao ratio per row. Everything listens on
 127.0.0.1 and every server started here is stopped before exit, even on failure.
 
 Environment: BENCH_DURATION (seconds per run, default 3), BENCH_CONNS (default
-"1,16,64"), BENCH_ONLY (comma list of modes: dev,durable,hyper), BENCH_OUT (results
+"1,16,64"), BENCH_ONLY (comma list of modes: dev,durable,hyper,transit), BENCH_OUT (results
 directory). Paths to the binaries come from run.sh (LOCKANA_BIN, BAO_BIN, HYPER_BIN).
 """
 
+import base64
 import http.client
 import json
 import os
@@ -27,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 LUA = os.path.join(HERE, "lua", "vault.lua")
 DURATION = int(os.environ.get("BENCH_DURATION", "3"))
 CONNS = [int(c) for c in os.environ.get("BENCH_CONNS", "1,16,64").split(",")]
-ONLY = set(os.environ.get("BENCH_ONLY", "dev,durable,hyper").split(","))
+ONLY = set(os.environ.get("BENCH_ONLY", "dev,durable,hyper,transit").split(","))
 LOCKANA = os.environ["LOCKANA_BIN"]
 BAO = os.environ["BAO_BIN"]
 HYPER = os.environ.get("HYPER_BIN", "")
@@ -287,8 +288,13 @@ def setup_project(port, token):
 # ---- load ---------------------------------------------------------------------
 
 def wrk(p, mode, conns):
-    """One wrk run against `p`; returns rps, p50, p99 (ms), CPU (cores), peak RSS (MB)."""
+    """One wrk run against `p`; returns rps, p50, p99 (ms), CPU (cores), peak RSS (MB).
+
+    A mode `post:<name>` sends `p.posts[<name>]` (path, JSON body) every time."""
     env = dict(os.environ, BENCH_MODE=mode, BENCH_TOKEN=p.token, BENCH_KEYS=str(KEYS))
+    if mode.startswith("post:"):
+        path, body = p.posts[mode[5:]]
+        env.update(BENCH_MODE="post", BENCH_PATH=path, BENCH_BODY=body)
     threads = 1 if conns == 1 else 2
     argv = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{DURATION}s",
             "--timeout", "5s", "-s", LUA, f"http://127.0.0.1:{p.port}"]
@@ -330,7 +336,33 @@ CASES = [
     ("write_spread", "KV v2 write, 1,000 keys"),
 ]
 
+TRANSIT_CASES = [
+    ("post:encrypt", "transit encrypt, 1 KiB"),
+    ("post:decrypt", "transit decrypt, 1 KiB"),
+]
+PLAINTEXT_1K = base64.b64encode(os.urandom(1024)).decode()
+
 ROWS = []
+
+
+def setup_transit(p):
+    """Enables transit at transit/, creates key `bench` (aes256-gcm96) and records the
+    encrypt and decrypt requests of 1 KiB (the decrypt one with this server's own
+    ciphertext)."""
+    st, body = call(p.port, "POST", "/v1/sys/mounts/transit", {"type": "transit"}, token=p.token)
+    assert st in (200, 204), (p.name, st, body)
+    st, body = call(p.port, "POST", "/v1/transit/keys/bench", {}, token=p.token)
+    assert st in (200, 204), (p.name, st, body)
+    st, body = call(p.port, "POST", "/v1/transit/encrypt/bench",
+                    {"plaintext": PLAINTEXT_1K}, token=p.token)
+    assert st == 200, (p.name, st, body)
+    ct = json.loads(body)["data"]["ciphertext"]
+    st, body = call(p.port, "POST", "/v1/transit/decrypt/bench", {"ciphertext": ct}, token=p.token)
+    assert st == 200 and json.loads(body)["data"]["plaintext"] == PLAINTEXT_1K, (p.name, st)
+    p.posts = {
+        "encrypt": ("/v1/transit/encrypt/bench", json.dumps({"plaintext": PLAINTEXT_1K})),
+        "decrypt": ("/v1/transit/decrypt/bench", json.dumps({"ciphertext": ct})),
+    }
 
 
 def measure_pair(mode_name, bao, lockana, cases):
@@ -395,6 +427,14 @@ def main():
                     log(f"  hyper    {case:26} c={c:<3} {r['rps']:9.0f} req/s  "
                         f"p99 {r['p99']:7.2f} ms  cpu {r['cpu']:.2f}  rss {r['rss_mb']:.1f} MB")
             facts["hyper_idle_rss_mb"] = h.hwm_kb() / 1024
+            stop_all()
+        if "transit" in ONLY:
+            log("== transit: encrypt and decrypt of 1 KiB (dev servers, key aes256-gcm96)")
+            bao = start_bao_dev()
+            lk = start_lockana_dev()
+            setup_transit(bao)
+            setup_transit(lk)
+            measure_pair("transit", bao, lk, TRANSIT_CASES)
             stop_all()
         if "durable" in ONLY:
             log("== durable: OpenBao raft vs lockana redb (every write fsync'd)")

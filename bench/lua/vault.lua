@@ -1,5 +1,7 @@
 -- wrk script for bench/run.sh. One script, chosen by environment variables:
---   BENCH_MODE  read_hot | read_spread | write_one | write_spread | health | env
+--   BENCH_MODE  read_hot | read_spread | write_one | write_spread | health | env | post
+--   BENCH_PATH, BENCH_BODY  for `post`: the path and JSON body sent every time
+--               (transit encrypt and decrypt of 1 KiB)
 --   BENCH_TOKEN the X-Vault-Token to send
 --   BENCH_KEYS  how many pre-populated keys to spread over (default 1000)
 -- Keys are secret/data/bench/k<N>; the hot key is k0.
@@ -18,6 +20,11 @@ if mode == "write_one" or mode == "write_spread" then
   wrk.headers["Content-Type"] = "application/json"
   wrk.body = body
 end
+if mode == "post" then
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.body = os.getenv("BENCH_BODY")
+end
 
 function init(args)
   -- Each wrk thread gets its own Lua state; seed it differently.
@@ -34,6 +41,9 @@ end
 function request()
   if mode == "health" then
     return wrk.format("GET", "/v1/sys/health")
+  end
+  if mode == "post" then
+    return wrk.format(nil, os.getenv("BENCH_PATH"))
   end
   if mode == "env" then
     return wrk.format("GET", "/v1/lockana/projects/bench/env")

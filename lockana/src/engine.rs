@@ -157,6 +157,7 @@ pub(crate) static SECRETS_ENGINES: &[Registration] = &[
     crate::kv::REGISTRATION,
     crate::kv::CUBBYHOLE,
     crate::totp::REGISTRATION,
+    crate::transit::REGISTRATION,
 ];
 
 /// The auth methods (the token store and project logins are built in, not mounted).

@@ -29,6 +29,7 @@ mod snapshot;
 mod storage;
 mod sys;
 mod totp;
+mod transit;
 mod vault;
 
 pub use audit::{

@@ -147,14 +147,6 @@ impl KeyLocks {
 /// The text Vault's field parser gives when a JSON value is not the object a field
 /// expects; clients and scripts match on it. Only the value's type is named.
 pub(crate) fn go_conversion_error(field: &str, v: &Value) -> String {
-    let go_type = |v: &Value| match v {
-        Value::Null => "<nil>",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "json.Number",
-        Value::String(_) => "string",
-        Value::Array(_) => "[]interface {}",
-        Value::Object(_) => "map[string]interface {}",
-    };
     // A list is converted element by element, so the first element is the one named.
     let (at, ty) = match v {
         Value::Array(items) if !items.is_empty() => ("[0]", go_type(&items[0])),
@@ -163,6 +155,18 @@ pub(crate) fn go_conversion_error(field: &str, v: &Value) -> String {
     format!(
         "error converting input for field \"{field}\": '{at}' expected type 'map[string]interface {{}}', got unconvertible type '{ty}'"
     )
+}
+
+/// The Go type Vault's JSON decoding gives a value, as its error texts name it.
+pub(crate) fn go_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "<nil>",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "json.Number",
+        Value::String(_) => "string",
+        Value::Array(_) => "[]interface {}",
+        Value::Object(_) => "map[string]interface {}",
+    }
 }
 
 // Request fields are read the one way Vault reads them (see `crate::fields`).

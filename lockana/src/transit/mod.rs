@@ -1,0 +1,422 @@
+//! Vault's transit secrets engine (mount type `transit`), answering as OpenBao's does:
+//! encryption as a service with named, versioned keys that never leave the vault
+//! unless marked exportable.
+//!
+//! One file per path family, as OpenBao's `builtin/logical/transit/path_*.go`:
+//! [`path_keys`] (keys, config, rotate, trim), [`path_encrypt`] (encrypt, decrypt,
+//! rewrap, datakey), [`path_sign`] (sign, verify, hmac), [`path_export`] (export,
+//! backup, restore) and [`path_tools`] (random, hash, cache-config). [`policy`] holds
+//! the keys and their cryptography.
+//!
+//! Storage under the mount's view: `policy/<name>` (the key, JSON with base64 key
+//! material, behind the barrier like every value) and `config/cache`.
+
+pub(crate) mod path_encrypt;
+pub(crate) mod path_export;
+pub(crate) mod path_keys;
+pub(crate) mod path_sign;
+pub(crate) mod path_tools;
+pub(crate) mod policy;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Map, Value};
+
+use crate::kv::{Ctx, go_type};
+use crate::{Error, Operation, Request, Response, Result};
+use policy::{OpError, Policy};
+
+/// The `transit` mount type (it takes no options).
+pub(crate) const REGISTRATION: crate::engine::Registration = crate::engine::Registration {
+    names: &["transit"],
+    factory: new_transit,
+    mountable: true,
+};
+
+fn new_transit(
+    _kind: &str,
+    options: &mut std::collections::BTreeMap<String, String>,
+) -> Result<(&'static str, std::sync::Arc<dyn crate::engine::Backend>)> {
+    options.clear();
+    Ok(("transit", std::sync::Arc::new(TransitEngine)))
+}
+
+/// Vault's transit secrets engine.
+pub(crate) struct TransitEngine;
+
+impl crate::engine::Backend for TransitEngine {
+    fn doc(&self) -> &'static crate::help::BackendDoc {
+        &DOC
+    }
+
+    fn handle(&self, ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<crate::engine::Answer> {
+        Ok(handle(ctx, req, rel)?.into())
+    }
+
+    fn existence(&self, ctx: &Ctx<'_>, rel: &str) -> Result<crate::engine::Existence> {
+        Ok(match existence_key(rel) {
+            None => crate::engine::Existence::NoCheck,
+            Some(k) => crate::engine::Existence::found(ctx.barrier.get(&ctx.key(&k))?.is_some()),
+        })
+    }
+}
+
+macro_rules! path_doc {
+    ($pattern:expr, [$($op:ident),*], $synopsis:expr) => {
+        crate::help::PathDoc {
+            pattern: $pattern,
+            operations: &[$(Operation::$op),*],
+            synopsis: $synopsis,
+            description: $synopsis,
+            fields: &[],
+        }
+    };
+}
+
+/// `path-help` for a transit mount (the routes and their operations).
+static DOC: crate::help::BackendDoc = crate::help::BackendDoc {
+    description: "Encryption as a service: named, versioned keys that encrypt, decrypt, sign, verify and HMAC data without leaving the vault.",
+    paths: &[
+        path_doc!("keys/", [List], "Managed named encryption keys"),
+        path_doc!(
+            "keys/{name}",
+            [Read, Create, Update, Delete],
+            "Managed named encryption keys"
+        ),
+        path_doc!(
+            "keys/{name}/config",
+            [Update],
+            "Configure a named encryption key"
+        ),
+        path_doc!(
+            "keys/{name}/rotate",
+            [Update],
+            "Rotate named encryption key"
+        ),
+        path_doc!(
+            "keys/{name}/trim",
+            [Update],
+            "Trim key versions of a named key"
+        ),
+        path_doc!(
+            "encrypt/{name}",
+            [Create, Update],
+            "Encrypt a plaintext value or a batch of plaintext blocks using a named key"
+        ),
+        path_doc!(
+            "decrypt/{name}",
+            [Update],
+            "Decrypt a ciphertext value using a named key"
+        ),
+        path_doc!("rewrap/{name}", [Update], "Rewrap ciphertext"),
+        path_doc!(
+            "datakey/{plaintext}/{name}",
+            [Update],
+            "Generate a data key"
+        ),
+        path_doc!(
+            "sign/{name*}",
+            [Update],
+            "Generate a signature for input data using the named key"
+        ),
+        path_doc!(
+            "verify/{name*}",
+            [Update],
+            "Verify a signature or HMAC for input data created using the named key"
+        ),
+        path_doc!(
+            "hmac/{name*}",
+            [Update],
+            "Generate an HMAC for input data using the named key"
+        ),
+        path_doc!("random/{urlbytes*}", [Update], "Generate random bytes"),
+        path_doc!(
+            "hash/{urlalgorithm*}",
+            [Update],
+            "Generate a hash sum for input data"
+        ),
+        path_doc!(
+            "export/{type}/{name*}",
+            [Read],
+            "Export named encryption or signing key"
+        ),
+        path_doc!("backup/{name}", [Read], "Backup the named key"),
+        path_doc!("restore/{name*}", [Update], "Restore the named key"),
+        path_doc!(
+            "cache-config",
+            [Read, Update],
+            "Returns the size of the active cache"
+        ),
+    ],
+};
+
+/// Serves a request to a transit mount; `rel` is the path below the mount.
+pub(crate) fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Response> {
+    let mut resp = route(ctx, req, rel)?;
+    resp.mount_type = "transit".into();
+    // OpenBao's framework says so when a body field repeats a path parameter (hvac
+    // sends `name` in the body of verify and sign).
+    let named = rel.contains('/') && !rel.starts_with("random") && !rel.starts_with("hash");
+    if named && req.data.contains_key("name") {
+        resp.warnings.push(
+            "Endpoint replaced the value of these parameters with the values captured from the endpoint's path: [name]"
+                .into(),
+        );
+    }
+    Ok(resp)
+}
+
+/// Whether a write to `rel` tells create from update (OpenBao's existence checks on
+/// `keys/<name>` and `encrypt/<name>`).
+pub(crate) fn has_existence_check(rel: &str) -> bool {
+    let segs: Vec<&str> = rel.split('/').collect();
+    matches!(segs.as_slice(), ["keys" | "encrypt", name] if valid_name(name))
+}
+
+/// The storage key whose presence decides create vs update for `rel`.
+pub(crate) fn existence_key(rel: &str) -> Option<String> {
+    let (_, name) = rel.split_once('/')?;
+    has_existence_check(rel).then(|| format!("policy/{name}"))
+}
+
+fn route(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Response> {
+    let segs: Vec<&str> = rel.split('/').collect();
+    let op = req.operation;
+    let write = matches!(op, Operation::Create | Operation::Update);
+    let d = &req.data;
+    let unsupported = || Err(Error::UnsupportedOperation);
+    match segs.as_slice() {
+        ["keys"] | ["keys", ""] => match op {
+            Operation::List => path_keys::list(ctx),
+            _ => unsupported(),
+        },
+        ["keys", name] if valid_name(name) => match op {
+            Operation::Read => path_keys::read(ctx, name, d),
+            Operation::Delete => path_keys::delete(ctx, name),
+            _ if write => path_keys::write(ctx, name, d),
+            _ => unsupported(),
+        },
+        ["keys", name, action] if valid_name(name) => match (*action, write) {
+            ("config", true) => path_keys::config(ctx, name, d),
+            ("rotate", true) => path_keys::rotate(ctx, name),
+            ("trim", true) => path_keys::trim(ctx, name, d),
+            ("config" | "rotate" | "trim", false) => unsupported(),
+            _ => Err(Error::NoRoute(req.path.clone())),
+        },
+        ["encrypt", name] if valid_name(name) && write => path_encrypt::encrypt(ctx, name, d),
+        ["decrypt", name] if valid_name(name) && write => path_encrypt::decrypt(ctx, name, d),
+        ["rewrap", name] if valid_name(name) && write => path_encrypt::rewrap(ctx, name, d),
+        ["datakey", kind, name] if valid_name(kind) && valid_name(name) && write => {
+            path_encrypt::datakey(ctx, kind, name, d)
+        }
+        ["sign", name] if valid_name(name) && write => path_sign::sign(ctx, name, "", d),
+        ["sign", name, alg] if valid_name(name) && write => path_sign::sign(ctx, name, alg, d),
+        ["verify", name] if valid_name(name) && write => path_sign::verify(ctx, name, "", d),
+        ["verify", name, alg] if valid_name(name) && write => path_sign::verify(ctx, name, alg, d),
+        ["hmac", name] if valid_name(name) && write => path_sign::hmac(ctx, name, "", d),
+        ["hmac", name, alg] if valid_name(name) && write => path_sign::hmac(ctx, name, alg, d),
+        ["random", rest @ ..] if write && rest.len() <= 2 => path_tools::random(rest, d),
+        ["hash"] if write => path_tools::hash("", d),
+        ["hash", alg] if write => path_tools::hash(alg, d),
+        ["export", kind, name] if op == Operation::Read && valid_name(name) => {
+            path_export::export(ctx, kind, name, "", d)
+        }
+        ["export", kind, name, ver] if op == Operation::Read && valid_name(name) => {
+            path_export::export(ctx, kind, name, ver, d)
+        }
+        ["backup", name] if op == Operation::Read && valid_name(name) => {
+            path_export::backup(ctx, name)
+        }
+        ["restore"] if write => path_export::restore(ctx, "", d),
+        ["restore", name] if write => path_export::restore(ctx, name, d),
+        ["cache-config"] => match op {
+            Operation::Read => path_tools::cache_config_read(ctx),
+            _ if write => path_tools::cache_config_write(ctx, d),
+            _ => unsupported(),
+        },
+        [
+            "encrypt" | "decrypt" | "rewrap" | "sign" | "verify" | "hmac" | "random" | "hash"
+            | "restore",
+            ..,
+        ]
+        | ["datakey", _, _]
+        | ["export", _, _, ..]
+        | ["backup", _] => unsupported(),
+        _ => Err(Error::NoRoute(req.path.clone())),
+    }
+}
+
+/// Vault's `framework.GenericNameRegex`: word characters with `-` and `.` inside.
+pub(crate) fn valid_name(name: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let (Some(first), Some(last)) = (name.chars().next(), name.chars().last()) else {
+        return false;
+    };
+    word(first) && word(last) && name.chars().all(|c| word(c) || "-.".contains(c))
+}
+
+pub(crate) fn load(ctx: &Ctx<'_>, name: &str) -> Result<Option<Policy>> {
+    ctx.get_json(&format!("policy/{name}"))
+}
+
+pub(crate) fn save(ctx: &Ctx<'_>, p: &Policy) -> Result<()> {
+    ctx.apply(vec![ctx.put_op(&format!("policy/{}", p.name), p)?])
+}
+
+/// A 400 with OpenBao's text.
+pub(crate) fn bad(msg: impl Into<String>) -> Error {
+    Error::invalid(msg.into())
+}
+
+/// An operation's failure as the response to a single (non-batch) request. Internal
+/// failures keep their status 400 here: their texts are fixed, never the caller's.
+pub(crate) fn op_error(e: OpError) -> Error {
+    bad(e.text().to_owned())
+}
+
+/// The base64 of bytes.
+pub(crate) fn b64(b: &[u8]) -> String {
+    B64.encode(b)
+}
+
+/// Go's base64 error text (`illegal base64 data at input byte N`).
+pub(crate) fn b64_decode(s: &str) -> std::result::Result<Vec<u8>, String> {
+    B64.decode(s.as_bytes()).map_err(|e| {
+        let at = match e {
+            base64::DecodeError::InvalidByte(i, _) => i,
+            base64::DecodeError::InvalidLength(i) => i,
+            base64::DecodeError::InvalidLastSymbol(i, _) => i,
+            base64::DecodeError::InvalidPadding => s.len().saturating_sub(1),
+        };
+        format!("illegal base64 data at input byte {at}")
+    })
+}
+
+/// A string field (absent: empty). Weakly typed like Vault: numbers and booleans
+/// become text.
+pub(crate) fn str_field(d: &Map<String, Value>, name: &str) -> Result<String> {
+    Ok(crate::fields::opt_string(d, name)?.unwrap_or_default())
+}
+
+pub(crate) fn int_field(d: &Map<String, Value>, name: &str) -> Result<Option<i64>> {
+    crate::fields::opt_i64(d, name)
+}
+
+pub(crate) fn bool_field(d: &Map<String, Value>, name: &str) -> Result<bool> {
+    Ok(crate::fields::opt_bool(d, name)?.unwrap_or(false))
+}
+
+/// `batch_input`: a list of objects, or `None` when absent.
+pub(crate) fn batch_input(d: &Map<String, Value>) -> Result<Option<Vec<Map<String, Value>>>> {
+    match d.get("batch_input") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::Object(m) => out.push(m.clone()),
+                    _ => {
+                        return Err(bad(format!(
+                            "failed to parse batch input: [{i}] expected a map, got '{}'",
+                            go_type(item)
+                        )));
+                    }
+                }
+            }
+            if out.is_empty() {
+                return Err(bad("missing batch input to process"));
+            }
+            Ok(Some(out))
+        }
+        Some(other) => Err(bad(format!(
+            "failed to parse batch input: source data must be an array or slice, got {}",
+            go_type(other)
+        ))),
+    }
+}
+
+/// The text of a batch item's string field; `Err` names the field and Go type.
+pub(crate) fn item_str(
+    item: &Map<String, Value>,
+    i: usize,
+    name: &str,
+) -> std::result::Result<Option<String>, String> {
+    match item.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(format!(
+            "'[{i}].{name}' expected type 'string', got unconvertible type '{}'",
+            go_type(other)
+        )),
+    }
+}
+
+/// The batch answer: `batch_results`, with status 400 (or `partial_failure_response_code`
+/// when some items succeeded) when any item failed.
+pub(crate) fn batch_response(
+    d: &Map<String, Value>,
+    results: Vec<Value>,
+    any_ok: bool,
+    any_err: bool,
+) -> Result<Response> {
+    let mut m = Map::new();
+    m.insert("batch_results".into(), Value::Array(results));
+    let mut resp = Response::with_data(m);
+    if any_err {
+        let mut code = 400u16;
+        if any_ok && let Some(c) = int_field(d, "partial_failure_response_code")? {
+            if (1..=599).contains(&c) {
+                code = c as u16;
+            } else {
+                resp.warnings.push(
+                    "invalid HTTP response code override from partial_failure_response_code, reverting to 400"
+                        .into(),
+                );
+            }
+        }
+        resp.status = Some(code);
+    }
+    Ok(resp)
+}
+
+/// Unix seconds and RFC 3339 text of the request's time.
+pub(crate) fn now(ctx: &Ctx<'_>) -> (String, i64) {
+    let unix = ctx
+        .now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    (crate::clock::rfc3339(ctx.now), unix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_vaults_generic_name_regex() {
+        for ok in ["k", "my-key", "a.b_c", "K1"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", "-k", "k-", "a/b", "a b", ".k"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn existence_checks_cover_keys_and_encrypt_only() {
+        assert_eq!(existence_key("keys/k").as_deref(), Some("policy/k"));
+        assert_eq!(existence_key("encrypt/k").as_deref(), Some("policy/k"));
+        assert!(existence_key("decrypt/k").is_none());
+        assert!(existence_key("keys/k/rotate").is_none());
+    }
+
+    #[test]
+    fn go_base64_errors_name_the_byte() {
+        assert_eq!(
+            b64_decode("a$").unwrap_err(),
+            "illegal base64 data at input byte 1"
+        );
+        assert_eq!(b64_decode("aGk=").unwrap(), b"hi");
+    }
+}
