@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,14 @@ class Node:
 
 
 def _unseal_key(srv: Server) -> str:
-    m = re.search(r"Unseal Key: (\S+)", srv.log_path.read_text(errors="replace"))
+    # OpenBao prints its banner after it starts answering, so on a loaded machine the
+    # first health check can win the race against it: wait for the line.
+    deadline = time.monotonic() + 30
+    while True:
+        m = re.search(r"Unseal Key: (\S+)", srv.log_path.read_text(errors="replace"))
+        if m or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert m, f"{srv.name}: no unseal key in the dev banner:\n{srv.log_tail()}"
     return m.group(1)
 
