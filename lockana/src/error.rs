@@ -38,6 +38,10 @@ pub enum Error {
     /// No mount or handler serves the path.
     #[error("no handler for route \"{0}\". route entry not found.")]
     NoRoute(String),
+    /// A mounted backend has no route for the path (Vault's `ErrUnsupportedPath`, also
+    /// what a write to a sub-path of a missing entry answers).
+    #[error("unsupported path")]
+    UnsupportedPath,
     /// The path exists but does not support the operation.
     #[error("unsupported operation")]
     UnsupportedOperation,

@@ -23,10 +23,26 @@ pub(crate) struct FieldDoc {
 /// final `{name*}` (the rest of the path, possibly empty).
 pub(crate) struct PathDoc {
     pub pattern: &'static str,
+    /// Which request fields the path takes besides `fields`.
+    pub input: Input,
     pub operations: &'static [Operation],
     pub synopsis: &'static str,
     pub description: &'static str,
     pub fields: &'static [FieldDoc],
+}
+
+/// What a path does with request fields it does not declare (Vault's
+/// `TakesArbitraryInput`, plus a state Vault does not need).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Input {
+    /// `fields` (and the pattern's captures) are every field the path takes: any
+    /// other gets Vault's "Endpoint ignored these unrecognized parameters" warning.
+    Fields,
+    /// Free-form data (KV v1, cubbyhole): any field is the caller's.
+    Arbitrary,
+    /// `fields` documents the main parameters but is not complete yet, so nothing is
+    /// warned about rather than a field the path does take.
+    Partial,
 }
 
 /// What a backend kind serves.
@@ -45,11 +61,7 @@ pub(crate) fn answer(core: &Core, path: &str) -> Result<Response> {
     let (help, paths) = if rel.is_empty() {
         (backend_help(doc), doc.paths.iter().collect::<Vec<_>>())
     } else {
-        let p = doc
-            .paths
-            .iter()
-            .find(|p| matches(p.pattern, rel))
-            .ok_or_else(no_route)?;
+        let p = path_of(doc, rel).ok_or_else(no_route)?;
         (path_help(p, rel), vec![p])
     };
     let mut body = Map::new();
@@ -80,24 +92,71 @@ fn backend_of(core: &Core, path: &str) -> Option<(&'static BackendDoc, String)> 
     core.with_mount(path, |m, rel| (m.backend().doc(), rel.to_owned()))
 }
 
-/// Whether `rel` matches `pattern` (see [`PathDoc`]).
+/// Whether `rel` matches `pattern` (see [`PathDoc`]). A rest capture may be followed by
+/// literal segments (`mounts/{path*}/tune`): it then takes at least one segment.
 fn matches(pattern: &str, rel: &str) -> bool {
     let rel = rel.strip_suffix('/').unwrap_or(rel);
-    let mut want = pattern.split('/').filter(|s| !s.is_empty());
-    let mut got = rel.split('/').filter(|s| !s.is_empty());
-    loop {
-        match (want.next(), got.next()) {
-            (Some(w), _) if w.starts_with('{') && w.ends_with("*}") => return true,
-            (Some(w), Some(g)) if w.starts_with('{') => {
-                if g.is_empty() {
-                    return false;
-                }
-            }
-            (Some(w), Some(g)) if w == g => {}
-            (None, None) => return true,
+    let want: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
+    let got: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
+    for (i, w) in want.iter().enumerate() {
+        if w.starts_with('{') && w.ends_with("*}") {
+            let tail = &want[i + 1..];
+            return tail.is_empty()
+                || (got.len() > i + tail.len() && got[got.len() - tail.len()..] == *tail);
+        }
+        match got.get(i) {
+            Some(_) if w.starts_with('{') => {}
+            Some(g) if g == w => {}
             _ => return false,
         }
     }
+    got.len() == want.len()
+}
+
+/// The path of `doc` that serves `rel`: the first whose pattern matches, as the
+/// engines route.
+fn path_of<'d>(doc: &'d BackendDoc, rel: &str) -> Option<&'d PathDoc> {
+    let rel = rel.trim_start_matches('/');
+    doc.paths.iter().find(|p| matches(p.pattern, rel))
+}
+
+/// Whether some backend has a route for `path` (a HEAD there is 405, elsewhere 404).
+pub(crate) fn routes(core: &Core, path: &str) -> bool {
+    backend_of(core, path).is_some_and(|(doc, rel)| path_of(doc, &rel).is_some())
+}
+
+/// Vault's warning for request fields the path serving `path` does not take, when
+/// its field list is complete: `Endpoint ignored these unrecognized parameters: [a b]`
+/// (sorted, as Go prints a string slice). Names only, never values.
+pub(crate) fn unrecognized_warning(
+    core: &Core,
+    path: &str,
+    data: &Map<String, Value>,
+) -> Option<String> {
+    if data.is_empty() {
+        return None;
+    }
+    let (doc, rel) = backend_of(core, path)?;
+    let p = path_of(doc, &rel).filter(|p| p.input == Input::Fields)?;
+    let captures: Vec<&str> = p
+        .pattern
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        .map(|n| n.trim_end_matches('*'))
+        .collect();
+    let mut ignored: Vec<&str> = data
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !captures.contains(k) && !p.fields.iter().any(|f| f.name == *k))
+        .collect();
+    if ignored.is_empty() {
+        return None;
+    }
+    ignored.sort_unstable();
+    Some(format!(
+        "Endpoint ignored these unrecognized parameters: [{}]",
+        ignored.join(" ")
+    ))
 }
 
 /// The pattern as Vault prints its route regex.
@@ -266,6 +325,7 @@ pub(crate) static KV_V2: BackendDoc = BackendDoc {
     paths: &[
         PathDoc {
             pattern: "config",
+            input: Input::Fields,
             operations: &[Read, Update],
             synopsis: "Configures settings for the KV store.",
             description: "Reads or sets the mount's max_versions, cas_required and delete_version_after.",
@@ -289,6 +349,7 @@ pub(crate) static KV_V2: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "data/{path*}",
+            input: Input::Fields,
             operations: &[Read, Create, Update, Patch, Delete],
             synopsis: "Write, Patch, Read, and Delete data in the Key-Value Store.",
             description: "Writes store a new version of the key's data; reads return the latest version, or the one named by \"version\"; deletes soft-delete the latest version.",
@@ -313,6 +374,7 @@ pub(crate) static KV_V2: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "delete/{path*}",
+            input: Input::Fields,
             operations: &[Update],
             synopsis: "Marks one or more versions as deleted in the KV store.",
             description: "Soft-deletes the given versions; they can be undeleted.",
@@ -327,6 +389,7 @@ pub(crate) static KV_V2: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "undelete/{path*}",
+            input: Input::Fields,
             operations: &[Update],
             synopsis: "Undeletes one or more versions from the KV store.",
             description: "Restores soft-deleted versions.",
@@ -341,6 +404,7 @@ pub(crate) static KV_V2: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "destroy/{path*}",
+            input: Input::Fields,
             operations: &[Update],
             synopsis: "Permanently removes one or more versions in the KV store.",
             description: "Destroys the given versions' data for good.",
@@ -355,6 +419,7 @@ pub(crate) static KV_V2: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "metadata/{path*}",
+            input: Input::Fields,
             operations: &[Read, List, Create, Update, Patch, Delete],
             synopsis: "Configures settings for the KV store.",
             description: "Reads, lists and writes a key's metadata (max_versions, cas_required, delete_version_after, custom_metadata); deleting it removes every version of the key.",
@@ -384,10 +449,27 @@ pub(crate) static KV_V2: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "subkeys/{path*}",
+            input: Input::Fields,
             operations: &[Read],
             synopsis: "Read the structure of a secret entry from the Key-Value store with the values removed.",
             description: "Returns the keys of a secret's data, nested to \"depth\", with every value replaced by null.",
-            fields: &[PATH_FIELD],
+            fields: &[
+                FieldDoc {
+                    name: "path",
+                    kind: "string",
+                    description: "Location of the secret.",
+                },
+                FieldDoc {
+                    name: "depth",
+                    kind: "int",
+                    description: "How deep to descend into the data (0: all of it).",
+                },
+                FieldDoc {
+                    name: "version",
+                    kind: "int",
+                    description: "The version to read (0: the latest).",
+                },
+            ],
         },
     ],
 };
@@ -396,6 +478,7 @@ pub(crate) static KV_V1: BackendDoc = BackendDoc {
     description: "A key-value store: each key holds one JSON object, overwritten by every write. Values are encrypted before they reach storage.",
     paths: &[PathDoc {
         pattern: "{path*}",
+        input: Input::Fields,
         operations: &[Read, List, Create, Update, Delete],
         synopsis: "Pass-through secret storage to the storage backend, allowing you to read/write arbitrary data into secret storage.",
         description: "Writes store the request's data at the path; reads return it; lists return the keys below a path ending in '/'.",
@@ -407,6 +490,7 @@ pub(crate) static CUBBYHOLE: BackendDoc = BackendDoc {
     description: "Per-token private secret storage: each token sees only its own entries, and they go when the token is revoked.",
     paths: &[PathDoc {
         pattern: "{path*}",
+        input: Input::Fields,
         operations: &[Read, List, Create, Update, Delete],
         synopsis: "Pass-through secret storage to a token-specific cubbyhole in the storage backend, allowing you to read/write arbitrary data into secret storage.",
         description: "Writes, reads, lists and deletes entries private to the calling token.",
@@ -419,6 +503,7 @@ pub(crate) static TOTP: BackendDoc = BackendDoc {
     paths: &[
         PathDoc {
             pattern: "keys/",
+            input: Input::Partial,
             operations: &[List],
             synopsis: "Manage the keys that can be created with this backend.",
             description: "Lists the key names.",
@@ -426,49 +511,76 @@ pub(crate) static TOTP: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "keys/{name}",
+            input: Input::Fields,
             operations: &[Read, Create, Update, Delete],
             synopsis: "Manage the keys that can be created with this backend.",
             description: "Creates (generate=true) or imports (key or url) a key, reads its parameters, or deletes it.",
             fields: &[
                 FieldDoc {
-                    name: "generate",
-                    kind: "bool",
-                    description: "Make a new key and return its barcode and URL.",
-                },
-                FieldDoc {
-                    name: "issuer",
-                    kind: "string",
-                    description: "The key's issuer.",
-                },
-                FieldDoc {
                     name: "account_name",
                     kind: "string",
-                    description: "The key's account name.",
+                    description: "The name of the account associated with the key (generated keys).",
                 },
                 FieldDoc {
-                    name: "key",
+                    name: "algorithm",
                     kind: "string",
-                    description: "The shared secret to import (base32).",
-                },
-                FieldDoc {
-                    name: "url",
-                    kind: "string",
-                    description: "An otpauth:// URL to import.",
-                },
-                FieldDoc {
-                    name: "period",
-                    kind: "duration",
-                    description: "Seconds a code is valid for.",
+                    description: "The hashing algorithm: SHA1, SHA256 or SHA512.",
                 },
                 FieldDoc {
                     name: "digits",
                     kind: "int",
-                    description: "Digits in a code (6 or 8).",
+                    description: "The number of digits in the generated code: 6 or 8.",
+                },
+                FieldDoc {
+                    name: "exported",
+                    kind: "bool",
+                    description: "Whether a generated key is returned (barcode and URL).",
+                },
+                FieldDoc {
+                    name: "generate",
+                    kind: "bool",
+                    description: "Whether the key is generated by the vault.",
+                },
+                FieldDoc {
+                    name: "issuer",
+                    kind: "string",
+                    description: "The name of the key's issuing organization (generated keys).",
+                },
+                FieldDoc {
+                    name: "key",
+                    kind: "string",
+                    description: "The shared master key, base32 (imported keys).",
+                },
+                FieldDoc {
+                    name: "key_size",
+                    kind: "int",
+                    description: "The size in bytes of a generated key.",
+                },
+                FieldDoc {
+                    name: "period",
+                    kind: "duration",
+                    description: "The length of time used to generate a counter for the code.",
+                },
+                FieldDoc {
+                    name: "qr_size",
+                    kind: "int",
+                    description: "The pixel size of the generated square QR code (0: none).",
+                },
+                FieldDoc {
+                    name: "skew",
+                    kind: "int",
+                    description: "The number of delay periods allowed when validating a code: 0 or 1.",
+                },
+                FieldDoc {
+                    name: "url",
+                    kind: "string",
+                    description: "A TOTP URL (otpauth://) to import the key from.",
                 },
             ],
         },
         PathDoc {
             pattern: "code/{name}",
+            input: Input::Partial,
             operations: &[Read, Update],
             synopsis: "Request time-based one-time use password or validate a password for a certain key.",
             description: "A read makes the current code of a generated key; a write with \"code\" checks one (each code works once).",
@@ -481,26 +593,100 @@ pub(crate) static TOTP: BackendDoc = BackendDoc {
     ],
 };
 
+/// The fields of `sys/mounts/<path>/tune` and `sys/auth/<path>/tune`.
+const TUNE_FIELDS: &[FieldDoc] = &[
+    FieldDoc {
+        name: "allowed_response_headers",
+        kind: "list",
+        description: "A list of headers to whitelist and allow a plugin to set on responses.",
+    },
+    FieldDoc {
+        name: "audit_non_hmac_request_keys",
+        kind: "list",
+        description: "The list of keys in the request data object that will not be HMAC'ed by audit devices.",
+    },
+    FieldDoc {
+        name: "audit_non_hmac_response_keys",
+        kind: "list",
+        description: "The list of keys in the response data object that will not be HMAC'ed by audit devices.",
+    },
+    FieldDoc {
+        name: "default_lease_ttl",
+        kind: "duration",
+        description: "The default lease TTL for this mount.",
+    },
+    FieldDoc {
+        name: "description",
+        kind: "string",
+        description: "User-friendly description for this credential backend.",
+    },
+    FieldDoc {
+        name: "listing_visibility",
+        kind: "string",
+        description: "Determines the visibility of the mount in the UI-specific listing endpoint.",
+    },
+    FieldDoc {
+        name: "max_lease_ttl",
+        kind: "duration",
+        description: "The max lease TTL for this mount.",
+    },
+    FieldDoc {
+        name: "options",
+        kind: "map",
+        description: "The options to pass into the backend. Should be a json object with string keys and values.",
+    },
+    FieldDoc {
+        name: "passthrough_request_headers",
+        kind: "list",
+        description: "A list of headers to whitelist and pass from the request to the plugin.",
+    },
+    FieldDoc {
+        name: "plugin_version",
+        kind: "string",
+        description: "The semantic version of the plugin to use.",
+    },
+    FieldDoc {
+        name: "token_type",
+        kind: "string",
+        description: "The type of token to issue (service or batch).",
+    },
+    FieldDoc {
+        name: "user_lockout_config",
+        kind: "map",
+        description: "The user lockout configuration to pass into the backend.",
+    },
+];
+
 static SYSTEM: BackendDoc = BackendDoc {
     description: "The system backend: seal state, mounts, auth methods, policies, audit devices, response wrapping and Lockana's notifications.",
     paths: &[
         PathDoc {
             pattern: "mounts",
+            input: Input::Fields,
             operations: &[Read],
             synopsis: "List the currently mounted backends.",
             description: "Lists every secrets engine mount with its type and configuration.",
             fields: &[],
         },
         PathDoc {
+            pattern: "mounts/{path*}/tune",
+            input: Input::Fields,
+            operations: &[Read, Update],
+            synopsis: "Tune the configuration of a secrets engine mount.",
+            description: "Reads or changes the mount's lease TTLs, description, options and audit and header settings.",
+            fields: TUNE_FIELDS,
+        },
+        PathDoc {
             pattern: "mounts/{path*}",
+            input: Input::Fields,
             operations: &[Read, Create, Update, Delete],
             synopsis: "Mount a new backend at a new path.",
             description: "Enables (type, description, config, options), reads, tunes (<path>/tune, also auth/<path>/tune) or disables a secrets engine.",
             fields: &[
                 FieldDoc {
-                    name: "type",
-                    kind: "string",
-                    description: "The type of the backend (kv, totp, cubbyhole).",
+                    name: "config",
+                    kind: "map",
+                    description: "Configuration for this mount, such as default_lease_ttl and max_lease_ttl.",
                 },
                 FieldDoc {
                     name: "description",
@@ -508,44 +694,115 @@ static SYSTEM: BackendDoc = BackendDoc {
                     description: "User-friendly description for this mount.",
                 },
                 FieldDoc {
-                    name: "config",
-                    kind: "map",
-                    description: "Configuration for this mount, such as default_lease_ttl and max_lease_ttl.",
+                    name: "external_entropy_access",
+                    kind: "bool",
+                    description: "Whether to give the mount access to the external entropy source.",
+                },
+                FieldDoc {
+                    name: "local",
+                    kind: "bool",
+                    description: "Mark the mount as a local mount, which is not replicated.",
                 },
                 FieldDoc {
                     name: "options",
                     kind: "map",
-                    description: "Engine options; for kv, \"version\".",
+                    description: "The options to pass into the backend. Should be a json object with string keys and values.",
+                },
+                FieldDoc {
+                    name: "plugin_name",
+                    kind: "string",
+                    description: "Name of the plugin to mount based from the name registered in the plugin catalog.",
+                },
+                FieldDoc {
+                    name: "plugin_version",
+                    kind: "string",
+                    description: "The semantic version of the plugin to use.",
+                },
+                FieldDoc {
+                    name: "seal_wrap",
+                    kind: "bool",
+                    description: "Whether to turn on seal wrapping for the mount.",
+                },
+                FieldDoc {
+                    name: "type",
+                    kind: "string",
+                    description: "The type of the backend. Example: \"kv\"",
                 },
             ],
         },
         PathDoc {
             pattern: "auth",
+            input: Input::Fields,
             operations: &[Read],
             synopsis: "List the currently enabled credential backends.",
             description: "Lists every auth method mount.",
             fields: &[],
         },
         PathDoc {
+            pattern: "auth/{path*}/tune",
+            input: Input::Fields,
+            operations: &[Read, Update],
+            synopsis: "Tune the configuration of a auth method mount.",
+            description: "Reads or changes the mount's lease TTLs, description, options and audit and header settings.",
+            fields: TUNE_FIELDS,
+        },
+        PathDoc {
             pattern: "auth/{path*}",
+            input: Input::Fields,
             operations: &[Read, Create, Update, Delete],
             synopsis: "Enable a new credential backend with a name.",
             description: "Enables, reads, tunes (<path>/tune) or disables an auth method.",
             fields: &[
                 FieldDoc {
-                    name: "type",
-                    kind: "string",
-                    description: "The type of the auth method (userpass, approle, jwt).",
+                    name: "config",
+                    kind: "map",
+                    description: "Configuration for this mount, such as default_lease_ttl and max_lease_ttl.",
                 },
                 FieldDoc {
                     name: "description",
                     kind: "string",
-                    description: "User-friendly description for this auth method.",
+                    description: "User-friendly description for this mount.",
+                },
+                FieldDoc {
+                    name: "external_entropy_access",
+                    kind: "bool",
+                    description: "Whether to give the mount access to the external entropy source.",
+                },
+                FieldDoc {
+                    name: "local",
+                    kind: "bool",
+                    description: "Mark the mount as a local mount, which is not replicated.",
+                },
+                FieldDoc {
+                    name: "options",
+                    kind: "map",
+                    description: "The options to pass into the backend. Should be a json object with string keys and values.",
+                },
+                FieldDoc {
+                    name: "plugin_name",
+                    kind: "string",
+                    description: "Name of the plugin to mount based from the name registered in the plugin catalog.",
+                },
+                FieldDoc {
+                    name: "plugin_version",
+                    kind: "string",
+                    description: "The semantic version of the plugin to use.",
+                },
+                FieldDoc {
+                    name: "seal_wrap",
+                    kind: "bool",
+                    description: "Whether to turn on seal wrapping for the mount.",
+                },
+                FieldDoc {
+                    name: "type",
+                    kind: "string",
+                    description: "The type of the backend. Example: \"kv\"",
                 },
             ],
         },
         PathDoc {
             pattern: "policies/acl",
+            input: Input::Partial,
             operations: &[List],
             synopsis: "List the configured access control policies.",
             description: "Lists ACL policy names.",
@@ -553,6 +810,7 @@ static SYSTEM: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "policies/acl/{name*}",
+            input: Input::Partial,
             operations: &[Read, Create, Update, Delete],
             synopsis: "Read, Modify, or Delete an access control policy.",
             description: "Reads, writes (policy, in HCL or JSON) or deletes an ACL policy. Names are lower-cased; root cannot be changed.",
@@ -571,6 +829,7 @@ static SYSTEM: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "policy/{name*}",
+            input: Input::Partial,
             operations: &[Read, List, Create, Update, Delete],
             synopsis: "Read, Modify, or Delete an access control policy.",
             description: "The older form of sys/policies/acl.",
@@ -578,13 +837,39 @@ static SYSTEM: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "capabilities-self",
+            input: Input::Fields,
             operations: &[Update],
             synopsis: "Fetches the capabilities of the given token on the given path.",
             description: "Returns the calling token's capabilities on each of \"paths\".",
+            fields: &[
+                FieldDoc {
+                    name: "path",
+                    kind: "list",
+                    description: "Deprecated: use paths.",
+                },
+                FieldDoc {
+                    name: "paths",
+                    kind: "list",
+                    description: "Paths on which capabilities are being queried.",
+                },
+                FieldDoc {
+                    name: "token",
+                    kind: "string",
+                    description: "Ignored: the request's own token is used.",
+                },
+            ],
+        },
+        PathDoc {
+            pattern: "wrapping/wrap",
+            input: Input::Arbitrary,
+            operations: &[Update],
+            synopsis: "Response-wraps an arbitrary JSON object.",
+            description: "Every field of the request is the data to wrap; X-Vault-Wrap-TTL sets the wrapping token's TTL.",
             fields: &[],
         },
         PathDoc {
             pattern: "wrapping/{op}",
+            input: Input::Partial,
             operations: &[Update],
             synopsis: "Response-wrapping operations: wrap, unwrap, lookup, rewrap.",
             description: "wrap (needs X-Vault-Wrap-TTL) wraps the request data; unwrap returns a wrapped answer once; lookup shows a wrapping token's details; rewrap moves an answer to a new token.",
@@ -592,6 +877,7 @@ static SYSTEM: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "audit",
+            input: Input::Partial,
             operations: &[Read],
             synopsis: "List the enabled audit devices.",
             description: "Lists audit devices.",
@@ -599,6 +885,7 @@ static SYSTEM: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "audit/{path*}",
+            input: Input::Partial,
             operations: &[Create, Update, Delete],
             synopsis: "Enable or disable audit backends.",
             description: "Enables or disables an audit device (file, socket, syslog).",
@@ -606,6 +893,7 @@ static SYSTEM: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "seal-status",
+            input: Input::Partial,
             operations: &[Read],
             synopsis: "Returns the seal status of the Vault.",
             description: "Whether the vault is initialized and sealed, and unseal progress.",
@@ -613,6 +901,7 @@ static SYSTEM: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "health",
+            input: Input::Partial,
             operations: &[Read],
             synopsis: "Checks the health status of the Vault.",
             description: "Answers with a status code that reflects initialization, seal and standby state.",
@@ -620,6 +909,7 @@ static SYSTEM: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "seal",
+            input: Input::Partial,
             operations: &[Update],
             synopsis: "Seals the Vault.",
             description: "Drops the key material; the vault serves nothing until unsealed.",
@@ -627,6 +917,7 @@ static SYSTEM: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "rotate",
+            input: Input::Partial,
             operations: &[Update],
             synopsis: "Rotates the backend encryption key used to persist data.",
             description: "Adds a new data key to the keyring; new writes use it.",
@@ -634,6 +925,7 @@ static SYSTEM: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "key-status",
+            input: Input::Partial,
             operations: &[Read],
             synopsis: "Provides information about the backend encryption key.",
             description: "The current key term and when it was installed.",
@@ -641,6 +933,7 @@ static SYSTEM: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "internal/ui/mounts/{path*}",
+            input: Input::Partial,
             operations: &[Read],
             synopsis: "Return information about the mount serving a path.",
             description: "Used by clients (bao kv) to learn a mount's type and version; spends no token use.",
@@ -648,6 +941,7 @@ static SYSTEM: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "{path*}",
+            input: Input::Partial,
             operations: &[Read, Update],
             synopsis: "Other system paths.",
             description: "init, unseal, leader, mfa, locked-users, audit-hash and lockana/notify; see docs/API.md.",
@@ -661,55 +955,43 @@ static TOKEN: BackendDoc = BackendDoc {
     paths: &[
         PathDoc {
             pattern: "create",
+            input: Input::Fields,
             operations: &[Update],
             synopsis: "The token create path is used to create new tokens.",
             description: "Creates a child token of the caller (policies, ttl, num_uses, meta, period, ...).",
-            fields: &[
-                FieldDoc {
-                    name: "policies",
-                    kind: "list",
-                    description: "Policies of the new token (a subset of the caller's unless root).",
-                },
-                FieldDoc {
-                    name: "ttl",
-                    kind: "duration",
-                    description: "Time to live.",
-                },
-                FieldDoc {
-                    name: "num_uses",
-                    kind: "int",
-                    description: "Uses before the token is revoked (0: unlimited).",
-                },
-                FieldDoc {
-                    name: "meta",
-                    kind: "map",
-                    description: "Metadata.",
-                },
-            ],
+            fields: TOKEN_CREATE_FIELDS,
         },
         PathDoc {
             pattern: "create-orphan",
+            input: Input::Fields,
             operations: &[Update],
             synopsis: "The token create path is used to create new orphan tokens.",
             description: "As create, with no parent (needs sudo).",
-            fields: &[],
+            fields: TOKEN_CREATE_FIELDS,
         },
         PathDoc {
             pattern: "create/{role_name}",
+            input: Input::Fields,
             operations: &[Update],
             synopsis: "This token create path is used to create new tokens adhering to the given role.",
             description: "Creates a token through a token role.",
-            fields: &[],
+            fields: TOKEN_CREATE_FIELDS,
         },
         PathDoc {
             pattern: "lookup",
+            input: Input::Fields,
             operations: &[Read, Update],
             synopsis: "This endpoint will lookup a token and its properties.",
             description: "Looks up the token given as \"token\".",
-            fields: &[],
+            fields: &[FieldDoc {
+                name: "token",
+                kind: "string",
+                description: "Token to look up.",
+            }],
         },
         PathDoc {
             pattern: "lookup-self",
+            input: Input::Partial,
             operations: &[Read],
             synopsis: "This endpoint will lookup a token and its properties.",
             description: "Looks up the calling token; num_uses shows the uses left (-1 on the last one).",
@@ -717,13 +999,19 @@ static TOKEN: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "lookup-accessor",
+            input: Input::Fields,
             operations: &[Update],
             synopsis: "This endpoint will lookup a token associated with the given accessor and its properties.",
             description: "Looks up a token by accessor.",
-            fields: &[],
+            fields: &[FieldDoc {
+                name: "accessor",
+                kind: "string",
+                description: "Accessor of the token to look up.",
+            }],
         },
         PathDoc {
             pattern: "renew",
+            input: Input::Partial,
             operations: &[Update],
             synopsis: "This endpoint will renew the given token and prevent expiration.",
             description: "Renews the token given as \"token\" by \"increment\".",
@@ -731,6 +1019,7 @@ static TOKEN: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "renew-self",
+            input: Input::Partial,
             operations: &[Update],
             synopsis: "This endpoint will renew the token used to call it and prevent expiration.",
             description: "Renews the calling token by \"increment\".",
@@ -738,6 +1027,7 @@ static TOKEN: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "renew-accessor",
+            input: Input::Partial,
             operations: &[Update],
             synopsis: "This endpoint will renew a token associated with the given accessor and its properties.",
             description: "Renews a token by accessor; the token itself is not returned.",
@@ -745,6 +1035,7 @@ static TOKEN: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "revoke",
+            input: Input::Partial,
             operations: &[Update],
             synopsis: "This endpoint will delete the given token and all of its child tokens.",
             description: "Revokes the token given as \"token\" and its children.",
@@ -752,6 +1043,7 @@ static TOKEN: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "revoke-self",
+            input: Input::Partial,
             operations: &[Update],
             synopsis: "This endpoint will delete the token used to call it and all of its child tokens.",
             description: "Revokes the calling token and its children.",
@@ -759,6 +1051,7 @@ static TOKEN: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "revoke-accessor",
+            input: Input::Partial,
             operations: &[Update],
             synopsis: "This endpoint will delete the token associated with the accessor and all of its child tokens.",
             description: "Revokes a token by accessor.",
@@ -766,6 +1059,7 @@ static TOKEN: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "revoke-orphan",
+            input: Input::Partial,
             operations: &[Update],
             synopsis: "This endpoint will delete the token and orphan its child tokens.",
             description: "Revokes a token and leaves its children as orphans (needs sudo).",
@@ -773,6 +1067,7 @@ static TOKEN: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "accessors/",
+            input: Input::Partial,
             operations: &[List],
             synopsis: "List token accessors, which can then be used to iterate and discover their properties or revoke them.",
             description: "Lists every token accessor (needs sudo).",
@@ -780,13 +1075,174 @@ static TOKEN: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "roles/{role_name*}",
+            input: Input::Fields,
             operations: &[Read, List, Create, Update, Delete],
             synopsis: "Manage token roles.",
             description: "Creates, reads, lists and deletes token roles.",
-            fields: &[],
+            fields: &[
+                FieldDoc {
+                    name: "allowed_entity_aliases",
+                    kind: "list",
+                    description: "String or JSON list of allowed entity aliases.",
+                },
+                FieldDoc {
+                    name: "allowed_policies",
+                    kind: "list",
+                    description: "If set, tokens can be created with any subset of the policies in this list.",
+                },
+                FieldDoc {
+                    name: "allowed_policies_glob",
+                    kind: "list",
+                    description: "As allowed_policies, with glob patterns.",
+                },
+                FieldDoc {
+                    name: "bound_cidrs",
+                    kind: "list",
+                    description: "Deprecated: use token_bound_cidrs.",
+                },
+                FieldDoc {
+                    name: "disallowed_policies",
+                    kind: "list",
+                    description: "If set, successful token creation via this role will require that no policies in the given list are requested.",
+                },
+                FieldDoc {
+                    name: "disallowed_policies_glob",
+                    kind: "list",
+                    description: "As disallowed_policies, with glob patterns.",
+                },
+                FieldDoc {
+                    name: "explicit_max_ttl",
+                    kind: "duration",
+                    description: "Deprecated: use token_explicit_max_ttl.",
+                },
+                FieldDoc {
+                    name: "orphan",
+                    kind: "bool",
+                    description: "If true, tokens created via this role will be orphan tokens.",
+                },
+                FieldDoc {
+                    name: "path_suffix",
+                    kind: "string",
+                    description: "If set, tokens created via this role will contain the given suffix as a part of their path.",
+                },
+                FieldDoc {
+                    name: "period",
+                    kind: "duration",
+                    description: "Deprecated: use token_period.",
+                },
+                FieldDoc {
+                    name: "renewable",
+                    kind: "bool",
+                    description: "Tokens created via this role will be renewable or not according to this value.",
+                },
+                FieldDoc {
+                    name: "token_bound_cidrs",
+                    kind: "list",
+                    description: "Comma separated string or JSON list of CIDR blocks.",
+                },
+                FieldDoc {
+                    name: "token_explicit_max_ttl",
+                    kind: "duration",
+                    description: "If set, tokens created via this role carry an explicit maximum TTL.",
+                },
+                FieldDoc {
+                    name: "token_no_default_policy",
+                    kind: "bool",
+                    description: "If true, the 'default' policy will not automatically be added to generated tokens.",
+                },
+                FieldDoc {
+                    name: "token_num_uses",
+                    kind: "int",
+                    description: "The maximum number of times a token may be used, a value of zero means unlimited.",
+                },
+                FieldDoc {
+                    name: "token_period",
+                    kind: "duration",
+                    description: "If set, tokens created via this role will have no max lifetime; instead, their renewal period will be fixed to this value.",
+                },
+                FieldDoc {
+                    name: "token_type",
+                    kind: "string",
+                    description: "The type of token to generate, service or batch.",
+                },
+            ],
         },
     ],
 };
+
+/// The fields of `auth/token/create` (and `create-orphan`, `create/<role>`).
+const TOKEN_CREATE_FIELDS: &[FieldDoc] = &[
+    FieldDoc {
+        name: "display_name",
+        kind: "string",
+        description: "Name to associate with this token.",
+    },
+    FieldDoc {
+        name: "entity_alias",
+        kind: "string",
+        description: "Name of the entity alias to associate with this token.",
+    },
+    FieldDoc {
+        name: "explicit_max_ttl",
+        kind: "duration",
+        description: "Explicit Max TTL of this token.",
+    },
+    FieldDoc {
+        name: "id",
+        kind: "string",
+        description: "Value for the token.",
+    },
+    FieldDoc {
+        name: "lease",
+        kind: "duration",
+        description: "Deprecated: use ttl.",
+    },
+    FieldDoc {
+        name: "meta",
+        kind: "map",
+        description: "Arbitrary key=value metadata to associate with the token.",
+    },
+    FieldDoc {
+        name: "no_default_policy",
+        kind: "bool",
+        description: "Do not include the default policy.",
+    },
+    FieldDoc {
+        name: "no_parent",
+        kind: "bool",
+        description: "Create the token with no parent.",
+    },
+    FieldDoc {
+        name: "num_uses",
+        kind: "int",
+        description: "Max number of uses for this token.",
+    },
+    FieldDoc {
+        name: "period",
+        kind: "duration",
+        description: "Renew period.",
+    },
+    FieldDoc {
+        name: "policies",
+        kind: "list",
+        description: "List of policies for the token.",
+    },
+    FieldDoc {
+        name: "renewable",
+        kind: "bool",
+        description: "Allow token to be renewed past its initial TTL up to system/mount maximum TTL.",
+    },
+    FieldDoc {
+        name: "ttl",
+        kind: "duration",
+        description: "Time to live for this token.",
+    },
+    FieldDoc {
+        name: "type",
+        kind: "string",
+        description: "Token type (service).",
+    },
+];
 
 const TOKEN_FIELDS: &[FieldDoc] = &[
     FieldDoc {
@@ -826,6 +1282,7 @@ pub(crate) static USERPASS: BackendDoc = BackendDoc {
     paths: &[
         PathDoc {
             pattern: "users/",
+            input: Input::Partial,
             operations: &[List],
             synopsis: "Manage users allowed to authenticate.",
             description: "Lists user names.",
@@ -833,13 +1290,96 @@ pub(crate) static USERPASS: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "users/{username}",
+            input: Input::Fields,
             operations: RW,
             synopsis: "Manage users allowed to authenticate.",
             description: "Creates, reads, updates and deletes a user with its password and token settings.",
-            fields: TOKEN_FIELDS,
+            fields: &[
+                FieldDoc {
+                    name: "bound_cidrs",
+                    kind: "list",
+                    description: "Deprecated: use token_bound_cidrs.",
+                },
+                FieldDoc {
+                    name: "max_ttl",
+                    kind: "duration",
+                    description: "Deprecated: use token_max_ttl.",
+                },
+                FieldDoc {
+                    name: "password",
+                    kind: "string",
+                    description: "Password for this user.",
+                },
+                FieldDoc {
+                    name: "password_hash",
+                    kind: "string",
+                    description: "Pre-hashed password for this user.",
+                },
+                FieldDoc {
+                    name: "policies",
+                    kind: "list",
+                    description: "Deprecated: use token_policies.",
+                },
+                FieldDoc {
+                    name: "token_bound_cidrs",
+                    kind: "list",
+                    description: "Comma separated string or JSON list of CIDR blocks.",
+                },
+                FieldDoc {
+                    name: "token_explicit_max_ttl",
+                    kind: "duration",
+                    description: "If set, tokens created via this role carry an explicit maximum TTL.",
+                },
+                FieldDoc {
+                    name: "token_max_ttl",
+                    kind: "duration",
+                    description: "The maximum lifetime of the generated token.",
+                },
+                FieldDoc {
+                    name: "token_no_default_policy",
+                    kind: "bool",
+                    description: "If true, the 'default' policy will not automatically be added to generated tokens.",
+                },
+                FieldDoc {
+                    name: "token_num_uses",
+                    kind: "int",
+                    description: "The maximum number of times a token may be used, a value of zero means unlimited.",
+                },
+                FieldDoc {
+                    name: "token_period",
+                    kind: "duration",
+                    description: "If set, tokens created via this role will have no max lifetime; instead, their renewal period will be fixed to this value.",
+                },
+                FieldDoc {
+                    name: "token_policies",
+                    kind: "list",
+                    description: "Comma-separated list of policies.",
+                },
+                FieldDoc {
+                    name: "token_strictly_bind_ip",
+                    kind: "bool",
+                    description: "If true, CIDRs for the token will be strictly bound to the source IP address of the login request.",
+                },
+                FieldDoc {
+                    name: "token_ttl",
+                    kind: "duration",
+                    description: "The initial ttl of the token to generate.",
+                },
+                FieldDoc {
+                    name: "token_type",
+                    kind: "string",
+                    description: "The type of token to generate, service or batch.",
+                },
+                FieldDoc {
+                    name: "ttl",
+                    kind: "duration",
+                    description: "Deprecated: use token_ttl.",
+                },
+            ],
         },
         PathDoc {
             pattern: "users/{username}/password",
+            input: Input::Partial,
             operations: &[Update],
             synopsis: "Reset user's password.",
             description: "Sets a user's password.",
@@ -847,6 +1387,7 @@ pub(crate) static USERPASS: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "users/{username}/policies",
+            input: Input::Partial,
             operations: &[Update],
             synopsis: "Update the policies associated with the username.",
             description: "Sets a user's token policies.",
@@ -854,6 +1395,7 @@ pub(crate) static USERPASS: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "login/{username}",
+            input: Input::Fields,
             operations: &[Update],
             synopsis: "Log in with a username and password.",
             description: "Returns a token for the user when the password matches.",
@@ -871,6 +1413,7 @@ pub(crate) static APPROLE: BackendDoc = BackendDoc {
     paths: &[
         PathDoc {
             pattern: "login",
+            input: Input::Partial,
             operations: &[Update],
             synopsis: "Issue a token based on the credentials supplied.",
             description: "Logs in with role_id and secret_id; the token's metadata holds the secret ID's metadata and role_name.",
@@ -888,7 +1431,16 @@ pub(crate) static APPROLE: BackendDoc = BackendDoc {
             ],
         },
         PathDoc {
+            pattern: "tidy/secret-id",
+            input: Input::Fields,
+            operations: &[Update],
+            synopsis: "Trigger the clean-up of expired SecretID entries.",
+            description: "Removes expired secret IDs and accessors whose secret ID is gone. Answers 202.",
+            fields: &[],
+        },
+        PathDoc {
             pattern: "role/",
+            input: Input::Partial,
             operations: &[List],
             synopsis: "Lists all the roles registered with the backend.",
             description: "Lists role names.",
@@ -896,43 +1448,157 @@ pub(crate) static APPROLE: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "role/{role_name}",
+            input: Input::Fields,
             operations: RW,
             synopsis: "Register an role with the backend.",
             description: "Creates, reads, updates and deletes a role (bind_secret_id, secret_id_num_uses, secret_id_ttl, CIDR bounds, token settings).",
-            fields: TOKEN_FIELDS,
+            fields: &[
+                FieldDoc {
+                    name: "bind_secret_id",
+                    kind: "bool",
+                    description: "Impose secret_id to be presented when logging in using this role.",
+                },
+                FieldDoc {
+                    name: "bound_cidr_list",
+                    kind: "list",
+                    description: "Deprecated: use secret_id_bound_cidrs.",
+                },
+                FieldDoc {
+                    name: "local_secret_ids",
+                    kind: "bool",
+                    description: "If set, the secret IDs generated using this role will be cluster local.",
+                },
+                FieldDoc {
+                    name: "period",
+                    kind: "duration",
+                    description: "Deprecated: use token_period.",
+                },
+                FieldDoc {
+                    name: "policies",
+                    kind: "list",
+                    description: "Deprecated: use token_policies.",
+                },
+                FieldDoc {
+                    name: "role_id",
+                    kind: "string",
+                    description: "Identifier of the role. Defaults to a UUID.",
+                },
+                FieldDoc {
+                    name: "secret_id_bound_cidrs",
+                    kind: "list",
+                    description: "Comma separated string or list of CIDR blocks. If set, specifies the blocks of IP addresses which can perform the login operation.",
+                },
+                FieldDoc {
+                    name: "secret_id_num_uses",
+                    kind: "int",
+                    description: "Number of times a SecretID can access the role, after which the SecretID will expire.",
+                },
+                FieldDoc {
+                    name: "secret_id_ttl",
+                    kind: "duration",
+                    description: "Duration after which the issued SecretID should expire.",
+                },
+                FieldDoc {
+                    name: "token_bound_cidrs",
+                    kind: "list",
+                    description: "Comma separated string or JSON list of CIDR blocks.",
+                },
+                FieldDoc {
+                    name: "token_explicit_max_ttl",
+                    kind: "duration",
+                    description: "If set, tokens created via this role carry an explicit maximum TTL.",
+                },
+                FieldDoc {
+                    name: "token_max_ttl",
+                    kind: "duration",
+                    description: "The maximum lifetime of the generated token.",
+                },
+                FieldDoc {
+                    name: "token_no_default_policy",
+                    kind: "bool",
+                    description: "If true, the 'default' policy will not automatically be added to generated tokens.",
+                },
+                FieldDoc {
+                    name: "token_num_uses",
+                    kind: "int",
+                    description: "The maximum number of times a token may be used, a value of zero means unlimited.",
+                },
+                FieldDoc {
+                    name: "token_period",
+                    kind: "duration",
+                    description: "If set, tokens created via this role will have no max lifetime; instead, their renewal period will be fixed to this value.",
+                },
+                FieldDoc {
+                    name: "token_policies",
+                    kind: "list",
+                    description: "Comma-separated list of policies.",
+                },
+                FieldDoc {
+                    name: "token_strictly_bind_ip",
+                    kind: "bool",
+                    description: "If true, CIDRs for the token will be strictly bound to the source IP address of the login request.",
+                },
+                FieldDoc {
+                    name: "token_ttl",
+                    kind: "duration",
+                    description: "The initial ttl of the token to generate.",
+                },
+                FieldDoc {
+                    name: "token_type",
+                    kind: "string",
+                    description: "The type of token to generate, service or batch.",
+                },
+            ],
         },
         PathDoc {
             pattern: "role/{role_name}/role-id",
+            input: Input::Fields,
             operations: &[Read, Update],
             synopsis: "Returns the 'role_id' of the role.",
             description: "Reads or sets the role's role ID.",
-            fields: &[],
+            fields: &[FieldDoc {
+                name: "role_id",
+                kind: "string",
+                description: "Identifier of the role.",
+            }],
         },
         PathDoc {
             pattern: "role/{role_name}/secret-id",
+            input: Input::Fields,
             operations: &[List, Update],
             synopsis: "Generate a SecretID against this role.",
             description: "Makes a secret ID (metadata, cidr_list, num_uses, ttl) or lists their accessors.",
             fields: &[
                 FieldDoc {
+                    name: "cidr_list",
+                    kind: "list",
+                    description: "Comma separated string or list of CIDR blocks enforcing secret IDs to be used from specific set of IP addresses.",
+                },
+                FieldDoc {
                     name: "metadata",
                     kind: "string",
-                    description: "Metadata tied to the secret ID: a JSON object, or comma-separated key=value pairs.",
+                    description: "Metadata to be tied to the SecretID: a JSON object or key=value pairs.",
                 },
                 FieldDoc {
                     name: "num_uses",
                     kind: "int",
-                    description: "Number of times this secret ID can be used.",
+                    description: "Number of times this SecretID can be used, after which the SecretID expires.",
+                },
+                FieldDoc {
+                    name: "token_bound_cidrs",
+                    kind: "list",
+                    description: "Comma separated string or list of CIDR blocks the token may be used from.",
                 },
                 FieldDoc {
                     name: "ttl",
                     kind: "duration",
-                    description: "Duration after which this secret ID expires.",
+                    description: "Duration in seconds after which this SecretID expires.",
                 },
             ],
         },
         PathDoc {
             pattern: "role/{role_name}/custom-secret-id",
+            input: Input::Partial,
             operations: &[Update],
             synopsis: "Assign a SecretID of choice against the role.",
             description: "Stores a secret ID the caller chose.",
@@ -940,6 +1606,7 @@ pub(crate) static APPROLE: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "role/{role_name}/{rest*}",
+            input: Input::Partial,
             operations: &[Read, Update, Delete],
             synopsis: "Read or change one setting of a role, or look up and destroy secret IDs.",
             description: "Per-field role settings and secret-id/lookup, secret-id/destroy, secret-id-accessor/lookup and secret-id-accessor/destroy.",
@@ -953,6 +1620,7 @@ pub(crate) static JWT: BackendDoc = BackendDoc {
     paths: &[
         PathDoc {
             pattern: "config",
+            input: Input::Partial,
             operations: &[Read, Update],
             synopsis: "Configures the JWT authentication backend.",
             description: "Sets the validation keys (jwt_validation_pubkeys), bound issuer and default role.",
@@ -960,6 +1628,7 @@ pub(crate) static JWT: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "role/",
+            input: Input::Partial,
             operations: &[List],
             synopsis: "Lists all the roles registered with the backend.",
             description: "Lists role names.",
@@ -967,6 +1636,7 @@ pub(crate) static JWT: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "role/{name}",
+            input: Input::Partial,
             operations: RW,
             synopsis: "Register a role with the backend.",
             description: "Creates, reads, updates and deletes a role (bound_audiences, bound_claims, user_claim, token settings).",
@@ -974,6 +1644,7 @@ pub(crate) static JWT: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "login",
+            input: Input::Partial,
             operations: &[Update],
             synopsis: "Authenticates to Vault using a JWT (or OIDC) token.",
             description: "Logs in with role and jwt.",
@@ -987,6 +1658,7 @@ static IDENTITY: BackendDoc = BackendDoc {
     paths: &[
         PathDoc {
             pattern: "entity/id/",
+            input: Input::Partial,
             operations: &[List],
             synopsis: "List all the entity IDs.",
             description: "Lists entity IDs.",
@@ -994,6 +1666,7 @@ static IDENTITY: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "entity/id/{id}",
+            input: Input::Partial,
             operations: &[Read],
             synopsis: "Update, read or delete an entity using entity ID.",
             description: "Reads an entity.",
@@ -1001,6 +1674,7 @@ static IDENTITY: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "lookup/entity",
+            input: Input::Partial,
             operations: &[Update],
             synopsis: "Query entities based on various properties.",
             description: "Finds an entity by id, name or alias.",
@@ -1008,6 +1682,7 @@ static IDENTITY: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "mfa/{rest*}",
+            input: Input::Partial,
             operations: &[Read, List, Create, Update, Delete],
             synopsis: "Login MFA methods and enforcements.",
             description: "TOTP MFA methods, admin-generate, and login enforcements.",
@@ -1021,6 +1696,7 @@ static LOCKANA: BackendDoc = BackendDoc {
     paths: &[
         PathDoc {
             pattern: "projects/",
+            input: Input::Partial,
             operations: &[List],
             synopsis: "List projects.",
             description: "Lists project names.",
@@ -1028,6 +1704,7 @@ static LOCKANA: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "projects/{name}",
+            input: Input::Partial,
             operations: &[Read, Create, Update, Delete],
             synopsis: "Manage a project.",
             description: "Creates, reads and deletes a project.",
@@ -1035,6 +1712,7 @@ static LOCKANA: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "projects/{name}/env",
+            input: Input::Partial,
             operations: &[Read],
             synopsis: "A project's secrets as JSON or dotenv.",
             description: "Returns the project's variables; with X-Lockana-TOTP the one-time code is the credential.",
@@ -1042,6 +1720,7 @@ static LOCKANA: BackendDoc = BackendDoc {
         },
         PathDoc {
             pattern: "projects/{name}/{rest*}",
+            input: Input::Partial,
             operations: &[Read, Update, Delete],
             synopsis: "A project's members, seed and settings.",
             description: "See docs/API.md.",
@@ -1065,6 +1744,34 @@ mod tests {
         assert!(matches("config", "config"));
         assert!(matches("keys/", "keys/"));
         assert!(!matches("config", "config/x"));
+    }
+
+    #[test]
+    fn a_rest_capture_may_be_followed_by_literals() {
+        assert!(matches("mounts/{path*}/tune", "mounts/a/b/tune"));
+        assert!(matches("mounts/{path*}/tune", "mounts/kv/tune/"));
+        assert!(!matches("mounts/{path*}/tune", "mounts/tune"));
+        assert!(!matches("mounts/{path*}/tune", "mounts/a/b"));
+    }
+
+    #[test]
+    fn only_complete_field_lists_warn_about_unknown_fields() {
+        let declared = &KV_V2.paths[0];
+        assert_eq!(declared.input, Input::Fields);
+        // KV v1 reads warn about query fields as Vault's do; its writes answer 204.
+        assert_eq!(KV_V1.paths[0].input, Input::Fields);
+        assert_eq!(
+            path_of(&SYSTEM, "wrapping/wrap").map(|p| p.input),
+            Some(Input::Arbitrary)
+        );
+        assert_eq!(
+            path_of(&APPROLE, "role/web/secret-id").map(|p| p.pattern),
+            Some("role/{role_name}/secret-id")
+        );
+        assert_eq!(
+            path_of(&SYSTEM, "mounts/a/b/tune").map(|p| p.pattern),
+            Some("mounts/{path*}/tune")
+        );
     }
 
     #[test]

@@ -88,6 +88,10 @@ pub struct Request {
     /// `?help=1` or the `HELP` method: answer with the path's help instead of serving
     /// it (`bao path-help`).
     pub help: bool,
+    /// `HEAD` (Vault's header operation), which no path serves: answered after the
+    /// token and route checks, 405 where a backend routes the path and 404 where none
+    /// does. `operation` is [`Operation::Read`] then.
+    pub head: bool,
     /// The body as sent, for the paths that take bytes rather than JSON (a snapshot
     /// to restore); `data` is empty then. Never audited.
     pub raw_body: Option<Vec<u8>>,
@@ -106,6 +110,7 @@ impl Request {
             mfa: Vec::new(),
             totp_code: None,
             help: false,
+            head: false,
             raw_body: None,
         }
     }

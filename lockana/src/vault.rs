@@ -521,11 +521,18 @@ impl Core {
             req.path = req.path.trim_start_matches('/').to_owned();
         }
         check_path(&req.path)?;
+        if req.head && crate::sys::is_unauthenticated(&req.path) {
+            // Vault's raw status handlers (seal-status, init, leader) serve GET only.
+            return Err(Error::UnsupportedOperation);
+        }
         if crate::sys::is_unauthenticated(&req.path) {
             return crate::sys::handle_unauthenticated(self, &req);
         }
         if self.barrier.is_sealed() {
             return Err(Error::Sealed);
+        }
+        if req.head {
+            return self.serve_head(&req);
         }
         crate::sys::rotation::rotate_if_due(self);
         if req.help {
@@ -586,6 +593,9 @@ impl Core {
             self.tokens.use_once(&self.barrier, &entry)?
         };
         let mut outcome = self.route(&req, &entry, &acl);
+        if let Ok(resp) = &mut outcome {
+            self.warn_unrecognized(&req, resp);
+        }
         if let (Some(ttl), Ok(resp)) = (req.wrap_ttl, &outcome)
             && (resp.data.is_some() || resp.auth.is_some())
             && resp.wrap_info.is_none()
@@ -600,6 +610,51 @@ impl Core {
             .log_response(&self.barrier, &req, Some(&entry), &outcome)?;
         self.notify_request(&req, &entry, &outcome);
         outcome
+    }
+
+    /// Serves a HEAD request (see [`Request::head`]). ACLs grant no capability for
+    /// Vault's header operation, so only a root token reaches the route check.
+    fn serve_head(&self, req: &Request) -> Result<Response> {
+        let entry = match self.authenticate(req.token.as_ref()) {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                let outcome = Err(e);
+                self.audit.log_request(req, None)?;
+                self.audit
+                    .log_response(&self.barrier, req, None, &outcome)?;
+                return outcome;
+            }
+        };
+        let entry = entry.as_deref();
+        self.audit.log_request(req, entry)?;
+        let is_root = entry.is_some_and(|e| self.policies.acl(&e.policies).is_root());
+        let outcome = if !is_root {
+            Err(Error::PermissionDenied)
+        } else if crate::help::routes(self, &req.path) {
+            Err(Error::UnsupportedOperation)
+        } else {
+            Err(Error::NoRoute(req.path.clone()))
+        };
+        self.audit
+            .log_response(&self.barrier, req, entry, &outcome)?;
+        outcome
+    }
+
+    /// Adds Vault's warning about request fields the serving path does not take, on
+    /// answers that have a body (Vault adds it only to a non-nil response, so a 204
+    /// stays a 204).
+    fn warn_unrecognized(&self, req: &Request, resp: &mut Response) {
+        let has_body = resp.format != crate::logical::ResponseFormat::Raw
+            && resp.raw_body.is_none()
+            && resp.wrap_info.is_none()
+            && resp.status != Some(204)
+            && (resp.data.is_some()
+                || resp.auth.is_some()
+                || !resp.warnings.is_empty()
+                || resp.status.is_some());
+        if has_body && let Some(w) = crate::help::unrecognized_warning(self, &req.path, &req.data) {
+            resp.warnings.push(w);
+        }
     }
 
     /// Checks the token's ACL for the request: create vs update by existence, and
@@ -740,11 +795,14 @@ impl Core {
         let ctx = self.ctx(mount, mount.view_prefix());
         let run = || -> Result<Response> {
             self.audit.log_request(req, None)?;
-            let outcome = match mount.backend().handle(&ctx, req, rel) {
+            let mut outcome = match mount.backend().handle(&ctx, req, rel) {
                 Ok(Answer::Login(grant)) => self.mint_login_token(mount, req, grant),
                 Ok(Answer::Response(r)) => Ok(*r),
                 Err(e) => Err(e),
             };
+            if let Ok(resp) = &mut outcome {
+                self.warn_unrecognized(req, resp);
+            }
             self.audit
                 .log_response(&self.barrier, req, None, &outcome)?;
             if matches!(

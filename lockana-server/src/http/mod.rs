@@ -242,6 +242,19 @@ where
     resp
 }
 
+/// The paths Vault serves with HTTP handlers of their own rather than through its
+/// logical router (they answer an OPTIONS with 405, not the router's 400).
+const VAULT_HTTP_HANDLERS: &[&str] = &[
+    "sys/health",
+    "sys/init",
+    "sys/leader",
+    "sys/unseal",
+    "sys/seal-status",
+    "sys/seal",
+    "sys/step-down",
+    "sys/metrics",
+];
+
 async fn answer<H, B>(
     handler: H,
     limits: &Limits,
@@ -269,9 +282,15 @@ where
     if path.is_empty() {
         return Err(HttpError::empty(StatusCode::NOT_FOUND));
     }
-    if parts.method == Method::HEAD && path != "sys/health" {
-        // Vault's backends serve no HEAD operation; only the health check answers it.
-        return Err(HttpError::empty(StatusCode::METHOD_NOT_ALLOWED));
+    if parts.method == Method::OPTIONS {
+        // Vault's own HTTP handlers for these paths serve their methods only; every
+        // other path maps OPTIONS to no operation, which its core refuses as internal.
+        if VAULT_HTTP_HANDLERS.contains(&path.as_str()) {
+            return Err(HttpError::empty(StatusCode::METHOD_NOT_ALLOWED));
+        }
+        return Err(HttpError::bad_request(
+            "cannot handle internal-only request operation",
+        ));
     }
     let help = request::wants_help(&parts.method, parts.uri.query());
     let query = if request::uses_query(&parts.method) && !help {
@@ -290,6 +309,15 @@ where
         path.push('/');
     }
 
+    if operation == Operation::Patch
+        && parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_none_or(|v| v.as_bytes().iter().all(u8::is_ascii_whitespace))
+    {
+        // Go's mime.ParseMediaType on an empty Content-Type, as Vault reports it.
+        return Err(HttpError::bad_request("mime: no media type"));
+    }
     if operation == Operation::Patch && !request::is_merge_patch(&parts.headers) {
         // Vault's text, naming the type sent (a header, not a body value; bounded).
         let provided: String = parts
@@ -319,6 +347,9 @@ where
         user_agent,
     });
     logical.help = help;
+    // Vault's backends serve no HEAD (header) operation; only the health check answers
+    // it. Elsewhere the vault checks the token and the route first (403, 404, 405).
+    logical.head = parts.method == Method::HEAD && logical.path != "sys/health";
     logical.token = request::token(&parts.headers);
     logical.wrap_ttl = request::wrap_ttl(&parts.headers)?;
     logical.mfa = request::mfa_values(&parts.headers);
@@ -751,9 +782,36 @@ mod tests {
         let (status, _) = run(
             &Echo::default(),
             &Limits::default(),
-            req("OPTIONS", "/v1/secret/data/x", ""),
+            req("FOO", "/v1/secret/data/x", ""),
         );
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[test]
+    fn options_is_400_internal_only_as_vault_answers() {
+        let echo = Echo::default();
+        let (status, body) = run(
+            &echo,
+            &Limits::default(),
+            req("OPTIONS", "/v1/secret/data/x", ""),
+        );
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body,
+            json!({"errors": ["cannot handle internal-only request operation"]})
+        );
+        assert!(echo.seen.lock().expect("lock").is_empty());
+    }
+
+    #[test]
+    fn patch_without_content_type_is_go_mime_error() {
+        let (status, body) = run(
+            &Echo::default(),
+            &Limits::default(),
+            req("PATCH", "/v1/secret/data/x", "{}"),
+        );
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body, json!({"errors": ["mime: no media type"]}));
     }
 
     #[test]
@@ -789,19 +847,19 @@ mod tests {
     }
 
     #[test]
-    fn head_is_405_everywhere_but_sys_health() {
+    fn head_goes_to_the_vault_and_answers_no_body() {
+        // The vault decides 403/404/405 (after the token and route checks); the
+        // transport only strips the body.
         let echo = Echo::default();
-        let (status, body) = run(
+        let (_, body) = run(
             &echo,
             &Limits::default(),
             req("HEAD", "/v1/secret/data/x", ""),
         );
-        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(body, Value::Null);
-        assert!(
-            echo.seen.lock().expect("lock").is_empty(),
-            "HEAD reached the vault"
-        );
+        let seen = echo.seen.lock().expect("lock");
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0, Operation::Read);
     }
 
     #[test]

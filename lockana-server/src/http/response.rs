@@ -20,7 +20,9 @@ pub(crate) fn error_status(err: &Error) -> StatusCode {
         | Error::Refused(_)
         | Error::CasMismatch => StatusCode::BAD_REQUEST,
         Error::PermissionDenied | Error::Unauthenticated | Error::BadToken => StatusCode::FORBIDDEN,
-        Error::NotFound | Error::Missing(_) | Error::NoRoute(_) => StatusCode::NOT_FOUND,
+        Error::NotFound | Error::Missing(_) | Error::NoRoute(_) | Error::UnsupportedPath => {
+            StatusCode::NOT_FOUND
+        }
         Error::UnsupportedOperation => StatusCode::METHOD_NOT_ALLOWED,
         // Damage is never a 403 or a 404: the data exists and cannot be trusted.
         Error::Storage(_) | Error::Barrier(_) | Error::Audit(_) | Error::Integrity(_) => {
@@ -41,9 +43,10 @@ pub(crate) fn error_response(err: &Error) -> HttpError {
         Error::NotFound => HttpError::empty(status),
         // Vault's request pipeline collects these with go-multierror, and its text is
         // what clients and scripts match on; errors an engine answers with are plain.
-        Error::PermissionDenied | Error::UnsupportedOperation | Error::Refused(_) => {
-            HttpError::new(status, multierror(&err.to_string()))
-        }
+        Error::PermissionDenied
+        | Error::UnsupportedOperation
+        | Error::UnsupportedPath
+        | Error::Refused(_) => HttpError::new(status, multierror(&err.to_string())),
         _ => HttpError::new(status, err.to_string()),
     }
 }

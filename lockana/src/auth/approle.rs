@@ -36,6 +36,10 @@ struct Role {
     secret_id_num_uses: u64,
     secret_id_ttl: u64,
     secret_id_bound_cidrs: Option<Vec<String>>,
+    /// The deprecated `period`, kept when a write named it (the `period` sub-path
+    /// then reads it back beside `token_period`, as Vault does).
+    #[serde(default)]
+    legacy_period: u64,
     #[serde(flatten)]
     token: TokenFields,
 }
@@ -151,6 +155,12 @@ fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Answer> {
     if rel == "login" {
         return login(ctx, req);
     }
+    if rel == "tidy/secret-id" {
+        return match op {
+            Operation::Create | Operation::Update => tidy_secret_ids(ctx),
+            _ => Err(Error::UnsupportedOperation),
+        };
+    }
     if matches!(rel, "role" | "role/") && op == Operation::List {
         let keys = ctx.list("role/")?;
         return respond(list_response(keys));
@@ -201,13 +211,14 @@ fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Answer> {
             destroy_secret_id(ctx, &name, &h)?;
             respond(Ok(Response::empty()))
         }
+        _ if ROLE_FIELDS.contains(&sub) => role_field(ctx, req, &name, sub),
         "secret-id"
         | "custom-secret-id"
         | "secret-id/lookup"
         | "secret-id/destroy"
         | "secret-id-accessor/lookup"
         | "secret-id-accessor/destroy" => Err(Error::UnsupportedOperation),
-        _ => Err(Error::NoRoute(req.path.clone())),
+        _ => Err(Error::UnsupportedPath),
     }
 }
 
@@ -257,6 +268,7 @@ fn role_crud(ctx: &Ctx<'_>, req: &Request, name: &str) -> Result<Answer> {
                 secret_id_num_uses: 0,
                 secret_id_ttl: 0,
                 secret_id_bound_cidrs: None,
+                legacy_period: 0,
                 token: TokenFields::default(),
             });
             if let Some(b) = opt_bool(d, "bind_secret_id")? {
@@ -314,6 +326,251 @@ fn role_crud(ctx: &Ctx<'_>, req: &Request, name: &str) -> Result<Answer> {
         }
         _ => Err(Error::UnsupportedOperation),
     }
+}
+
+/// The role's one-field sub-paths Vault serves (`role/<name>/token-ttl`, ...).
+const ROLE_FIELDS: &[&str] = &[
+    "policies",
+    "secret-id-num-uses",
+    "secret-id-ttl",
+    "token-ttl",
+    "token-max-ttl",
+    "token-num-uses",
+    "period",
+    "bound-cidr-list",
+    "secret-id-bound-cidrs",
+    "bind-secret-id",
+    "local-secret-ids",
+];
+
+/// Reads, writes or resets one field of a role, as Vault's sub-paths do: a read of a
+/// missing role is 404, a write to one "unsupported path", a delete of one 204; a
+/// write without its field is 400 `missing <field>`; a delete resets the default.
+fn role_field(ctx: &Ctx<'_>, req: &Request, name: &str, sub: &str) -> Result<Answer> {
+    let d = &req.data;
+    let op = req.operation;
+    if sub == "local-secret-ids" && op != Operation::Read {
+        return Err(Error::UnsupportedOperation);
+    }
+    if !matches!(
+        op,
+        Operation::Read | Operation::Create | Operation::Update | Operation::Delete
+    ) {
+        return Err(Error::UnsupportedOperation);
+    }
+    let key = role_key(name);
+    let _g = ctx.lock(&key);
+    let Some(mut role) = ctx.get_json::<Role>(&key)? else {
+        return match op {
+            Operation::Read => Err(Error::NotFound),
+            Operation::Delete => respond(Ok(Response::empty())),
+            _ => Err(Error::UnsupportedPath),
+        };
+    };
+    let missing = |field: &str| Error::invalid(format!("missing {field}"));
+    if op == Operation::Read {
+        let mut r = Response::with_data(Map::new());
+        let m = r.data.get_or_insert_with(Map::new);
+        let t = &role.token;
+        match sub {
+            "policies" => {
+                m.insert("token_policies".into(), json!(t.token_policies));
+                if t.legacy_policies && !t.token_policies.is_empty() {
+                    m.insert("policies".into(), json!(t.token_policies));
+                }
+            }
+            "secret-id-num-uses" => {
+                m.insert("secret_id_num_uses".into(), json!(role.secret_id_num_uses));
+            }
+            "secret-id-ttl" => {
+                m.insert("secret_id_ttl".into(), json!(role.secret_id_ttl));
+            }
+            "token-ttl" => {
+                m.insert("token_ttl".into(), json!(t.token_ttl));
+            }
+            "token-max-ttl" => {
+                m.insert("token_max_ttl".into(), json!(t.token_max_ttl));
+            }
+            "token-num-uses" => {
+                m.insert("token_num_uses".into(), json!(t.token_num_uses));
+            }
+            "period" => {
+                m.insert("token_period".into(), json!(t.token_period));
+                if role.legacy_period > 0 {
+                    m.insert("period".into(), json!(role.legacy_period));
+                }
+            }
+            "bound-cidr-list" => {
+                // The deprecated list is folded into secret_id_bound_cidrs on write,
+                // so (as on a role Vault has upgraded) it reads back empty.
+                m.insert("bound_cidr_list".into(), Value::Null);
+                r.warnings.push(
+                    "The \"bound_cidr_list\" field is deprecated and will be removed. Please use \"secret_id_bound_cidrs\" instead.".into(),
+                );
+            }
+            "secret-id-bound-cidrs" => {
+                m.insert(
+                    "secret_id_bound_cidrs".into(),
+                    json!(role.secret_id_bound_cidrs),
+                );
+            }
+            "bind-secret-id" => {
+                m.insert("bind_secret_id".into(), json!(role.bind_secret_id));
+            }
+            _ => {
+                m.insert("local_secret_ids".into(), json!(false));
+            }
+        }
+        return respond(Ok(r));
+    }
+    let delete = op == Operation::Delete;
+    match sub {
+        "policies" if delete => {
+            role.token.token_policies.clear();
+            role.token.legacy_policies = false;
+        }
+        "policies" => {
+            if !d.contains_key("token_policies") && !d.contains_key("policies") {
+                return Err(missing("token_policies"));
+            }
+            role.token
+                .update(&field_only(d, &["token_policies", "policies"]))?;
+        }
+        "secret-id-num-uses" if delete => role.secret_id_num_uses = 0,
+        "secret-id-num-uses" => {
+            if matches!(crate::fields::opt_i64(d, "secret_id_num_uses")?, Some(n) if n < 0) {
+                return Err(Error::invalid("secret_id_num_uses cannot be negative"));
+            }
+            role.secret_id_num_uses =
+                opt_u64(d, "secret_id_num_uses")?.ok_or_else(|| missing("secret_id_num_uses"))?;
+        }
+        "secret-id-ttl" if delete => role.secret_id_ttl = 0,
+        "secret-id-ttl" => {
+            role.secret_id_ttl =
+                opt_duration(d, "secret_id_ttl")?.ok_or_else(|| missing("secret_id_ttl"))?;
+        }
+        "token-ttl" if delete => role.token.token_ttl = 0,
+        "token-ttl" => {
+            let v = opt_duration(d, "token_ttl")?.ok_or_else(|| missing("token_ttl"))?;
+            if role.token.token_max_ttl > 0 && v > role.token.token_max_ttl {
+                return Err(Error::invalid(
+                    "token_ttl should not be greater than token_max_ttl",
+                ));
+            }
+            role.token.token_ttl = v;
+        }
+        "token-max-ttl" if delete => role.token.token_max_ttl = 0,
+        "token-max-ttl" => {
+            let v = opt_duration(d, "token_max_ttl")?.ok_or_else(|| missing("token_max_ttl"))?;
+            if v > 0 && role.token.token_ttl > v {
+                return Err(Error::invalid(
+                    "token_max_ttl should be greater than or equal to token_ttl",
+                ));
+            }
+            role.token.token_max_ttl = v;
+        }
+        "token-num-uses" if delete => role.token.token_num_uses = 0,
+        "token-num-uses" => {
+            role.token.token_num_uses =
+                opt_u64(d, "token_num_uses")?.ok_or_else(|| missing("token_num_uses"))?;
+        }
+        "period" if delete => {
+            role.token.token_period = 0;
+            role.legacy_period = 0;
+        }
+        "period" => {
+            let modern = opt_duration(d, "token_period")?;
+            let legacy = opt_duration(d, "period")?;
+            let v = modern.or(legacy).ok_or_else(|| missing("period"))?;
+            role.token.token_period = v;
+            role.legacy_period = if legacy.is_some() { v } else { 0 };
+        }
+        // The deprecated list has nothing stored of its own to reset.
+        "bound-cidr-list" if delete => return respond(Ok(Response::empty())),
+        "secret-id-bound-cidrs" if delete => role.secret_id_bound_cidrs = None,
+        "bound-cidr-list" | "secret-id-bound-cidrs" => {
+            let given = match opt_strings(d, "secret_id_bound_cidrs")? {
+                Some(c) => Some(c),
+                None if sub == "bound-cidr-list" => opt_strings(d, "bound_cidr_list")?,
+                None => None,
+            };
+            // Without the field Vault's handler stores the role unchanged.
+            let Some(cidrs) = given else {
+                return respond(Ok(Response::empty()));
+            };
+            if cidrs.is_empty() {
+                return Err(missing("bound_cidr_list"));
+            }
+            for block in &cidrs {
+                Cidr::parse(block)?;
+            }
+            role.secret_id_bound_cidrs = Some(cidrs);
+        }
+        "bind-secret-id" if delete => role.bind_secret_id = true,
+        _ => {
+            role.bind_secret_id =
+                opt_bool(d, "bind_secret_id")?.ok_or_else(|| missing("bind_secret_id"))?;
+        }
+    }
+    if !role.bind_secret_id && role.secret_id_bound_cidrs.is_none() {
+        return Err(Error::invalid(
+            "at least one constraint should be enabled on the role",
+        ));
+    }
+    ctx.apply(vec![ctx.put_op(&key, &role)?])?;
+    respond(Ok(Response::empty()))
+}
+
+/// The entries of `d` named in `names`, so a sub-path's write touches only its field.
+fn field_only(d: &Map<String, Value>, names: &[&str]) -> Map<String, Value> {
+    d.iter()
+        .filter(|(k, _)| names.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// `tidy/secret-id`: removes expired secret IDs and accessors whose secret ID is gone.
+/// Vault starts this in the background and answers 202; Lockana's storage is local
+/// and the sweep is short, so it runs before the answer (same status and warning).
+fn tidy_secret_ids(ctx: &Ctx<'_>) -> Result<Answer> {
+    let now = unix(ctx.now);
+    let mut ops = Vec::new();
+    for role in ctx.list("secret_id/")? {
+        let role = role.trim_end_matches('/');
+        let _g = ctx.lock(&role_key(role));
+        let mut live = std::collections::HashSet::new();
+        for h in ctx.list(&format!("secret_id/{role}/"))? {
+            let key = format!("secret_id/{role}/{h}");
+            match ctx.get_json::<SecretIdEntry>(&key)? {
+                Some(e) if e.expiration != 0 && e.expiration <= now => {
+                    ops.push(ctx.delete_op(&key))
+                }
+                Some(_) => {
+                    live.insert(h);
+                }
+                None => {}
+            }
+        }
+        for a in ctx.list(&format!("accessor/{role}/"))? {
+            let key = format!("accessor/{role}/{a}");
+            if let Some(entry) = ctx.get_json::<AccessorEntry>(&key)?
+                && !live.contains(&entry.secret_id_hmac)
+            {
+                ops.push(ctx.delete_op(&key));
+            }
+        }
+    }
+    if !ops.is_empty() {
+        ctx.apply(ops)?;
+    }
+    tracing::info!("approle: tidy of secret IDs finished");
+    let mut r = Response::empty();
+    r.status = Some(202);
+    r.warnings.push(
+        "Tidy operation successfully started. Any information from the operation will be printed to Lockana's server logs."
+            .into(),
+    );
+    respond(Ok(r))
 }
 
 /// Index updates that move a role from `old` to `new` role ID; refuses an ID in use.

@@ -61,10 +61,35 @@ impl crate::engine::Backend for TransitEngine {
     }
 }
 
+/// One transit field, for [`path_doc!`].
+const fn field(
+    name: &'static str,
+    kind: &'static str,
+    description: &'static str,
+) -> crate::help::FieldDoc {
+    crate::help::FieldDoc {
+        name,
+        kind,
+        description,
+    }
+}
+
 macro_rules! path_doc {
+    // A path whose field list is complete: others are warned about as unrecognized.
+    ($pattern:expr, [$($op:ident),*], $synopsis:expr, fields: [$($f:expr),* $(,)?]) => {
+        crate::help::PathDoc {
+            pattern: $pattern,
+            input: crate::help::Input::Fields,
+            operations: &[$(Operation::$op),*],
+            synopsis: $synopsis,
+            description: $synopsis,
+            fields: &[$($f),*],
+        }
+    };
     ($pattern:expr, [$($op:ident),*], $synopsis:expr) => {
         crate::help::PathDoc {
             pattern: $pattern,
+            input: crate::help::Input::Partial,
             operations: &[$(Operation::$op),*],
             synopsis: $synopsis,
             description: $synopsis,
@@ -81,12 +106,31 @@ static DOC: crate::help::BackendDoc = crate::help::BackendDoc {
         path_doc!(
             "keys/{name}",
             [Read, Create, Update, Delete],
-            "Managed named encryption keys"
+            "Managed named encryption keys",
+            fields: [
+                field("allow_plaintext_backup", "bool", "Enables taking a backup of the named key in plaintext format."),
+                field("auto_rotate_period", "duration", "Amount of time the key should live before being automatically rotated (0: never)."),
+                field("context", "string", "Base64 encoded context for key derivation, when convergent encryption is enabled."),
+                field("convergent_encryption", "bool", "Whether to support convergent encryption (needs derived)."),
+                field("derived", "bool", "Enables key derivation mode."),
+                field("exportable", "bool", "Enables keys to be exportable."),
+                field("external_key_ref", "string", "Not served by Lockana (external keys)."),
+                field("key_size", "int", "The key size in bytes for HMAC keys."),
+                field("type", "string", "The type of key to create."),
+            ]
         ),
         path_doc!(
             "keys/{name}/config",
             [Update],
-            "Configure a named encryption key"
+            "Configure a named encryption key",
+            fields: [
+                field("allow_plaintext_backup", "bool", "Enables taking a backup of the named key in plaintext format. Once set, this cannot be disabled."),
+                field("auto_rotate_period", "duration", "Amount of time the key should live before being automatically rotated (0: never)."),
+                field("deletion_allowed", "bool", "Whether to allow deletion of the key."),
+                field("exportable", "bool", "Enables export of the key. Once set, this cannot be disabled."),
+                field("min_decryption_version", "int", "The minimum version of the key allowed to be used for decryption."),
+                field("min_encryption_version", "int", "The minimum version of the key allowed to be used for encryption (0: the latest)."),
+            ]
         ),
         path_doc!(
             "keys/{name}/rotate",
@@ -101,12 +145,31 @@ static DOC: crate::help::BackendDoc = crate::help::BackendDoc {
         path_doc!(
             "encrypt/{name}",
             [Create, Update],
-            "Encrypt a plaintext value or a batch of plaintext blocks using a named key"
+            "Encrypt a plaintext value or a batch of plaintext blocks using a named key",
+            fields: [
+                field("associated_data", "string", "Base64 encoded associated data for AEAD ciphers."),
+                field("batch_input", "list", "A list of items to encrypt in one request."),
+                field("context", "string", "Base64 encoded context for key derivation."),
+                field("convergent_encryption", "bool", "Deprecated: set on the key."),
+                field("key_version", "int", "The version of the key to use for encryption (0: the latest)."),
+                field("nonce", "string", "Base64 encoded nonce, for convergent encryption of older key versions."),
+                field("partial_failure_response_code", "int", "The status code of a batch in which some items failed."),
+                field("plaintext", "string", "Base64 encoded plaintext value to be encrypted."),
+                field("type", "string", "The type of key to create when upserting."),
+            ]
         ),
         path_doc!(
             "decrypt/{name}",
             [Update],
-            "Decrypt a ciphertext value using a named key"
+            "Decrypt a ciphertext value using a named key",
+            fields: [
+                field("associated_data", "string", "Base64 encoded associated data for AEAD ciphers."),
+                field("batch_input", "list", "A list of items to decrypt in one request."),
+                field("ciphertext", "string", "The ciphertext to decrypt."),
+                field("context", "string", "Base64 encoded context for key derivation."),
+                field("nonce", "string", "Base64 encoded nonce, for convergent encryption of older key versions."),
+                field("partial_failure_response_code", "int", "The status code of a batch in which some items failed."),
+            ]
         ),
         path_doc!("rewrap/{name}", [Update], "Rewrap ciphertext"),
         path_doc!(
