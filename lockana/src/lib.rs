@@ -36,7 +36,7 @@ pub use audit::{
     AuditError, ChainBreak, ChainSummary, VerifyOptions, audit_key_id, verify_audit_chain,
     verify_audit_log,
 };
-pub use barrier::Cipher;
+pub use barrier::{Cipher, KeyWrapper, SealError, StaticKey, StaticSeal};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::{BarrierError, Error, IntegrityError, IntegrityKind, Result, StorageError};
 pub use logical::{

@@ -15,6 +15,52 @@ use crate::{Error, Result};
 const MOUNTS_PATH: &str = "core/mounts";
 /// Default and max lease TTL of a mount when unset: Vault's 768h.
 pub(crate) const SYSTEM_MAX_TTL: u64 = 768 * 3600;
+
+/// The system-wide default and maximum TTL (seconds): Vault's `default_lease_ttl`
+/// and `max_lease_ttl` server settings, 768h each unless the config file sets them.
+/// Mounts and tokens without a TTL of their own fall back to these.
+#[derive(Debug)]
+pub(crate) struct SystemTtls {
+    default: std::sync::atomic::AtomicU64,
+    max: std::sync::atomic::AtomicU64,
+}
+
+impl Default for SystemTtls {
+    fn default() -> Self {
+        SystemTtls {
+            default: SYSTEM_MAX_TTL.into(),
+            max: SYSTEM_MAX_TTL.into(),
+        }
+    }
+}
+
+impl SystemTtls {
+    /// Sets both; a zero keeps 768h, and a default above the maximum is refused
+    /// (Vault refuses that config too).
+    pub(crate) fn set(&self, default: u64, max: u64) -> Result<()> {
+        let or_system = |t: u64| if t == 0 { SYSTEM_MAX_TTL } else { t };
+        let (default, max) = (or_system(default), or_system(max));
+        if default > max {
+            return Err(Error::invalid(
+                "default_lease_ttl must not be greater than max_lease_ttl",
+            ));
+        }
+        self.default
+            .store(default, std::sync::atomic::Ordering::Relaxed);
+        self.max.store(max, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The default TTL.
+    pub(crate) fn default_ttl(&self) -> u64 {
+        self.default.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The maximum TTL.
+    pub(crate) fn max_ttl(&self) -> u64 {
+        self.max.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 /// Paths no secrets engine may be mounted at or below.
 const RESERVED: [&str; 5] = ["sys/", "auth/", "cubbyhole/", "identity/", "lockana/"];
 
@@ -127,9 +173,9 @@ impl MountEntry {
     }
 
     /// The lease TTL KV v1 reports for its reads.
-    pub(crate) fn effective_ttl(&self) -> u64 {
+    pub(crate) fn effective_ttl(&self, system: &SystemTtls) -> u64 {
         match self.config.default_lease_ttl {
-            0 => SYSTEM_MAX_TTL,
+            0 => system.default_ttl(),
             t => t,
         }
     }

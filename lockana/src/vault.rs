@@ -110,6 +110,8 @@ pub(crate) struct Core {
     pub integrity_reported: Mutex<std::collections::HashSet<String>>,
     /// Request counters and latencies (`sys/metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// The system default and maximum TTL (`default_lease_ttl`, `max_lease_ttl`).
+    pub ttls: Arc<crate::mounts::SystemTtls>,
 }
 
 /// Serves a request whose credential is in its body or a code header, not a token.
@@ -150,12 +152,13 @@ impl Vault {
                 Arc::new(PostgresBackend::open(&url, &table)?)
             }
         };
+        let ttls = Arc::new(crate::mounts::SystemTtls::default());
         let vault = Vault {
             core: Arc::new(Core {
                 barrier: Barrier::new(backend),
                 clock,
                 mounts: RwLock::new(MountTable::default()),
-                tokens: TokenStore::new(),
+                tokens: TokenStore::new(ttls.clone()),
                 policies: PolicyStore::default(),
                 auth_mounts: RwLock::new(MountTable::auth()),
                 locks: KeyLocks::default(),
@@ -168,6 +171,7 @@ impl Vault {
                 operator: Default::default(),
                 integrity_reported: Default::default(),
                 metrics: Default::default(),
+                ttls,
             }),
         };
         vault.core.notify.start(Arc::downgrade(&vault.core));
@@ -239,6 +243,32 @@ impl Vault {
         Ok(self.core.seal_status())
     }
 
+    /// Gives the vault an auto-unseal seal (`seal "static"`, `seal "transit"`). Set it
+    /// before [`Vault::init`]: init then wraps the unseal key with the seal and the
+    /// key shares it returns are recovery keys. On a vault initialized with the seal,
+    /// [`Vault::unseal_with_seal`] opens it without shares.
+    pub fn set_seal(&self, seal: Arc<dyn crate::KeyWrapper>) {
+        self.core.barrier.set_seal(seal);
+    }
+
+    /// Unseals with the configured seal, if the vault is initialized and sealed
+    /// (an uninitialized or unsealed vault is left as it is).
+    pub fn unseal_with_seal(&self) -> Result<SealStatus> {
+        self.core.unseal_with_seal()?;
+        Ok(self.core.seal_status())
+    }
+
+    /// The system-wide default and maximum TTL of tokens and leases (Vault's
+    /// `default_lease_ttl` and `max_lease_ttl`; both 768h unless set). A default
+    /// above the maximum is refused.
+    pub fn set_system_ttls(
+        &self,
+        default: std::time::Duration,
+        max: std::time::Duration,
+    ) -> Result<()> {
+        self.core.ttls.set(default.as_secs(), max.as_secs())
+    }
+
     /// Seals the vault: key material is dropped (and zeroized).
     pub fn seal(&self) -> Result<()> {
         self.core.seal();
@@ -295,7 +325,7 @@ impl Core {
                 "invalid seal configuration: threshold must be greater than one for multiple shares",
             ));
         }
-        let _l = self.lifecycle.lock();
+        let lock = self.lifecycle.lock();
         let (unseal_key, keys) =
             self.barrier
                 .initialize(shares, threshold, cipher, self.unix_now())?;
@@ -307,10 +337,27 @@ impl Core {
         });
         self.barrier.seal();
         self.tokens.unload();
-        Ok(InitResult {
-            keys,
-            root_token: result?,
-        })
+        let root_token = result?;
+        drop(lock);
+        // With an auto-unseal seal Vault comes up unsealed right after init.
+        if self.barrier.has_seal() {
+            self.unseal_with_seal()?;
+        }
+        Ok(InitResult { keys, root_token })
+    }
+
+    pub(crate) fn unseal_with_seal(&self) -> Result<()> {
+        let _l = self.lifecycle.lock();
+        let status = self.seal_status();
+        if !status.initialized || !status.sealed {
+            return Ok(());
+        }
+        self.barrier
+            .unseal_with_seal()
+            .inspect_err(|e| self.report_integrity(e))?;
+        self.load_and_activate("at auto-unseal")?;
+        tracing::info!("vault unsealed by its seal");
+        Ok(())
     }
 
     pub(crate) fn submit_share(&self, share: zeroize::Zeroizing<Vec<u8>>) -> Result<u8> {
@@ -934,6 +981,7 @@ impl Core {
             locks: &self.locks,
             meta_cache: &self.kv_meta,
             lockouts: &self.lockouts,
+            ttls: &self.ttls,
         }
     }
 

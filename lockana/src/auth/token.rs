@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::barrier::{Barrier, Op, random_fill, random_key};
 use crate::clock::rfc3339;
-use crate::mounts::SYSTEM_MAX_TTL;
+use crate::mounts::SystemTtls;
 use crate::{Auth, ClientToken, Error, Result};
 
 const SALT_PATH: &str = "sys/token/salt";
@@ -179,6 +179,8 @@ pub(crate) struct TokenStore {
     uses: parking_lot::Mutex<()>,
     /// Bumped at every token write, so metrics know when to recount.
     generation: std::sync::atomic::AtomicU64,
+    /// The TTLs a token without its own gets (`default_lease_ttl`, `max_lease_ttl`).
+    ttls: Arc<SystemTtls>,
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -220,12 +222,13 @@ fn new_accessor() -> Result<String> {
 }
 
 impl TokenStore {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(ttls: Arc<SystemTtls>) -> Self {
         TokenStore {
             salt: RwLock::new(None),
             cache: RwLock::new(HashMap::new()),
             uses: parking_lot::Mutex::new(()),
             generation: Default::default(),
+            ttls,
         }
     }
 
@@ -313,7 +316,7 @@ impl TokenStore {
     }
 
     /// Creates a token. TTLs follow Vault: a period makes a periodic token; no TTL
-    /// means the system default (768h), except for root tokens, which never expire;
+    /// means the system default (768h unless `default_lease_ttl` says otherwise), except for root tokens, which never expire;
     /// an explicit max TTL caps everything.
     pub(crate) fn create(
         &self,
@@ -338,7 +341,7 @@ impl TokenStore {
         } else if root_only && t.explicit_max_ttl == 0 {
             0
         } else {
-            SYSTEM_MAX_TTL
+            self.ttls.default_ttl()
         };
         let mut max_expire = 0;
         if t.explicit_max_ttl > 0 {
@@ -352,7 +355,7 @@ impl TokenStore {
             let max = if t.max_ttl > 0 {
                 t.max_ttl
             } else {
-                SYSTEM_MAX_TTL
+                self.ttls.max_ttl()
             };
             ttl = ttl.min(max);
             max_expire = now_s + max;

@@ -12,9 +12,12 @@
 mod cipher;
 mod names;
 mod rekey;
+mod seal;
 mod shamir;
 
 pub use self::cipher::Cipher;
+use self::seal::SEAL_WRAPPED_KEY_PATH;
+pub use self::seal::{KeyWrapper, SealError, StaticKey, StaticSeal};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -35,7 +38,14 @@ const KEYRING_PATH: &str = "core/keyring";
 /// Keys written to the backend as they are, read before unseal. Everything else goes
 /// through the barrier and is stored under its encrypted name; anything new written
 /// directly to the backend must be listed here, or the name migration would move it.
-pub(crate) const CLEAR_KEYS: [&str; 3] = [SEAL_CONFIG_PATH, ROOT_KEY_PATH, KEYRING_PATH];
+pub(crate) const CLEAR_KEYS: [&str; 4] = [
+    SEAL_CONFIG_PATH,
+    ROOT_KEY_PATH,
+    KEYRING_PATH,
+    SEAL_WRAPPED_KEY_PATH,
+];
+/// The clear keys every initialized vault has (an auto-unseal adds the wrapped key).
+pub(crate) const REQUIRED_CLEAR_KEYS: [&str; 3] = [SEAL_CONFIG_PATH, ROOT_KEY_PATH, KEYRING_PATH];
 /// Associated data of a snapshot's sealed sum list.
 const SNAPSHOT_SUMS_AAD: &[u8] = b"core/snapshot-sums";
 /// Version byte of barrier ciphertexts: `1 || term (u32 BE) || nonce || ct || tag`.
@@ -234,6 +244,8 @@ pub(crate) struct Barrier {
     active: AtomicBool,
     /// Time each write batch took to become durable, as its writer waited for it.
     commits: crate::metrics::Histogram,
+    /// The auto-unseal seal, if the server has one (`seal "static"`, `seal "transit"`).
+    seal: RwLock<Option<Arc<dyn KeyWrapper>>>,
 }
 
 /// A change behind the barrier, applied atomically with others.
@@ -251,7 +263,88 @@ impl Barrier {
             config: RwLock::new(None),
             active: AtomicBool::new(false),
             commits: crate::metrics::Histogram::latency(),
+            seal: RwLock::new(None),
         }
+    }
+
+    /// Sets the auto-unseal seal: init wraps the unseal key with it, and
+    /// [`Barrier::unseal_with_seal`] opens the vault with it.
+    pub(crate) fn set_seal(&self, seal: Arc<dyn KeyWrapper>) {
+        *self.seal.write() = Some(seal);
+    }
+
+    /// The seal type `sys/seal-status` reports: the one the vault was initialized
+    /// with, or before init the configured one.
+    pub(crate) fn seal_kind(&self) -> String {
+        match self.seal_config() {
+            Ok(Some(c)) => c.kind.clone(),
+            _ => self
+                .seal
+                .read()
+                .as_ref()
+                .map_or_else(|| "shamir".to_owned(), |s| s.kind().to_owned()),
+        }
+    }
+
+    /// Whether the server has an auto-unseal seal.
+    pub(crate) fn has_seal(&self) -> bool {
+        self.seal.read().is_some()
+    }
+
+    /// Opens the key hierarchy with the unseal key the seal unwraps. Where the seal
+    /// says the stored wrapping is stale (a rotated static key), the key is wrapped
+    /// again with the current one. The barrier stays inactive until activated.
+    pub(crate) fn unseal_with_seal(&self) -> Result<()> {
+        let seal =
+            self.seal.read().clone().ok_or_else(|| {
+                Error::invalid("no seal is configured: unseal with the key shares")
+            })?;
+        let config = self.seal_config()?.ok_or(Error::NotInitialized)?;
+        if config.kind != seal.kind() {
+            return Err(Error::Refused(
+                format!(
+                    "the vault was initialized with the {} seal, not {}: seal migration is not supported",
+                    config.kind,
+                    seal.kind()
+                )
+                .into(),
+            ));
+        }
+        let blob = self
+            .storage
+            .get(SEAL_WRAPPED_KEY_PATH)?
+            .ok_or(crate::StorageError::Corrupt)?;
+        let key = seal
+            .unwrap(&blob, SEAL_WRAPPED_KEY_PATH.as_bytes())
+            .map_err(|e| Error::Refused(e.to_string().into()))?;
+        self.unseal_with_key(&key)?;
+        if seal.is_stale(&blob) {
+            let again = seal
+                .wrap(&key, SEAL_WRAPPED_KEY_PATH.as_bytes())
+                .map_err(|e| Error::Refused(e.to_string().into()))?;
+            self.storage
+                .batch(vec![BatchOp::Put(SEAL_WRAPPED_KEY_PATH.into(), again)])?;
+            tracing::info!("the unseal key was wrapped again with the seal's current key");
+        }
+        Ok(())
+    }
+
+    /// The unseal key wrapped by the seal, for a batch that installs `key`; `None`
+    /// for a Shamir vault. A vault initialized with a seal cannot change its unseal
+    /// key without that seal (the stored copy would go stale).
+    fn wrapped_for(&self, kind: &str, key: &[u8]) -> Result<Option<BatchOp>> {
+        if kind == "shamir" {
+            return Ok(None);
+        }
+        let seal = self.seal.read().clone().ok_or_else(|| {
+            Error::Refused(
+                format!("the vault uses the {kind} seal, which is not configured").into(),
+            )
+        })?;
+        let blob = seal
+            .wrap(key, SEAL_WRAPPED_KEY_PATH.as_bytes())
+            .map_err(|e| Error::Refused(e.to_string().into()))?;
+        Ok(Some(BatchOp::Put(SEAL_WRAPPED_KEY_PATH.into(), blob)))
     }
 
     /// Commit latency, and batches per commit where the storage groups them.
@@ -339,8 +432,14 @@ impl Barrier {
         };
         let wrapped_root = cipher.seal(&unseal_key, &root_key[..], ROOT_KEY_PATH.as_bytes())?;
         let wrapped_ring = cipher.seal(&root_key, &keyring.encode()?, KEYRING_PATH.as_bytes())?;
+        let kind = self
+            .seal
+            .read()
+            .as_ref()
+            .map_or_else(|| "shamir".to_owned(), |s| s.kind().to_owned());
+        let wrapped_key = self.wrapped_for(&kind, &unseal_key[..])?;
         let config = SealConfig {
-            kind: "shamir".into(),
+            kind,
             secret_shares: shares,
             secret_threshold: threshold,
             cipher: cipher.name().into(),
@@ -348,11 +447,13 @@ impl Barrier {
         };
         let config = serde_json::to_vec(&config).map_err(|_| crate::StorageError::Corrupt)?;
         let parts = shamir::split(&unseal_key[..], shares, threshold)?;
-        self.storage.batch(vec![
+        let mut batch = vec![
             BatchOp::Put(ROOT_KEY_PATH.into(), wrapped_root),
             BatchOp::Put(KEYRING_PATH.into(), wrapped_ring),
             BatchOp::Put(SEAL_CONFIG_PATH.into(), config),
-        ])?;
+        ];
+        batch.extend(wrapped_key);
+        self.storage.batch(batch)?;
         Ok((unseal_key, parts))
     }
 
@@ -1121,7 +1222,8 @@ mod tests {
         for word in ["logical", "meta", "probe", "canary", "policy", "ops-team"] {
             assert!(!stored.contains(word), "{word} readable in stored keys");
         }
-        for clear in CLEAR_KEYS {
+        // A Shamir vault has no seal-wrapped key.
+        for clear in REQUIRED_CLEAR_KEYS {
             assert!(
                 b.raw().get(clear).unwrap().is_some(),
                 "{clear} stays readable"

@@ -69,10 +69,13 @@ impl Barrier {
         config.secret_shares = shares;
         config.secret_threshold = threshold;
         let encoded = serde_json::to_vec(&config).map_err(|_| crate::StorageError::Corrupt)?;
-        self.storage.batch(vec![
+        let mut batch = vec![
             BatchOp::Put(ROOT_KEY_PATH.into(), wrapped_root),
             BatchOp::Put(SEAL_CONFIG_PATH.into(), encoded),
-        ])?;
+        ];
+        // With an auto-unseal the seal's copy of the unseal key changes in the same commit.
+        batch.extend(self.wrapped_for(&config.kind, &key[..])?);
+        self.storage.batch(batch)?;
         *self.config.write() = Some(std::sync::Arc::new(config));
         Ok(())
     }

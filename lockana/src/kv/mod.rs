@@ -82,6 +82,8 @@ pub(crate) struct Ctx<'a> {
     pub meta_cache: &'a v2::MetaCache,
     /// Failed-login counters (auth methods with lockout).
     pub lockouts: &'a crate::auth::lockout::Lockouts,
+    /// The system default and maximum TTL.
+    pub ttls: &'a crate::mounts::SystemTtls,
 }
 
 impl Ctx<'_> {

@@ -62,7 +62,7 @@ fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str, leased: bool) -> Result<Respo
             let data: Map<String, Value> = ctx.get_json(&key)?.ok_or(Error::NotFound)?;
             let mut r = Response::with_data(data);
             if leased {
-                r.lease_duration = ctx.mount.effective_ttl();
+                r.lease_duration = ctx.mount.effective_ttl(ctx.ttls);
             }
             r
         }

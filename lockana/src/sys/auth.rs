@@ -50,6 +50,7 @@ pub(crate) fn handle(core: &Core, req: &Request, p: &str) -> Result<Response> {
         })?;
         return match req.operation {
             Operation::Read => Ok(super::tune_response(
+                &core.ttls,
                 &entry,
                 "token_type",
                 json!("default-service"),

@@ -103,8 +103,9 @@ pub(crate) fn sys_response(data: Map<String, Value>) -> Response {
 fn seal_status_json(core: &Core) -> Map<String, Value> {
     let s = core.seal_status();
     let (_, nonce) = core.barrier.progress();
+    let kind = core.barrier.seal_kind();
     let mut m = obj(json!({
-        "type": "shamir",
+        "type": kind,
         "initialized": s.initialized,
         "sealed": s.sealed,
         "t": s.threshold,
@@ -114,7 +115,7 @@ fn seal_status_json(core: &Core) -> Map<String, Value> {
         "version": VERSION,
         "build_date": "",
         "migration": false,
-        "recovery_seal": false,
+        "recovery_seal": kind != "shamir",
         "storage_type": core.barrier.storage_kind(),
     }));
     if !s.sealed {
@@ -216,8 +217,29 @@ fn init(core: &Core, d: &Map<String, Value>) -> Result<Response> {
         let v = opt_u64(d, name)?.ok_or_else(|| Error::invalid(format!("'{name}' is required")))?;
         u8::try_from(v).map_err(|_| Error::invalid(format!("'{name}' must be at most 255")))
     };
-    let shares = small("secret_shares")?;
-    let threshold = small("secret_threshold")?;
+    // With an auto-unseal seal the shares are recovery keys, asked for as Vault asks:
+    // `recovery_shares`/`recovery_threshold`, and the barrier's parameters refused.
+    let recovery = core.barrier.has_seal();
+    let (shares_key, threshold_key) = if recovery {
+        let mut misplaced = Vec::new();
+        for name in ["secret_shares", "secret_threshold"] {
+            if opt_u64(d, name)?.is_some_and(|n| n != 0) {
+                misplaced.push(name);
+            }
+        }
+        if !misplaced.is_empty() {
+            return Err(Error::invalid(format!(
+                "parameters {} not applicable to seal type {}",
+                misplaced.join(","),
+                core.barrier.seal_kind()
+            )));
+        }
+        ("recovery_shares", "recovery_threshold")
+    } else {
+        ("secret_shares", "secret_threshold")
+    };
+    let shares = small(shares_key)?;
+    let threshold = small(threshold_key)?;
     let cipher = match d.get("cipher") {
         None | Some(Value::Null) => Cipher::default(),
         Some(Value::String(s)) => Cipher::from_name(s).ok_or_else(|| {
@@ -230,6 +252,15 @@ fn init(core: &Core, d: &Map<String, Value>) -> Result<Response> {
     let result = core.init(shares, threshold, cipher, None)?;
     let keys: Vec<String> = result.keys.iter().map(|k| hex::encode(&k[..])).collect();
     let keys_b64: Vec<String> = result.keys.iter().map(|k| B64.encode(&k[..])).collect();
+    if recovery {
+        return Ok(Response::raw(obj(json!({
+            "keys": [],
+            "keys_base64": [],
+            "recovery_keys": keys,
+            "recovery_keys_base64": keys_b64,
+            "root_token": result.root_token.expose(),
+        }))));
+    }
     Ok(Response::raw(obj(json!({
         "keys": keys,
         "keys_base64": keys_b64,
@@ -476,17 +507,16 @@ fn ui_mount(core: &Core, path: &str) -> Result<Response> {
 
 /// A `.../tune` read: the mount's TTLs (0 shown as the system default) and settings,
 /// plus one field that differs between secrets engines and auth methods.
-pub(crate) fn tune_response(entry: &MountEntry, extra_key: &str, extra: Value) -> Response {
-    let or_system = |ttl: u64| {
-        if ttl == 0 {
-            crate::mounts::SYSTEM_MAX_TTL
-        } else {
-            ttl
-        }
-    };
+pub(crate) fn tune_response(
+    system: &crate::mounts::SystemTtls,
+    entry: &MountEntry,
+    extra_key: &str,
+    extra: Value,
+) -> Response {
+    let or_system = |ttl: u64, system: u64| if ttl == 0 { system } else { ttl };
     let mut m = obj(json!({
-        "default_lease_ttl": or_system(entry.config.default_lease_ttl),
-        "max_lease_ttl": or_system(entry.config.max_lease_ttl),
+        "default_lease_ttl": or_system(entry.config.default_lease_ttl, system.default_ttl()),
+        "max_lease_ttl": or_system(entry.config.max_lease_ttl, system.max_ttl()),
         "force_no_cache": entry.config.force_no_cache,
         "description": entry.description,
     }));
@@ -511,7 +541,12 @@ fn mounts(core: &Core, req: &Request, p: &str) -> Result<Response> {
             .cloned()
             .ok_or_else(|| Error::invalid(format!("cannot fetch sysview for path \"{path}\"")))?;
         return match req.operation {
-            Operation::Read => Ok(tune_response(&entry, "options", json!(entry.options))),
+            Operation::Read => Ok(tune_response(
+                &core.ttls,
+                &entry,
+                "options",
+                json!(entry.options),
+            )),
             Operation::Create | Operation::Update => {
                 // `force_no_cache` is set at mount time only; Vault's tune ignores it.
                 let mut tune = d.clone();

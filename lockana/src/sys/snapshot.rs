@@ -3,7 +3,7 @@
 //! snapshot save/restore` and `lockana operator snapshot` work alike. The archive
 //! is described in [`crate::snapshot`].
 
-use crate::barrier::CLEAR_KEYS;
+use crate::barrier::REQUIRED_CLEAR_KEYS;
 use crate::snapshot;
 use crate::vault::Core;
 use crate::{Error, Operation, RawBody, Request, Response, Result};
@@ -64,7 +64,7 @@ fn restore(core: &Core, req: &Request, force: bool) -> Result<Response> {
     if !force && !archive.sealed_by(|sealed| core.barrier.open_snapshot_sums(sealed)) {
         return Err(Error::invalid(OTHER_VAULT));
     }
-    if CLEAR_KEYS.iter().any(|k| archive.get(k).is_none()) {
+    if REQUIRED_CLEAR_KEYS.iter().any(|k| archive.get(k).is_none()) {
         return Err(Error::invalid(
             "the snapshot holds no initialized vault (its key hierarchy is missing)",
         ));
