@@ -15,15 +15,21 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod api_client;
 mod config;
 mod conn;
 mod harden;
 mod http;
 mod server;
 mod tls;
+mod transit_seal;
 mod unseal;
 
-pub use config::{Config, ConfigError, DEFAULT_ADDRESS, Declared, ListenerConfig};
+pub use api_client::api_agent;
+pub use config::{
+    Config, ConfigError, DEFAULT_ADDRESS, Declared, ListenerConfig, LogFormat,
+    REDB_FILE_IN_DIRECTORY, Seal, StorageOptions,
+};
 pub use harden::{Hardening, MemoryLock, harden_process};
 pub use http::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
@@ -34,5 +40,5 @@ pub use http::{
     DEFAULT_REQUEST_TIMEOUT, JsonLimits, Limits, RateBuckets, RateLimit, Telemetry, respond,
 };
 pub use server::{Server, ServerError, ServerOptions, serve, shutdown_signal};
-pub use tls::TlsFiles;
+pub use tls::{TlsFiles, TlsVersion};
 pub use unseal::{AutoUnseal, auto_unseal, read_shares};

@@ -1,12 +1,9 @@
 //! A small blocking HTTP client for the operator commands (ureq).
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use super::ClientArgs;
 
@@ -53,21 +50,14 @@ impl Client {
                 "the address {base:?} must start with http:// or https:// (set VAULT_ADDR or --address)"
             );
         }
-        let roots = match &args.ca_cert {
-            Some(path) => RootCerts::Specific(Arc::new(load_ca(path)?)),
-            None => RootCerts::WebPki,
-        };
-        let tls = TlsConfig::builder()
-            .root_certs(roots)
-            .disable_verification(args.tls_skip_verify)
-            .build();
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .tls_config(tls)
-            .build();
+        let agent = lockana_server::api_agent(
+            args.ca_cert.as_deref(),
+            args.tls_skip_verify,
+            Duration::from_secs(60),
+        )
+        .map_err(anyhow::Error::msg)?;
         Ok(Client {
-            agent: ureq::Agent::new_with_config(config),
+            agent,
             base,
             token: args.token.clone().filter(|t| !t.is_empty()),
         })
@@ -300,21 +290,4 @@ fn error_messages(body: Option<&Value>) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn load_ca(path: &Path) -> anyhow::Result<Vec<Certificate<'static>>> {
-    let pem = std::fs::read(path)
-        .with_context(|| format!("cannot read the CA certificate file {}", path.display()))?;
-    let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        if let PemItem::Certificate(cert) =
-            item.with_context(|| format!("invalid PEM in {}", path.display()))?
-        {
-            certs.push(cert);
-        }
-    }
-    if certs.is_empty() {
-        bail!("no CERTIFICATE found in {}", path.display());
-    }
-    Ok(certs)
 }

@@ -6,6 +6,7 @@
 
 mod audit;
 mod client;
+mod log;
 mod operator;
 mod operator_keys;
 mod project;

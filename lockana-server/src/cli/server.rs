@@ -1,14 +1,14 @@
 //! `lockana server`: dev mode or a config file.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use lockana::{StorageConfig, Vault};
 use lockana_server::{
-    Config, DEFAULT_ADDRESS, Server, ServerOptions, auto_unseal, harden_process, shutdown_signal,
+    Config, DEFAULT_ADDRESS, LogFormat, Server, ServerOptions, auto_unseal, harden_process,
+    shutdown_signal,
 };
-use tracing_subscriber::EnvFilter;
 
 use super::ServerArgs;
 
@@ -22,6 +22,11 @@ Examples:
 
   Production-style server:
     $ lockana server --config /etc/lockana/lockana.hcl
+
+  A Vault or OpenBao server config works too (Vault's `-config` spelling as well),
+  if it uses only what Lockana has: storage \"raft\"/\"file\" become a redb file in
+  their directory, seal \"static\" and \"transit\" auto-unseal; anything else is
+  listed, with its line, in one error. docs/operations.md has the table.
 
   Config file:
     storage \"redb\" { path = \"/var/lib/lockana/lockana.redb\" }
@@ -53,9 +58,15 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
             .context("either --dev or --config FILE is required")?;
         let config =
             Config::from_file(path).with_context(|| format!("config file {}", path.display()))?;
-        init_logging(args.log_level.as_deref().or(config.log_level.as_deref()))?;
+        super::log::init(
+            args.log_level.as_deref().or(config.log_level.as_deref()),
+            config.log_format,
+        )?;
         for warning in &config.warnings {
             tracing::warn!("config: {warning}");
+        }
+        for notice in &config.notices {
+            tracing::info!("config: {notice}");
         }
         // Before the storage is opened and anything is unsealed.
         harden_process(!config.disable_mlock).log();
@@ -63,23 +74,8 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(level: Option<&str>) -> anyhow::Result<()> {
-    let filter = match std::env::var("LOCKANA_LOG") {
-        Ok(spec) => EnvFilter::try_new(spec).context("LOCKANA_LOG is not a valid log filter")?,
-        Err(_) => EnvFilter::try_new(level.unwrap_or("info")).with_context(|| {
-            format!("log level {level:?} is not one of trace, debug, info, warn, error")
-        })?,
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    Ok(())
-}
-
 fn dev(args: &ServerArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
-    init_logging(args.log_level.as_deref())?;
+    super::log::init(args.log_level.as_deref(), LogFormat::Standard)?;
     // Dev mode does not lock memory, as Vault's dev mode sets `disable_mlock`.
     harden_process(false).log();
     let root_token_id = args
@@ -158,12 +154,20 @@ fn with_config(config: &Config, runtime: &tokio::runtime::Runtime) -> anyhow::Re
         // Never the URL: it may hold a password.
         StorageConfig::Postgres { table, .. } => format!("postgresql (table {table})"),
     };
+    if let StorageConfig::Redb(file) = &config.storage {
+        create_parent(file)?;
+    }
     let vault = Vault::open(config.storage.clone())
         .with_context(|| format!("opening the {storage} storage"))?;
     config.apply(&vault)?;
-    if let Some(source) = &config.auto_unseal {
+    if let Some(seal) = &config.seal {
+        vault
+            .unseal_with_seal()
+            .with_context(|| format!("auto-unseal with the {} seal failed", seal.kind))?;
+    } else if let Some(source) = &config.auto_unseal {
         auto_unseal(&vault, source)?;
     }
+    let _pid_file = config.pid_file.as_ref().map(PidFile::write).transpose()?;
     let server = runtime
         .block_on(Server::bind(vault.clone(), config.server_options()))
         .context("starting the listener")?;
@@ -172,8 +176,10 @@ fn with_config(config: &Config, runtime: &tokio::runtime::Runtime) -> anyhow::Re
         "\
 ==> Lockana server configuration:
 
-             Api Address: {scheme}://{addr}
+             Api Address: {api_addr}
+         Cluster Address: {cluster_addr}
               Listener 1: tcp (addr: \"{addr}\", tls: \"{tls}\", max_request_size: \"{max}\")
+                    Seal: {seal}
                  Storage: {storage}
                  Version: Lockana v{version}
 
@@ -187,6 +193,12 @@ fn with_config(config: &Config, runtime: &tokio::runtime::Runtime) -> anyhow::Re
         },
         max = config.listener.max_request_size,
         version = env!("CARGO_PKG_VERSION"),
+        api_addr = config
+            .api_addr
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{}", server.local_addr())),
+        cluster_addr = config.cluster_addr.as_deref().unwrap_or("n/a"),
+        seal = config.seal.as_ref().map_or("shamir", |s| s.kind.as_str()),
     );
     let status = vault.seal_status();
     if !status.initialized {
@@ -201,4 +213,38 @@ fn with_config(config: &Config, runtime: &tokio::runtime::Runtime) -> anyhow::Re
     runtime
         .block_on(server.run(shutdown_signal()))
         .context("server stopped with an error")
+}
+
+/// Creates the directory a redb file goes in (a Vault raft or file `path`), readable
+/// by the server's user only, as Vault's raft directory is.
+fn create_parent(file: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating the storage directory {}", dir.display()))
+}
+
+/// Vault's `pid_file`: the process id, written at start and removed at exit.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn write(path: &PathBuf) -> anyhow::Result<PidFile> {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing pid_file {}", path.display()))?;
+        Ok(PidFile(path.clone()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
