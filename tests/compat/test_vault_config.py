@@ -212,8 +212,11 @@ def test_file_storage_helm_example_survives_a_restart(lockana_bin: Path, tmp_pat
     port = free_port()
     data = tmp_path / "openbao-data"
     cfg = tmp_path / "bao.hcl"
-    cfg.write_text(from_docs(HELM_STANDALONE_DOC, port=port, data=data))
+    pid_file = tmp_path / "lockana.pid"
+    cfg.write_text(from_docs(HELM_STANDALONE_DOC, port=port, data=data)
+                   + f'log_format = "json"\npid_file = "{pid_file}"\n')
     srv = serve(lockana_bin, cfg, port, tmp_path, (501,), name="file1")
+    assert pid_file.read_text().strip() == str(srv.proc.pid)
     h = Http(srv.addr, None)
     r = h.put("sys/init", {"secret_shares": 1, "secret_threshold": 1})
     assert r.status_code == 200, r.text
@@ -221,14 +224,20 @@ def test_file_storage_helm_example_survives_a_restart(lockana_bin: Path, tmp_pat
     assert h.put("sys/unseal", {"key": key}).json()["sealed"] is False
     write_read(h, token, "file-doc")
     assert stop_server(srv) == 0
+    assert not pid_file.exists()
     srv = serve(lockana_bin, cfg, port, tmp_path, (503,), name="file2")
     try:
         h = Http(srv.addr, token)
         assert h.put("sys/unseal", {"key": key}).json()["sealed"] is False
         assert h.get("secret/data/app").json()["data"]["data"] == {"password": "file-doc"}
-        assert 'storage "file" is mapped' in srv.log_path.read_text()
     finally:
         stop_server(srv)
+    # log_format = "json": every log line is one object with Vault's keys (the
+    # startup banner on stdout is text, as Vault's is).
+    events = [json.loads(line) for line in srv.log_path.read_text().splitlines() if line.startswith("{")]
+    assert events and all({"@level", "@message", "@module", "@timestamp"} <= e.keys() for e in events)
+    assert any('storage "file" is mapped' in e["@message"] for e in events), events
+    assert any(e["@message"] == "vault unsealed" for e in events), events
 
 
 def psql(sql: str) -> str:
@@ -495,10 +504,14 @@ def test_transit_seal_unseals_through_another_servers_transit_engine(lockana_bin
     try:
         srv = serve(lockana_bin, cfg, port, tmp_path, (501,), name="transit1")
         h = Http(srv.addr, None)
-        r = h.put("sys/init", {"recovery_shares": 1, "recovery_threshold": 1})
-        assert r.status_code == 200, r.text
-        init = r.json()
-        assert init["keys"] == [] and len(init["recovery_keys_base64"]) == 1, init
+        # Lockana's own CLI asks for recovery keys when the seal-status says so.
+        out = subprocess.run([str(lockana_bin), "operator", "init", "-key-shares=1", "-key-threshold=1",
+                              "-format=json"], capture_output=True, text=True, timeout=60,
+                             env=clean_env({"VAULT_ADDR": srv.addr, "HOME": str(tmp_path)}))
+        assert out.returncode == 0, out.stderr
+        init = json.loads(out.stdout)
+        assert init["unseal_keys_b64"] == [] and len(init["recovery_keys_b64"]) == 1, init.keys()
+        assert (init["recovery_keys_shares"], init["recovery_keys_threshold"]) == (1, 1)
         status = h.get("sys/seal-status").json()
         assert (status["type"], status["sealed"], status["recovery_seal"]) == ("transit", False, True), status
         write_read(h, init["root_token"], "sealed-by-transit")

@@ -267,12 +267,27 @@ fn init(
     if threshold > shares {
         bail!("--key-threshold ({threshold}) cannot be larger than --key-shares ({shares})");
     }
-    let mut body = json!({ "secret_shares": shares, "secret_threshold": threshold });
+    // With an auto-unseal seal (`seal "static"`, `seal "transit"`) the shares are
+    // recovery keys, asked for by their own names, as `bao operator init` does.
+    let (_, status) = client.call("GET", "sys/seal-status", None)?;
+    let recovery = status
+        .as_ref()
+        .and_then(|s| s.get("recovery_seal"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let mut body = if recovery {
+        json!({ "recovery_shares": shares, "recovery_threshold": threshold })
+    } else {
+        json!({ "secret_shares": shares, "secret_threshold": threshold })
+    };
     if let (Some(cipher), Value::Object(map)) = (cipher, &mut body) {
         map.insert("cipher".into(), Value::String(cipher.into()));
     }
     let (_, answer) = client.call("PUT", "sys/init", Some(&body))?;
     let answer = answer.context("the server answered sys/init with an empty body")?;
+    if recovery {
+        return print_recovery_init(&answer, format, shares, threshold);
+    }
     if format == Format::Json {
         // The field names of `vault operator init -format=json`, so scripts carry over.
         let vault_shape = json!({
@@ -313,6 +328,54 @@ reconstruct the root key, Vault will remain permanently sealed!
 
 It is possible to generate new unseal keys, provided you have a quorum of
 existing unseal keys shares. See \"bao operator rekey\" (or \"vault operator rekey\")."
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `operator init` against a vault with an auto-unseal seal: recovery keys.
+fn print_recovery_init(
+    answer: &Value,
+    format: Format,
+    shares: u8,
+    threshold: u8,
+) -> anyhow::Result<ExitCode> {
+    if format == Format::Json {
+        let vault_shape = json!({
+            "unseal_keys_b64": [],
+            "unseal_keys_hex": [],
+            "unseal_shares": 1,
+            "unseal_threshold": 1,
+            "recovery_keys_b64": answer.get("recovery_keys_base64"),
+            "recovery_keys_hex": answer.get("recovery_keys"),
+            "recovery_keys_shares": shares,
+            "recovery_keys_threshold": threshold,
+            "root_token": answer.get("root_token"),
+        });
+        println!("{}", serde_json::to_string_pretty(&vault_shape)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let keys = answer
+        .get("recovery_keys_base64")
+        .and_then(Value::as_array)
+        .context("the sys/init answer has no recovery keys")?;
+    for (i, key) in keys.iter().enumerate() {
+        println!(
+            "Recovery Key {}: {}",
+            i + 1,
+            key.as_str().unwrap_or_default()
+        );
+    }
+    let root = answer
+        .get("root_token")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    println!(
+        "\nInitial Root Token: {root}\n\n\
+Success! Vault is initialized
+
+Recovery key initialized with {shares} key shares and a key threshold of {threshold}.
+The vault unseals itself with its seal. Please securely distribute the key shares
+printed above: with Lockana they also unseal the vault by hand (docs/operations.md)."
     );
     Ok(ExitCode::SUCCESS)
 }
