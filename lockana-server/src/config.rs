@@ -249,7 +249,7 @@ pub struct Config {
     pub api_addr: Option<String>,
     /// `cluster_addr` (shown at start; Lockana has no cluster port).
     pub cluster_addr: Option<String>,
-    /// `cluster_name` (shown at start).
+    /// `cluster_name`: reported by `sys/health` and `sys/seal-status`.
     pub cluster_name: Option<String>,
     /// `ui`: accepted; Lockana serves no web UI.
     pub ui: bool,
@@ -495,6 +495,9 @@ impl Config {
         }
         if let Some(seal) = &self.seal {
             vault.set_seal(seal.wrapper.clone());
+        }
+        if let Some(name) = &self.cluster_name {
+            vault.set_cluster_name(name);
         }
         vault.set_api_audit_creation(self.allow_api_audit_creation);
         for d in &self.audit_devices {

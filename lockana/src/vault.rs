@@ -112,6 +112,8 @@ pub(crate) struct Core {
     pub metrics: crate::metrics::Metrics,
     /// The system default and maximum TTL (`default_lease_ttl`, `max_lease_ttl`).
     pub ttls: Arc<crate::mounts::SystemTtls>,
+    /// The `cluster_name` health and seal-status report (`lockana` unless set).
+    pub cluster_name: RwLock<String>,
 }
 
 /// Serves a request whose credential is in its body or a code header, not a token.
@@ -172,6 +174,7 @@ impl Vault {
                 integrity_reported: Default::default(),
                 metrics: Default::default(),
                 ttls,
+                cluster_name: RwLock::new("lockana".into()),
             }),
         };
         vault.core.notify.start(Arc::downgrade(&vault.core));
@@ -267,6 +270,12 @@ impl Vault {
         max: std::time::Duration,
     ) -> Result<()> {
         self.core.ttls.set(default.as_secs(), max.as_secs())
+    }
+
+    /// The cluster name `sys/health` and `sys/seal-status` report (Vault's
+    /// `cluster_name` setting; `lockana` unless set).
+    pub fn set_cluster_name(&self, name: &str) {
+        *self.core.cluster_name.write() = name.to_owned();
     }
 
     /// Seals the vault: key material is dropped (and zeroized).

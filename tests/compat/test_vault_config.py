@@ -185,7 +185,7 @@ def test_raft_example_from_the_docs_runs_on_redb(lockana_bin: Path, tmp_path: Pa
     listener = HELM_STANDALONE_DOC.split("\n\n")[0] + "\n"
     cfg.write_text(INDEX_TOP_DOC + "\n" + from_docs(RAFT_DOC, data=data).replace(
         'cluster_addr = "http://127.0.0.1:8201"\n', "") + "\n" + from_docs(listener, port=port)
-        + 'default_lease_ttl = "1h"\nmax_lease_ttl = "2h"\n')
+        + 'default_lease_ttl = "1h"\nmax_lease_ttl = "2h"\ncluster_name = "docs-cluster"\n')
     srv = serve(lockana_bin, cfg, port, tmp_path, (501,))
     try:
         h = Http(srv.addr, None)
@@ -199,6 +199,8 @@ def test_raft_example_from_the_docs_runs_on_redb(lockana_bin: Path, tmp_path: Pa
         r = h.get("sys/mounts/secret/tune")
         assert r.status_code == 200, r.text
         assert (r.json()["default_lease_ttl"], r.json()["max_lease_ttl"]) == (3600, 7200), r.json()
+        assert h.get("sys/health").json()["cluster_name"] == "docs-cluster"
+        assert h.get("sys/seal-status").json()["cluster_name"] == "docs-cluster"
         log = srv.log_path.read_text()
         assert 'storage "raft" is mapped to Lockana\'s redb storage' in log, log
         assert "no web UI" in log and "no cluster port" in log, log

@@ -119,7 +119,10 @@ fn seal_status_json(core: &Core) -> Map<String, Value> {
         "storage_type": core.barrier.storage_kind(),
     }));
     if !s.sealed {
-        m.insert("cluster_name".into(), json!("lockana"));
+        m.insert(
+            "cluster_name".into(),
+            json!(core.cluster_name.read().as_str()),
+        );
         m.insert("cluster_id".into(), json!(cluster_id(core)));
     }
     m
@@ -197,7 +200,7 @@ fn health(core: &Core, q: &Map<String, Value>) -> Result<Response> {
         "server_time_utc": core.now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "version": VERSION,
         "enterprise": false,
-        "cluster_name": if s.sealed { Value::Null } else { json!("lockana") },
+        "cluster_name": if s.sealed { Value::Null } else { json!(core.cluster_name.read().as_str()) },
         "cluster_id": if s.sealed { Value::Null } else { json!(cluster_id(core)) },
     })));
     r.status = Some(status);
