@@ -147,11 +147,11 @@ impl Report {
     }
 }
 
-/// Extra settings of Vault's `storage "postgresql"`, kept for the HA work: Lockana's
-/// PostgreSQL backend is one connection and one node today.
+/// Extra settings of Vault's `storage "postgresql"` as read (HA itself is configured
+/// from them by `parse_ha`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StorageOptions {
-    /// `ha_enabled` (default false). HA is not built yet: a notice says so.
+    /// `ha_enabled` (default false).
     pub ha_enabled: bool,
     /// `ha_table` (Vault's default `vault_ha_locks`).
     pub ha_table: Option<String>,
@@ -271,6 +271,11 @@ pub struct Config {
     pub notify_routes: Vec<Declared>,
     /// The `telemetry` block (`unauthenticated_metrics_access` comes from the listener).
     pub telemetry: Telemetry,
+    /// High availability: `ha_enabled` and `ha_table` in the `postgresql` storage
+    /// block, with the top-level `api_addr` (and `cluster_addr`).
+    pub ha: Option<lockana::HaConfig>,
+    /// `ha_redirect`: a standby answers 307 to the active node instead of forwarding.
+    pub ha_redirect: bool,
 }
 
 /// A named block handed to the vault as the JSON body its API takes.
@@ -400,6 +405,8 @@ impl Config {
                         }
                     }
                     "pid_file" => pid_file = Some(PathBuf::from(top_str(value, key)?)),
+                    // Read with the storage block by `parse_ha`.
+                    "ha_redirect" => {}
                     k if IGNORED_TOP_LEVEL.contains(&k) => {
                         report
                             .warnings
@@ -428,6 +435,7 @@ impl Config {
         if let Some(e) = first_error {
             return Err(e);
         }
+        let (ha, ha_redirect) = parse_ha(&top)?;
         let storage = storage.ok_or_else(|| {
             invalid(
                 "missing `storage` block: add `storage \"redb\" { path = \"./data/lockana.redb\" }` \
@@ -479,6 +487,8 @@ impl Config {
             notify_channels,
             notify_routes,
             telemetry,
+            ha,
+            ha_redirect,
         })
     }
 
@@ -537,6 +547,7 @@ impl Config {
                     unauthenticated_metrics_access: self.listener.unauthenticated_metrics_access,
                     ..self.telemetry.clone()
                 },
+                ha: crate::http::HaForwarding::new(self.ha_redirect),
                 ..Limits::default()
             },
         }
@@ -846,12 +857,6 @@ fn parse_storage(
                 max_parallel: get_count(&ctx, body, "max_parallel")?,
                 max_idle_connections: get_count(&ctx, body, "max_idle_connections")?,
             };
-            if options.ha_enabled {
-                report.notices.push(format!(
-                    "{ctx}: `ha_enabled = true`, but HA is not supported yet: this node runs \
-                     as the only active node (`ha_table` is kept for when it is)"
-                ));
-            }
             if options.max_parallel.is_some() || options.max_idle_connections.is_some() {
                 report.notices.push(format!(
                     "{ctx}: `max_parallel` and `max_idle_connections` are accepted; Lockana's \
@@ -869,6 +874,43 @@ fn parse_storage(
             Ok(None)
         }
     }
+}
+
+/// The HA settings, as Vault spells them: `ha_enabled` (and `ha_table`, default
+/// `vault_ha_locks`) in the `postgresql` storage block, the top-level `api_addr`
+/// (required then) and `cluster_addr`; plus Lockana's `ha_redirect`.
+fn parse_ha(top: &Map<String, Value>) -> Result<(Option<lockana::HaConfig>, bool), ConfigError> {
+    let ctx = "config";
+    let api_addr = get_str(ctx, top, "api_addr")?;
+    let cluster_addr = get_str(ctx, top, "cluster_addr")?;
+    let redirect = get_bool(ctx, top, "ha_redirect")?.unwrap_or(false);
+    let storage = match top.get("storage") {
+        Some(v) => single_labeled("storage", v)?,
+        None => return Ok((None, redirect)),
+    };
+    let (kind, body) = storage;
+    let sctx = format!("storage \"{kind}\"");
+    if kind != "postgresql" || get_bool(&sctx, body, "ha_enabled")? != Some(true) {
+        return Ok((None, redirect));
+    }
+    let api_addr = api_addr.filter(|a| !a.is_empty()).ok_or_else(|| {
+        invalid(
+            "`ha_enabled` needs `api_addr`: the address other nodes forward requests to, \
+             e.g. `api_addr = \"http://10.0.0.1:8200\"`",
+        )
+    })?;
+    if !api_addr.starts_with("http://") && !api_addr.starts_with("https://") {
+        return Err(invalid("`api_addr` must start with http:// or https://"));
+    }
+    let ha_table = get_str(&sctx, body, "ha_table")?.unwrap_or_else(|| "vault_ha_locks".into());
+    Ok((
+        Some(lockana::HaConfig {
+            ha_table,
+            cluster_addr: cluster_addr.unwrap_or_default(),
+            api_addr: api_addr.trim_end_matches('/').to_owned(),
+        }),
+        redirect,
+    ))
 }
 
 /// The `listener "tcp"` block; `None` for another listener type (in the report).
@@ -2004,7 +2046,7 @@ mod tests {
     }
 
     #[test]
-    fn vault_postgresql_option_names_are_read_and_ha_is_kept_with_a_notice() {
+    fn vault_postgresql_option_names_are_read_and_turn_ha_on() {
         let c = Config::parse(&format!(
             r#"storage "postgresql" {{
               connection_url = "postgres://u@127.0.0.1/test"
@@ -2014,6 +2056,7 @@ mod tests {
               max_parallel = "64"
               max_idle_connections = 4
             }}
+            api_addr = "http://10.0.0.1:8200"
             {LISTENER}"#
         ))
         .expect("postgresql");
@@ -2031,12 +2074,10 @@ mod tests {
                 max_idle_connections: Some(4),
             }
         );
-        assert!(
-            c.notices
-                .iter()
-                .any(|n| n.contains("HA is not supported yet")),
-            "{:?}",
-            c.notices
+        let ha = c.ha.as_ref().expect("ha_enabled turns HA on");
+        assert_eq!(
+            (ha.ha_table.as_str(), ha.api_addr.as_str()),
+            ("vault_ha_locks", "http://10.0.0.1:8200")
         );
         // The URL holds a password: never in Debug.
         let c = Config::parse(&format!(

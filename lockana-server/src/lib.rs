@@ -37,7 +37,8 @@ pub use http::{
     DEFAULT_MAX_JSON_OBJECT_ENTRY_COUNT, DEFAULT_MAX_JSON_STRING_VALUE_LENGTH,
     DEFAULT_MAX_REQUEST_JSON_MEMORY, DEFAULT_MAX_REQUEST_JSON_STRINGS, DEFAULT_MAX_REQUEST_SIZE,
     DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, DEFAULT_READ_HEADER_TIMEOUT, DEFAULT_READ_TIMEOUT,
-    DEFAULT_REQUEST_TIMEOUT, JsonLimits, Limits, RateBuckets, RateLimit, Telemetry, respond,
+    DEFAULT_REQUEST_TIMEOUT, HaForwarding, JsonLimits, Limits, RateBuckets, RateLimit, Telemetry,
+    respond,
 };
 pub use server::{Server, ServerError, ServerOptions, serve, shutdown_signal};
 pub use tls::{TlsFiles, TlsVersion};

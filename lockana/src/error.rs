@@ -10,6 +10,10 @@ pub enum Error {
     /// The vault is sealed; only `sys/` status and unseal paths answer.
     #[error("Vault is sealed")]
     Sealed,
+    /// This node of an HA cluster is a standby: the active node serves (a transport
+    /// forwards the request there).
+    #[error("node is not active")]
+    Standby,
     /// The vault has not been initialized.
     #[error("Vault is not initialized")]
     NotInitialized,

@@ -16,6 +16,7 @@ mod error;
 mod fields;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod ha;
 mod help;
 mod identity;
 mod kv;
@@ -39,6 +40,7 @@ pub use audit::{
 pub use barrier::{Cipher, KeyWrapper, SealError, StaticKey, StaticSeal};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::{BarrierError, Error, IntegrityError, IntegrityKind, Result, StorageError};
+pub use ha::{HaConfig, Routing};
 pub use logical::{
     Auth, ClientToken, Connection, Operation, RawBody, Request, Response, ResponseFormat, WrapInfo,
 };

@@ -11,6 +11,7 @@ use crate::auth::token::{NewToken, TokenEntry, TokenStore};
 use crate::barrier::{Barrier, Cipher, decode_share};
 use crate::clock::{Clock, SystemClock};
 use crate::engine::{Answer, Existence, LoginGrant};
+use crate::ha::{HaConfig, Routing};
 use crate::kv::{self, KeyLocks};
 use crate::mounts::{MountEntry, MountTable};
 use crate::notify::{Event, EventKind, Notifier};
@@ -114,6 +115,8 @@ pub(crate) struct Core {
     pub ttls: Arc<crate::mounts::SystemTtls>,
     /// The `cluster_name` health and seal-status report (`lockana` unless set).
     pub cluster_name: RwLock<String>,
+    /// This node's part in an HA cluster, if it is in one.
+    pub ha: Option<crate::ha::Ha>,
 }
 
 /// Serves a request whose credential is in its body or a code header, not a token.
@@ -147,11 +150,37 @@ impl Vault {
 
     /// As [`Vault::open`], with a clock of the caller's (tests use a fake one).
     pub fn open_with_clock(storage: StorageConfig, clock: Arc<dyn Clock>) -> Result<Vault> {
-        let backend: Arc<dyn Backend> = match storage {
-            StorageConfig::Memory => Arc::new(MemoryBackend::default()),
-            StorageConfig::Redb(path) => Arc::new(RedbBackend::open(&path)?),
-            StorageConfig::Postgres { url, table } => {
+        Self::build(storage, None, clock)
+    }
+
+    /// Opens a node of a high-availability cluster: PostgreSQL storage shared with
+    /// the other nodes, the lock in `ha.ha_table`. The node is unsealed on its own
+    /// and then serves as a standby until it holds the lock (see `docs/operations.md`).
+    pub fn open_ha(storage: StorageConfig, ha: HaConfig) -> Result<Vault> {
+        Self::build(storage, Some(ha), Arc::new(SystemClock))
+    }
+
+    fn build(
+        storage: StorageConfig,
+        ha_config: Option<HaConfig>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Vault> {
+        let mut ha = None;
+        let backend: Arc<dyn Backend> = match (storage, &ha_config) {
+            (StorageConfig::Memory, None) => Arc::new(MemoryBackend::default()),
+            (StorageConfig::Redb(path), None) => Arc::new(RedbBackend::open(&path)?),
+            (StorageConfig::Postgres { url, table }, None) => {
                 Arc::new(PostgresBackend::open(&url, &table)?)
+            }
+            (StorageConfig::Postgres { url, table }, Some(config)) => {
+                let (backend, fence) = PostgresBackend::open_ha(&url, &table, &config.ha_table)?;
+                ha = Some(crate::ha::Ha::new(config, &url, fence));
+                Arc::new(backend)
+            }
+            (_, Some(_)) => {
+                return Err(Error::invalid(
+                    "high availability needs the postgresql storage backend",
+                ));
             }
         };
         let ttls = Arc::new(crate::mounts::SystemTtls::default());
@@ -175,9 +204,13 @@ impl Vault {
                 metrics: Default::default(),
                 ttls,
                 cluster_name: RwLock::new("lockana".into()),
+                ha,
             }),
         };
         vault.core.notify.start(Arc::downgrade(&vault.core));
+        if let Some(ha) = &vault.core.ha {
+            ha.start(Arc::downgrade(&vault.core))?;
+        }
         Ok(vault)
     }
 
@@ -284,6 +317,15 @@ impl Vault {
         Ok(())
     }
 
+    /// Where a transport should send a request: here, or (on an HA standby) to
+    /// the active node.
+    pub fn routing(&self) -> Routing {
+        self.core
+            .ha
+            .as_ref()
+            .map_or(Routing::Local, |h| h.routing())
+    }
+
     /// Seals the vault; the store closes when the last clone is dropped.
     pub fn close(&self) -> Result<()> {
         self.seal()
@@ -303,9 +345,11 @@ impl Core {
             Err(_) => (None, false),
         };
         let (progress, _) = self.barrier.progress();
+        // An unsealed HA standby holds the keyring but does not serve: it is unsealed.
+        let sealed = self.barrier.is_sealed() && !self.ha.as_ref().is_some_and(|h| h.is_unsealed());
         SealStatus {
             initialized: config.is_some() || !readable,
-            sealed: self.barrier.is_sealed(),
+            sealed,
             threshold: config.as_ref().map_or(0, |c| c.secret_threshold),
             shares: config.as_ref().map_or(0, |c| c.secret_shares),
             progress,
@@ -371,7 +415,7 @@ impl Core {
 
     pub(crate) fn submit_share(&self, share: zeroize::Zeroizing<Vec<u8>>) -> Result<u8> {
         let _l = self.lifecycle.lock();
-        if !self.barrier.is_sealed() {
+        if !self.barrier.is_sealed() || self.ha.as_ref().is_some_and(|h| h.is_unsealed()) {
             return Ok(0);
         }
         let progress = self
@@ -380,6 +424,12 @@ impl Core {
             .inspect_err(|e| self.report_integrity(e))?;
         if progress > 0 {
             return Ok(progress);
+        }
+        if let Some(ha) = &self.ha {
+            // A cluster node loads nothing until it holds the lock (`take_over`).
+            ha.join();
+            tracing::info!("vault unsealed; standing by for the HA lock");
+            return Ok(0);
         }
         self.load_and_activate("at unseal")?;
         tracing::info!("vault unsealed");
@@ -456,8 +506,58 @@ impl Core {
         if !self.barrier.is_sealed() {
             self.emit(Event::new(EventKind::Sealed, self.now()));
         }
+        if let Some(ha) = &self.ha {
+            // Heads recorded and outbox left to the next active node, then the lock goes.
+            self.audit.unload(&self.barrier);
+            self.notify.forget_queue();
+            ha.fence_close();
+            ha.leave();
+        }
         self.unload();
         tracing::info!("vault sealed");
+    }
+
+    /// An HA node that now holds the lock: reads the keyring again (the previous
+    /// active node may have rotated it) and loads everything as an unseal does,
+    /// from storage, into fresh caches; then serves. On failure nothing is served
+    /// and the node stays a standby (still unsealed), to try again.
+    pub(crate) fn take_over(&self) -> Result<()> {
+        let _l = self.lifecycle.lock();
+        if !self.ha.as_ref().is_some_and(|h| h.is_unsealed()) || !self.barrier.has_keyring() {
+            return Err(Error::Sealed);
+        }
+        self.unload_caches();
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.barrier.reload_keyring()?;
+            self.post_unseal()
+        }))
+        .unwrap_or_else(|_| {
+            Err(crate::IntegrityError::engine("while taking over as the active node").into())
+        });
+        if let Err(e) = loaded {
+            self.unload_caches();
+            self.report_integrity(&e);
+            return Err(e);
+        }
+        self.barrier.activate();
+        Ok(())
+    }
+
+    /// An HA node gives up serving and becomes a standby (keyring kept): requests
+    /// stop being served and writes are refused at once. (The audit chain heads
+    /// need no last write: each response's head was recorded before it was sent.)
+    pub(crate) fn step_down(&self) {
+        let Some(ha) = &self.ha else { return };
+        self.barrier.deactivate();
+        ha.fence_close();
+        let _l = self.lifecycle.lock();
+        // Delivery is the active node's: it reloads the outbox (same event ids).
+        self.notify.forget_queue();
+        self.unload_caches();
+        if ha.is_unsealed() {
+            ha.join();
+        }
+        tracing::warn!("this node is now a standby");
     }
 
     /// Drops key material and everything loaded at unseal.
@@ -465,6 +565,13 @@ impl Core {
         self.audit.unload(&self.barrier);
         self.notify.unload();
         self.barrier.seal();
+        self.unload_caches();
+    }
+
+    /// Drops everything loaded at unseal or takeover, keeping the keyring.
+    fn unload_caches(&self) {
+        self.audit.unload(&self.barrier);
+        self.notify.unload();
         self.kv_meta.clear();
         self.tokens.unload();
         self.policies.unload();
@@ -583,6 +690,12 @@ impl Core {
         }
         if crate::sys::is_unauthenticated(&req.path) {
             return crate::sys::handle_unauthenticated(self, &req);
+        }
+        if let Some(ha) = &self.ha
+            && ha.is_unsealed()
+            && !ha.is_active()
+        {
+            return Err(Error::Standby);
         }
         if self.barrier.is_sealed() {
             return Err(Error::Sealed);

@@ -256,7 +256,7 @@ def test_postgresql_example_from_the_docs(lockana_bin: Path, tmp_path: Path) -> 
     # Vault's `table`, `ha_enabled` and `max_parallel` (documented on the same page).
     text = POSTGRES_DOC.replace("postgres://user123:secret123!@localhost:5432/openbao", PG_URL)
     text = text.replace("}\n", f'  table = "{table}"\n  ha_enabled = "true"\n  ha_table = "{table}_ha"\n'
-                                '  max_parallel = "32"\n}\n')
+                                f'  max_parallel = "32"\n}}\napi_addr = "http://127.0.0.1:{port}"\n')
     listener = from_docs(HELM_STANDALONE_DOC.split("\n\n")[0] + "\n", port=port)
     cfg = tmp_path / "bao.hcl"
     cfg.write_text(text + listener)
@@ -267,11 +267,13 @@ def test_postgresql_example_from_the_docs(lockana_bin: Path, tmp_path: Path) -> 
         write_read(h, token, "pg-doc")
         assert int(psql(f"SELECT count(*) FROM {table}").strip()) > 0
         log = srv.log_path.read_text()
-        assert "HA is not supported yet" in log, log
+        assert "HA Mode: enabled" in log, log
+        leader = requests.get(f"{srv.addr}/v1/sys/leader", timeout=10).json()
+        assert leader["ha_enabled"] is True and leader["is_self"] is True, leader
         assert PG_URL not in log
     finally:
         stop_server(srv)
-        psql(f"DROP TABLE IF EXISTS {table}")
+        psql(f"DROP TABLE IF EXISTS {table}, {table}_ha")
 
 
 def openssl(*args: str, cwd: Path) -> None:

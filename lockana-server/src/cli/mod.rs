@@ -242,6 +242,9 @@ Examples:
     },
     /// Seal the server (needs a token allowed to `update` sys/seal).
     Seal,
+    /// Make the active node of an HA cluster give up the lock, so another node takes
+    /// over (needs `sudo` on sys/step-down).
+    StepDown,
     /// Show seal status. Exit code: 0 unsealed, 2 sealed, 1 error.
     Status,
     /// Replace the unseal key shares, authorized by a quorum of the current ones.

@@ -34,6 +34,11 @@ pub(super) fn run(args: &ClientArgs, command: OperatorCommand) -> anyhow::Result
             println!("Success! Vault is sealed.");
             Ok(ExitCode::SUCCESS)
         }
+        OperatorCommand::StepDown => {
+            client.call("PUT", "sys/step-down", None)?;
+            println!("Success! Stepped down.");
+            Ok(ExitCode::SUCCESS)
+        }
         OperatorCommand::Status => status(&client, args.format),
         OperatorCommand::Rekey {
             key,

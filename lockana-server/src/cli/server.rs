@@ -157,8 +157,11 @@ fn with_config(config: &Config, runtime: &tokio::runtime::Runtime) -> anyhow::Re
     if let StorageConfig::Redb(file) = &config.storage {
         create_parent(file)?;
     }
-    let vault = Vault::open(config.storage.clone())
-        .with_context(|| format!("opening the {storage} storage"))?;
+    let vault = match &config.ha {
+        Some(ha) => Vault::open_ha(config.storage.clone(), ha.clone()),
+        None => Vault::open(config.storage.clone()),
+    }
+    .with_context(|| format!("opening the {storage} storage"))?;
     config.apply(&vault)?;
     if let Some(seal) = &config.seal {
         vault
@@ -178,6 +181,7 @@ fn with_config(config: &Config, runtime: &tokio::runtime::Runtime) -> anyhow::Re
 
              Api Address: {api_addr}
          Cluster Address: {cluster_addr}
+                 HA Mode: {ha_mode}
               Listener 1: tcp (addr: \"{addr}\", tls: \"{tls}\", max_request_size: \"{max}\")
                     Seal: {seal}
                  Storage: {storage}
@@ -186,6 +190,12 @@ fn with_config(config: &Config, runtime: &tokio::runtime::Runtime) -> anyhow::Re
 ==> Lockana server started! Log data will stream in below:
 ",
         addr = server.local_addr(),
+        ha_mode = match &config.ha {
+            Some(h) if config.ha_redirect =>
+                format!("enabled (lock table {}, redirect)", h.ha_table),
+            Some(h) => format!("enabled (lock table {}, forwarding)", h.ha_table),
+            None => "disabled".to_owned(),
+        },
         tls = if server.is_tls() {
             "enabled"
         } else {

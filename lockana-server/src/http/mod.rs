@@ -1,12 +1,14 @@
 //! The HTTP side of the vault: one dispatch function from an HTTP request to an HTTP
 //! answer, with the limits applied before any parsing.
 
+mod forward;
 mod json;
 mod metrics;
 mod rate;
 mod request;
 mod response;
 
+pub use forward::HaForwarding;
 pub use json::{
     DEFAULT_MAX_JSON_ARRAY_ELEMENT_COUNT, DEFAULT_MAX_JSON_DEPTH,
     DEFAULT_MAX_JSON_OBJECT_ENTRY_COUNT, DEFAULT_MAX_JSON_STRING_VALUE_LENGTH,
@@ -78,6 +80,9 @@ pub struct Limits {
     /// What `sys/metrics` serves on this listener, and to whom. (Not a limit, but
     /// per listener like the limits, and needed where they are.)
     pub telemetry: Telemetry,
+    /// What an HA standby does with requests: relay them to the active node, or
+    /// redirect the client there. (Per listener too.)
+    pub ha: HaForwarding,
 }
 
 /// Where a listener keeps its rate-limit state; opaque, shared by clones.
@@ -118,6 +123,7 @@ impl Default for Limits {
             rate_limit: RateLimit::default(),
             buckets: RateBuckets::default(),
             telemetry: Telemetry::default(),
+            ha: HaForwarding::default(),
         }
     }
 }
@@ -167,6 +173,11 @@ pub(crate) trait Handler: Clone + Send + Sync + 'static {
     fn metrics(&self) -> Option<lockana::MetricsSnapshot> {
         None
     }
+
+    /// Whether this node serves requests or (an HA standby) sends them on.
+    fn routing(&self) -> lockana::Routing {
+        lockana::Routing::Local
+    }
 }
 
 impl Handler for Vault {
@@ -180,6 +191,10 @@ impl Handler for Vault {
 
     fn metrics(&self) -> Option<lockana::MetricsSnapshot> {
         Some(Vault::metrics(self))
+    }
+
+    fn routing(&self) -> lockana::Routing {
+        Vault::routing(self)
     }
 }
 
@@ -291,6 +306,40 @@ where
         return Err(HttpError::bad_request(
             "cannot handle internal-only request operation",
         ));
+    }
+    if !forward::served_locally(&path)
+        && !(path == "sys/metrics" && limits.telemetry.unauthenticated_metrics_access)
+    {
+        match handler.routing() {
+            lockana::Routing::Local => {}
+            lockana::Routing::NoLeader => return Err(forward::no_leader()),
+            lockana::Routing::Forward(_)
+                if parts.headers.contains_key(forward::FORWARDED_HEADER) =>
+            {
+                // Forwarded to this node as the active one, which it no longer is.
+                return Err(forward::no_leader());
+            }
+            lockana::Routing::Forward(leader) => {
+                let raw = Vault::takes_raw_body(&path);
+                let limit = if raw {
+                    MAX_SNAPSHOT_SIZE.max(limits.max_request_size)
+                } else {
+                    limits.max_request_size
+                };
+                if limits.ha.redirect {
+                    tokio::spawn(discard(body, limit, limits.read_timeout));
+                    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                    return forward::redirect(&leader, pq);
+                }
+                let started = parts
+                    .extensions
+                    .get::<RequestStart>()
+                    .map_or_else(Instant::now, |s| s.0);
+                let bytes = read_raw(body, limit, limits, started).await?;
+                return forward::relay(&limits.ha, &leader, &parts, bytes.into(), remote_addr)
+                    .await;
+            }
+        }
     }
     let help = request::wants_help(&parts.method, parts.uri.query());
     let query = if request::uses_query(&parts.method) && !help {

@@ -14,7 +14,7 @@ pub(crate) type HttpResponse = http::Response<Full<Bytes>>;
 /// The HTTP status for each library error: the one place this is decided.
 pub(crate) fn error_status(err: &Error) -> StatusCode {
     match err {
-        Error::Sealed | Error::NotInitialized => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Sealed | Error::NotInitialized | Error::Standby => StatusCode::SERVICE_UNAVAILABLE,
         Error::AlreadyInitialized
         | Error::InvalidRequest(_)
         | Error::Refused(_)
@@ -35,7 +35,9 @@ pub(crate) fn error_status(err: &Error) -> StatusCode {
 /// A library error as Vault's `{"errors": [...]}`; `NotFound` has an empty list.
 pub(crate) fn error_response(err: &Error) -> HttpError {
     let status = error_status(err);
-    if status.is_server_error() && !matches!(err, Error::Sealed | Error::NotInitialized) {
+    if status.is_server_error()
+        && !matches!(err, Error::Sealed | Error::NotInitialized | Error::Standby)
+    {
         // The message names the failure, never request values (library contract).
         tracing::error!(error = %err, "request failed");
     }

@@ -585,12 +585,14 @@ impl AuditBroker {
         id: &str,
     ) -> Result<()> {
         let state = self.state.read();
-        if state.devices.is_empty() {
-            return Ok(());
-        }
+        // No salt: the broker was unloaded (seal, HA step-down) under a request still
+        // running; that request is not served unaudited.
         let Some(salt) = state.salt.as_ref() else {
             return Err(AuditError::Unavailable.into());
         };
+        if state.devices.is_empty() {
+            return Ok(());
+        }
         let now = SystemTime::now();
         // Usually one device; build each hashing variant once.
         let signer = state.signer.as_deref();

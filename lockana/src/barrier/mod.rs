@@ -397,7 +397,7 @@ impl Barrier {
     }
 
     /// Whether the keyring is open (the unseal in progress may read and write).
-    fn has_keyring(&self) -> bool {
+    pub(crate) fn has_keyring(&self) -> bool {
         self.keyring.read().is_some()
     }
 
@@ -746,6 +746,19 @@ impl Barrier {
             ring.active_term,
             ring.installed.get(&ring.active_term).copied().unwrap_or(0),
         ))
+    }
+
+    /// Stops serving but keeps the keyring: an HA node that steps down to standby.
+    pub(crate) fn deactivate(&self) {
+        self.active.store(false, Ordering::Release);
+    }
+
+    /// Reads the keyring (and the seal configuration) again with the root key held:
+    /// an HA node taking over sees the key rotations the previous active node made.
+    pub(crate) fn reload_keyring(&self) -> Result<()> {
+        let (cipher, root) = self.held_root()?;
+        *self.config.write() = None;
+        self.open_with_root(cipher, root)
     }
 
     /// Drops all key material.

@@ -248,6 +248,13 @@ impl Notifier {
         self.shared.config.write().loaded = false;
     }
 
+    /// An HA node stepping down: stops delivering what is queued. The items stay in
+    /// the outbox, which the next active node loads and delivers (same event ids).
+    pub(crate) fn forget_queue(&self) {
+        self.shared.queue.lock().items.clear();
+        self.unload();
+    }
+
     /// Notifications waiting for delivery (each is also in the durable outbox).
     pub(crate) fn depth(&self) -> usize {
         self.shared.queue.lock().items.len()

@@ -4,10 +4,12 @@
 
 mod memory;
 mod postgres;
+mod postgres_ha;
 mod redb;
 
 pub(crate) use self::memory::MemoryBackend;
 pub(crate) use self::postgres::PostgresBackend;
+pub(crate) use self::postgres_ha::{Fence, FenceState, HaLock};
 pub(crate) use self::redb::RedbBackend;
 
 use crate::StorageError;

@@ -5,8 +5,11 @@
 //! The `postgres` client runs its own small runtime, which must not be entered from
 //! an async task (the server answers reads inline on its runtime), so one worker
 //! thread owns the connection and every call is sent to it. One connection: calls
-//! are served in order. High availability (several Lockana nodes, one active) is not
-//! built yet.
+//! are served in order; a connection the server closed (a restart, an operator's
+//! `pg_terminate_backend`) is made again at the next call, which fails meanwhile.
+//!
+//! With HA (`ha_table`), every write transaction first checks that this node still
+//! holds the lock with its epoch ([`super::postgres_ha`]).
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -16,6 +19,9 @@ use postgres::{Client, NoTls};
 
 use super::{Backend, BatchOp};
 use crate::StorageError;
+
+use super::postgres_ha::{Fence, FenceState, fence_sql, not_active};
+use std::sync::Arc;
 
 enum Job {
     Get(String, mpsc::Sender<Result<Option<Vec<u8>>, StorageError>>),
@@ -32,13 +38,13 @@ pub(crate) struct PostgresBackend {
     table: String,
 }
 
-fn pg_err(e: postgres::Error) -> StorageError {
+pub(super) fn pg_err(e: postgres::Error) -> StorageError {
     // The driver's text names the failing operation, never row values.
     StorageError::Backend(format!("postgresql: {e}"))
 }
 
 /// Checks a table name: letters, digits and `_` only (it is put into SQL text).
-fn check_table(table: &str) -> Result<(), StorageError> {
+pub(super) fn check_table(table: &str) -> Result<(), StorageError> {
     let ok = !table.is_empty()
         && table.len() <= 63
         && table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -68,8 +74,32 @@ impl PostgresBackend {
     /// Connects with a libpq-style `url` (`postgres://user@host/db`) and creates the
     /// table if needed.
     pub(crate) fn open(url: &str, table: &str) -> Result<Self, StorageError> {
+        Self::open_fenced(url, table, None)
+    }
+
+    /// As [`open`](Self::open), for a node of an HA cluster: writes are checked
+    /// against the lock in `ha_table` (created if needed) as `fence` says.
+    pub(crate) fn open_ha(
+        url: &str,
+        table: &str,
+        ha_table: &str,
+    ) -> Result<(Self, Arc<Fence>), StorageError> {
+        check_table(ha_table)?;
+        let fence = Arc::new(Fence::default());
+        let backend = Self::open_fenced(url, table, Some((ha_table.to_owned(), fence.clone())))?;
+        Ok((backend, fence))
+    }
+
+    fn open_fenced(
+        url: &str,
+        table: &str,
+        ha: Option<(String, Arc<Fence>)>,
+    ) -> Result<Self, StorageError> {
         check_table(table)?;
         let mut client = Client::connect(url, NoTls).map_err(pg_err)?;
+        if let Some((ha_table, _)) = &ha {
+            super::postgres_ha::create_table(&mut client, ha_table)?;
+        }
         client
             .batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {table} (key TEXT COLLATE \"C\" PRIMARY KEY, value BYTEA NOT NULL)"
@@ -77,9 +107,10 @@ impl PostgresBackend {
             .map_err(pg_err)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let owned = table.to_owned();
+        let url_owned = url.to_owned();
         let worker = std::thread::Builder::new()
             .name("lockana-postgres".into())
-            .spawn(move || serve(client, &owned, rx))
+            .spawn(move || serve(client, &url_owned, &owned, ha, rx))
             .map_err(|e| StorageError::Backend(format!("postgresql worker: {e}")))?;
         Ok(PostgresBackend {
             jobs: Mutex::new(Some(tx)),
@@ -102,7 +133,14 @@ impl PostgresBackend {
     }
 }
 
-fn serve(mut client: Client, table: &str, jobs: mpsc::Receiver<Job>) {
+fn serve(
+    mut client: Client,
+    url: &str,
+    table: &str,
+    ha: Option<(String, Arc<Fence>)>,
+    jobs: mpsc::Receiver<Job>,
+) {
+    let fence_check = ha.as_ref().map(|(t, _)| fence_sql(t));
     let get_sql = format!("SELECT value FROM {table} WHERE key = $1");
     let scan_sql = format!("SELECT key FROM {table} WHERE key >= $1 AND key < $2 ORDER BY key");
     let scan_all_sql = format!("SELECT key FROM {table} WHERE key >= $1 ORDER BY key");
@@ -115,6 +153,23 @@ fn serve(mut client: Client, table: &str, jobs: mpsc::Receiver<Job>) {
         "INSERT INTO {table} (key, value) SELECT * FROM UNNEST($1::text[], $2::bytea[]) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
     );
     for job in jobs {
+        if client.is_closed() {
+            match Client::connect(url, NoTls) {
+                Ok(c) => {
+                    tracing::info!("postgresql: reconnected");
+                    client = c;
+                }
+                Err(e) => {
+                    let e = pg_err(e);
+                    match job {
+                        Job::Get(_, r) => drop(r.send(Err(e))),
+                        Job::Scan(_, r) => drop(r.send(Err(e))),
+                        Job::Batch(_, r) => drop(r.send(Err(e))),
+                    }
+                    continue;
+                }
+            }
+        }
         match job {
             Job::Get(key, reply) => {
                 let r = client
@@ -134,8 +189,24 @@ fn serve(mut client: Client, table: &str, jobs: mpsc::Receiver<Job>) {
                 let _ = reply.send(r);
             }
             Job::Batch(ops, reply) => {
+                let fence = ha.as_ref().map(|(_, f)| f.get());
+                if matches!(fence, Some(FenceState::Closed)) {
+                    let _ = reply.send(Err(not_active()));
+                    continue;
+                }
+                let mut deposed = false;
                 let r = (|| {
                     let mut tx = client.transaction()?;
+                    if let (Some(FenceState::Held { identity, epoch }), Some(check)) =
+                        (&fence, &fence_check)
+                    {
+                        let held =
+                            tx.query_opt(check, &[&super::postgres_ha::LOCK_KEY, identity, epoch])?;
+                        if held.is_none() {
+                            deposed = true;
+                            return tx.rollback();
+                        }
+                    }
                     let mut puts = Puts::default();
                     for op in &ops {
                         match op {
@@ -155,7 +226,8 @@ fn serve(mut client: Client, table: &str, jobs: mpsc::Receiver<Job>) {
                     puts.flush(&mut tx, &put_sql, &put_many_sql)?;
                     tx.commit()
                 })()
-                .map_err(pg_err);
+                .map_err(pg_err)
+                .and_then(|()| if deposed { Err(not_active()) } else { Ok(()) });
                 let _ = reply.send(r);
             }
         }

@@ -142,15 +142,18 @@ pub(crate) fn handle_unauthenticated(core: &Core, req: &Request) -> Result<Respo
     match (req.path.as_str(), req.operation) {
         ("sys/health", Operation::Read) => health(core, &req.data),
         ("sys/seal-status", Operation::Read) => Ok(Response::raw(seal_status_json(core))),
-        ("sys/leader", Operation::Read) => Ok(Response::raw(obj(json!({
-            "ha_enabled": false,
-            "is_self": false,
-            "active_time": "0001-01-01T00:00:00Z",
-            "leader_address": "",
-            "leader_cluster_address": "",
-            "performance_standby": false,
-            "performance_standby_last_remote_wal": 0,
-        })))),
+        ("sys/leader", Operation::Read) => Ok(Response::raw(match &core.ha {
+            Some(ha) => ha.leader_json(),
+            None => obj(json!({
+                "ha_enabled": false,
+                "is_self": false,
+                "active_time": "0001-01-01T00:00:00Z",
+                "leader_address": "",
+                "leader_cluster_address": "",
+                "performance_standby": false,
+                "performance_standby_last_remote_wal": 0,
+            })),
+        })),
         ("sys/init", Operation::Read) => Ok(Response::raw(obj(
             json!({"initialized": core.seal_status().initialized}),
         ))),
@@ -178,22 +181,24 @@ fn health(core: &Core, q: &Map<String, Value>) -> Result<Response> {
         code("uninitcode", 501)?,
         code("sealedcode", 503)?,
     );
-    let _ = (
-        code("standbycode", 429)?,
-        code("perfstandbyokcode", 473)?,
-        opt_bool(q, "standbyok")?,
-    );
+    let standby_code = code("standbycode", 429)?;
+    let _ = code("perfstandbyokcode", 473)?;
+    let standby_ok = opt_bool(q, "standbyok")?.unwrap_or(false);
+    // An unsealed HA node that is not active (OpenBao: `core.Standby()`).
+    let standby = !s.sealed && core.ha.as_ref().is_some_and(|h| !h.is_active());
     let status = if !s.initialized {
         uninit
     } else if s.sealed {
         sealed
+    } else if standby && !standby_ok {
+        standby_code
     } else {
         active
     };
     let mut r = Response::raw(obj(json!({
         "initialized": s.initialized,
         "sealed": s.sealed,
-        "standby": false,
+        "standby": standby,
         "performance_standby": false,
         "replication_performance_mode": "disabled",
         "replication_dr_mode": "disabled",
@@ -300,6 +305,19 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str, acl: &Acl) -> Resul
             core.seal();
             Ok(Response::empty())
         }
+        // Answered, then the election thread gives the lock up (as Vault does).
+        ("step-down", Operation::Create | Operation::Update) => {
+            if let Some(ha) = &core.ha {
+                ha.request_step_down();
+            }
+            Ok(Response::empty())
+        }
+        ("ha-status", Operation::Read) => match &core.ha {
+            Some(ha) => Ok(sys_response(obj(json!({"nodes": ha.nodes_json()})))),
+            None => Err(Error::invalid(
+                "high availability is not enabled on this node",
+            )),
+        },
         ("mounts", Operation::Read) => {
             let mounts = core.mounts.read();
             let mut m = Map::new();
