@@ -1935,6 +1935,44 @@ mod tests {
     }
 
     #[test]
+    fn ha_settings_are_read_as_vault_writes_them() {
+        let base = "listener \"tcp\" { tls_disable = true }\n";
+        let pg = |extra: &str| {
+            format!(
+                "storage \"postgresql\" {{\n connection_url = \"postgres://x@h/db\"\n {extra}\n}}\n{base}"
+            )
+        };
+        let c = Config::parse(&format!(
+            "{}api_addr = \"http://10.0.0.1:8200/\"\ncluster_addr = \"https://10.0.0.1:8201\"\n",
+            pg("ha_enabled = \"true\"")
+        ))
+        .unwrap();
+        let ha = c.ha.expect("ha_enabled");
+        assert_eq!(ha.ha_table, "vault_ha_locks");
+        assert_eq!(ha.api_addr, "http://10.0.0.1:8200");
+        assert_eq!(ha.cluster_addr, "https://10.0.0.1:8201");
+        assert!(!c.ha_redirect);
+        let c = Config::parse(&format!(
+            "{}api_addr = \"http://a:1\"\nha_redirect = true\n",
+            pg("ha_enabled = true\n ha_table = \"my_locks\"")
+        ))
+        .unwrap();
+        assert_eq!(c.ha.unwrap().ha_table, "my_locks");
+        assert!(c.ha_redirect);
+        // Off unless enabled; api_addr alone is no longer a warning.
+        let c = Config::parse(&format!("{}api_addr = \"http://a:1\"\n", pg(""))).unwrap();
+        assert!(c.ha.is_none() && c.warnings.is_empty(), "{:?}", c.warnings);
+        assert!(err(&pg("ha_enabled = \"true\"")).contains("needs `api_addr`"));
+        assert!(
+            err(&format!(
+                "{}api_addr = \"10.0.0.1:8200\"\n",
+                pg("ha_enabled = \"true\"")
+            ))
+            .contains("http://")
+        );
+    }
+
+    #[test]
     fn vault_style_string_booleans_and_env_unseal() {
         let c = Config::parse(
             r#"

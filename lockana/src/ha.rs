@@ -32,6 +32,8 @@ pub(crate) const LEASE: Duration = Duration::from_secs(5);
 pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(1);
 /// How often a standby tries the lock.
 const POLL_EVERY: Duration = Duration::from_millis(500);
+/// How often a standby that knows no active node looks for one.
+const LEADERLESS_POLL: Duration = Duration::from_millis(100);
 /// How much earlier than the lease's end an active node stops serving.
 const MARGIN: Duration = Duration::from_secs(1);
 /// How long a node that stepped down on request leaves the lock to the others.
@@ -120,6 +122,23 @@ struct State {
     hold_off: Option<Instant>,
     /// The epoch of a lock given up by a seal, for the election thread to release.
     pending_release: Option<i64>,
+}
+
+thread_local! {
+    // `sys/step-down` is answered before the node steps down: the handler marks it
+    // here, and `Core::handle` (same thread, synchronous) asks for it once the
+    // response is audited.
+    static STEP_DOWN_AFTER_RESPONSE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the request being served as one that asks for a step-down.
+pub(crate) fn step_down_after_response() {
+    STEP_DOWN_AFTER_RESPONSE.with(|c| c.set(true));
+}
+
+/// Whether the request just served asked for a step-down (and clears the mark).
+pub(crate) fn take_step_down_mark() -> bool {
+    STEP_DOWN_AFTER_RESPONSE.with(|c| c.replace(false))
 }
 
 /// A node's HA state, owned by its vault.
@@ -332,20 +351,17 @@ fn elect(core: Weak<Core>, mut lock: HaLock) {
                 Err(e) => tracing::debug!(error = %e, "HA echo failed"),
             }
         }
-        let pause = match role {
-            Role::Sealed => POLL_EVERY,
-            Role::Standby => {
-                standby_turn(&core, ha, &mut lock, &value);
-                if matches!(ha.role(), Role::Active { .. }) {
-                    RENEW_EVERY
-                } else {
-                    POLL_EVERY
-                }
-            }
-            Role::Active { epoch, .. } => {
-                active_turn(&core, ha, &mut lock, epoch);
-                RENEW_EVERY
-            }
+        match role {
+            Role::Sealed => {}
+            Role::Standby => standby_turn(&core, ha, &mut lock, &value),
+            Role::Active { epoch, .. } => active_turn(&core, ha, &mut lock, epoch),
+        }
+        let pause = match ha.role() {
+            Role::Active { .. } => RENEW_EVERY,
+            // A standby that knows no leader (it just stepped down, or a takeover is
+            // under way) looks again soon, so it can forward again.
+            Role::Standby if ha.state.lock().leader.is_none() => LEADERLESS_POLL,
+            _ => POLL_EVERY,
         };
         ha.sleep(pause);
     }

@@ -643,6 +643,12 @@ impl Core {
     fn handle(&self, req: Request) -> Result<Response> {
         let timing = self.time_request(&req);
         let outcome = self.serve(req);
+        if crate::ha::take_step_down_mark()
+            && outcome.is_ok()
+            && let Some(ha) = &self.ha
+        {
+            ha.request_step_down();
+        }
         if let Err(e) = &outcome {
             self.report_integrity(e);
         }

@@ -304,7 +304,11 @@ def test_kill_active_a_standby_takes_over(cluster: Cluster) -> None:
     while old.health() != 429:
         assert time.monotonic() < deadline, cluster.logs()
         time.sleep(0.1)
-    assert requests.get(f"{old.addr}/v1/sys/leader", timeout=5).json()["leader_address"] == new.addr
+    # It learns the leader at its first look at the lock (within half a second).
+    deadline = time.monotonic() + 5
+    while requests.get(f"{old.addr}/v1/sys/leader", timeout=5).json()["leader_address"] != new.addr:
+        assert time.monotonic() < deadline, cluster.logs()
+        time.sleep(0.1)
     assert cluster.wait_active(5) is new
 
 
@@ -319,6 +323,10 @@ def test_step_down_with_bao(cluster: Cluster) -> None:
     print(f"\nHA takeover after step-down: {time.monotonic() - started:.2f} s (node {old.idx} -> node {new.idx})")
     assert new is not old
     assert old.health() == 429
+    deadline = time.monotonic() + 5
+    while requests.get(f"{old.addr}/v1/sys/leader", timeout=5).json()["leader_address"] != new.addr:
+        assert time.monotonic() < deadline, cluster.logs()
+        time.sleep(0.05)
     # Still one cluster: a write through the old node lands on the new one.
     r = requests.post(f"{old.addr}/v1/secret/data/after-step-down", json={"data": {"v": 1}}, headers=cluster.h(),
                       timeout=10)

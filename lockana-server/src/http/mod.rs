@@ -307,9 +307,9 @@ where
             "cannot handle internal-only request operation",
         ));
     }
-    if !forward::served_locally(&path)
-        && !(path == "sys/metrics" && limits.telemetry.unauthenticated_metrics_access)
-    {
+    let own_answer = forward::served_locally(&path)
+        || (path == "sys/metrics" && limits.telemetry.unauthenticated_metrics_access);
+    if !own_answer {
         match handler.routing() {
             lockana::Routing::Local => {}
             lockana::Routing::NoLeader => return Err(forward::no_leader()),

@@ -87,6 +87,8 @@ pub(crate) struct HaLock {
     table: String,
     identity: String,
     client: Option<Client>,
+    /// The table was made (or found) by this node: reconnects skip the DDL.
+    created: bool,
 }
 
 /// A node as its echo row describes it.
@@ -107,6 +109,7 @@ impl HaLock {
             table: table.to_owned(),
             identity: identity.to_owned(),
             client: None,
+            created: false,
         })
     }
 
@@ -118,7 +121,10 @@ impl HaLock {
             config.connect_timeout(Duration::from_secs(2));
             config.options("-c statement_timeout=2000");
             let mut client = config.connect(NoTls).map_err(pg_err)?;
-            create_table(&mut client, &self.table)?;
+            if !self.created {
+                create_table(&mut client, &self.table)?;
+                self.created = true;
+            }
             self.client = Some(client);
         }
         self.client

@@ -305,11 +305,10 @@ pub(crate) fn handle(core: &Core, req: &Request, rest: &str, acl: &Acl) -> Resul
             core.seal();
             Ok(Response::empty())
         }
-        // Answered, then the election thread gives the lock up (as Vault does).
+        // Answered (and audited) first; then the election thread gives the lock up,
+        // as Vault does.
         ("step-down", Operation::Create | Operation::Update) => {
-            if let Some(ha) = &core.ha {
-                ha.request_step_down();
-            }
+            crate::ha::step_down_after_response();
             Ok(Response::empty())
         }
         ("ha-status", Operation::Read) => match &core.ha {
