@@ -550,6 +550,7 @@ impl Core {
         let Some(ha) = &self.ha else { return };
         self.barrier.deactivate();
         ha.fence_close();
+        self.audit.withdraw();
         let _l = self.lifecycle.lock();
         // Delivery is the active node's: it reloads the outbox (same event ids).
         self.notify.forget_queue();

@@ -492,6 +492,10 @@ pub(crate) struct AuditBroker {
     pub(crate) response_failures: crate::metrics::Counter,
     /// Writes one device refused (another may have taken the entry).
     pub(crate) device_failures: crate::metrics::Counter,
+    /// Set when an HA node steps down, until the next load: a request still running
+    /// there is refused rather than served without an audit line. (A seal keeps
+    /// Vault's behaviour: `sys/seal`'s own response is not audited.)
+    withdrawn: AtomicBool,
 }
 
 impl Default for AuditBroker {
@@ -501,6 +505,7 @@ impl Default for AuditBroker {
             declared: Mutex::new(Vec::new()),
             anchored: Mutex::new(BTreeMap::new()),
             api_creation: AtomicBool::new(true),
+            withdrawn: AtomicBool::new(false),
             request_failures: Default::default(),
             response_failures: Default::default(),
             device_failures: Default::default(),
@@ -584,15 +589,16 @@ impl AuditBroker {
         kind: Kind<'_>,
         id: &str,
     ) -> Result<()> {
-        let state = self.state.read();
-        // No salt: the broker was unloaded (seal, HA step-down) under a request still
-        // running; that request is not served unaudited.
-        let Some(salt) = state.salt.as_ref() else {
+        if self.withdrawn.load(Ordering::Acquire) {
             return Err(AuditError::Unavailable.into());
-        };
+        }
+        let state = self.state.read();
         if state.devices.is_empty() {
             return Ok(());
         }
+        let Some(salt) = state.salt.as_ref() else {
+            return Err(AuditError::Unavailable.into());
+        };
         let now = SystemTime::now();
         // Usually one device; build each hashing variant once.
         let signer = state.signer.as_deref();
@@ -662,11 +668,18 @@ impl AuditBroker {
             devices.push(Arc::new(Device::open(c, head)?));
         }
         *self.anchored.lock() = heads;
+        self.withdrawn.store(false, Ordering::Release);
         let mut st = self.state.write();
         st.salt = Some(salt);
         st.signer = Some(Arc::new(signer));
         st.devices = devices;
         Ok(())
+    }
+
+    /// An HA node steps down: nothing more is audited (so nothing more is served)
+    /// here until the devices are loaded again at a takeover.
+    pub(crate) fn withdraw(&self) {
+        self.withdrawn.store(true, Ordering::Release);
     }
 
     /// Before seal: records the chain heads (so a fresh file after a restart still
