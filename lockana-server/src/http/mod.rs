@@ -941,4 +941,140 @@ mod tests {
         ));
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
+
+    /// An HA standby: answers its own status paths, sends everything else on.
+    #[derive(Clone)]
+    struct Standby {
+        routing: lockana::Routing,
+    }
+
+    impl Handler for Standby {
+        fn handle(&self, req: Request) -> lockana::Result<Response> {
+            assert!(
+                forward::served_locally(&req.path),
+                "a standby served {} itself",
+                req.path
+            );
+            let mut data = Map::new();
+            data.insert("standby".into(), Value::Bool(true));
+            Ok(Response::raw(data))
+        }
+
+        fn refuses_whatever_the_body(&self, _req: &Request) -> bool {
+            false
+        }
+
+        fn routing(&self) -> lockana::Routing {
+            self.routing.clone()
+        }
+    }
+
+    /// A dev vault behind a real listener, as the active node; root token "root".
+    async fn active_node() -> String {
+        let (vault, _creds) = Vault::dev(Some("root".into())).expect("dev vault");
+        let options = crate::ServerOptions {
+            address: "127.0.0.1:0".parse().expect("addr"),
+            ..Default::default()
+        };
+        let server = crate::Server::bind(vault, options).await.expect("bind");
+        let addr = format!("http://{}", server.local_addr());
+        tokio::spawn(server.run(std::future::pending()));
+        addr
+    }
+
+    async fn send(
+        h: &Standby,
+        limits: &Limits,
+        r: http::Request<Full<Bytes>>,
+    ) -> (StatusCode, http::HeaderMap, Value) {
+        let resp = dispatch(h.clone(), limits, None, r).await;
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (parts.status, parts.headers, v)
+    }
+
+    #[test]
+    fn standby_relays_to_the_active_node_or_redirects_and_answers_its_status_itself() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let leader = active_node().await;
+            let h = Standby {
+                routing: lockana::Routing::Forward(leader.clone()),
+            };
+            let limits = Limits::default();
+            // A write and a read, with body, token and query, served by the active node.
+            let w = http::Request::builder()
+                .method("POST")
+                .uri("/v1/secret/data/fw")
+                .header("X-Vault-Token", "root")
+                .body(Full::new(Bytes::from(r#"{"data":{"a":"b"}}"#)))
+                .expect("request");
+            let (status, _, body) = send(&h, &limits, w).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let r = http::Request::builder()
+                .uri("/v1/secret/data/fw?version=1")
+                .header("X-Vault-Token", "root")
+                .body(Full::new(Bytes::new()))
+                .expect("request");
+            let (status, headers, body) = send(&h, &limits, r).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(body["data"]["data"], json!({"a": "b"}));
+            assert_eq!(headers[http::header::CONTENT_TYPE], "application/json");
+            // The active node's refusal, relayed as it is.
+            let (status, _, _) = send(&h, &limits, req("GET", "/v1/secret/data/fw", "")).await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            // The node's own status is its own.
+            let (status, _, body) = send(&h, &limits, req("GET", "/v1/sys/leader", "")).await;
+            assert_eq!(
+                (status, &body["standby"]),
+                (StatusCode::OK, &Value::Bool(true))
+            );
+            // A request another node already forwarded is not sent on again.
+            let twice = http::Request::builder()
+                .uri("/v1/secret/data/fw")
+                .header(forward::FORWARDED_HEADER, "1")
+                .body(Full::new(Bytes::new()))
+                .expect("request");
+            assert_eq!(
+                send(&h, &limits, twice).await.0,
+                StatusCode::SERVICE_UNAVAILABLE
+            );
+            // ha_redirect: Vault's 307 to the same path and query on the active node.
+            let redirect = Limits {
+                ha: HaForwarding::new(true),
+                ..Limits::default()
+            };
+            let (status, headers, _) = send(
+                &h,
+                &redirect,
+                req("GET", "/v1/secret/data/fw?version=1", ""),
+            )
+            .await;
+            assert_eq!(status, StatusCode::TEMPORARY_REDIRECT);
+            assert_eq!(
+                headers[http::header::LOCATION],
+                format!("{leader}/v1/secret/data/fw?version=1").as_str()
+            );
+            // No active node known; an active node that does not answer.
+            let none = Standby {
+                routing: lockana::Routing::NoLeader,
+            };
+            let (status, _, body) = send(&none, &limits, req("GET", "/v1/sys/mounts", "")).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                body["errors"][0],
+                "local node not active but active cluster node not found"
+            );
+            let gone = Standby {
+                routing: lockana::Routing::Forward("http://127.0.0.1:1".into()),
+            };
+            let (status, _, body) = send(&gone, &limits, req("GET", "/v1/sys/mounts", "")).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        });
+    }
 }
