@@ -6,6 +6,7 @@ table and one lock table (fresh per run, in database `test` at 127.0.0.1:5432).
   printed), no acknowledged write is lost, no read that started after a write was
   acknowledged returns an older value, and the killed node comes back as a standby.
 - `bao operator step-down` hands the lock to another node; hvac reads the leader.
+- SIGTERM of the active node (it seals) hands the lock over at once.
 - A PostgreSQL outage (the nodes' connections killed with `pg_terminate_backend`,
   again and again for a few seconds): writes meanwhile get a clear 5xx or a real
   2xx, never a false one, and the cluster recovers without an operator.
@@ -390,6 +391,20 @@ def test_postgres_outage_recovers_without_an_operator(cluster: Cluster) -> None:
         r = requests.get(f"{active.addr}/v1/secret/data/outage/{i}", headers=h, timeout=10)
         assert r.status_code == 200 and r.json()["data"]["data"] == {"i": i}, (i, r.status_code)
     assert len(cluster.active()) == 1
+
+
+def test_sigterm_of_the_active_node_hands_over_at_once(cluster: Cluster) -> None:
+    old = cluster.wait_active(15)
+    started = time.monotonic()
+    old.proc.send_signal(signal.SIGTERM)
+    new = cluster.wait_active(10, exclude=old)
+    took = time.monotonic() - started
+    print(f"\nHA takeover after SIGTERM of the active node: {took:.2f} s (node {old.idx} -> node {new.idx})")
+    assert old.proc.wait(timeout=30) == 0
+    # Sealing gives the lock up: no wait for the lease to run out.
+    assert took < 3.0, f"{took:.2f} s"
+    cluster.start(old)
+    cluster.unseal(old)
 
 
 def test_audit_chain_is_unbroken_across_takeovers(cluster: Cluster) -> None:
