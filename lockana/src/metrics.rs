@@ -421,14 +421,22 @@ impl Vault {
     pub fn metrics(&self) -> MetricsSnapshot {
         let core = &self.core;
         let mut c = core.metrics.collector();
-        let unsealed = !core.barrier.is_sealed();
+        // An HA standby is unsealed but does not serve (and has nothing loaded).
+        let serving = !core.barrier.is_sealed();
+        let unsealed = serving || !core.seal_status().sealed;
         c.gauge(
             "vault.core.unsealed",
             &[],
             "1 when the vault is unsealed, 0 when sealed.",
             if unsealed { 1.0 } else { 0.0 },
         );
-        if unsealed {
+        c.gauge(
+            "vault.core.active",
+            &[],
+            "1 when this node serves (unsealed, and the active node of an HA cluster), 0 otherwise.",
+            if serving { 1.0 } else { 0.0 },
+        );
+        if serving {
             let generation = core.tokens.generation();
             let usage = core.metrics.usage(generation, || {
                 core.tokens
