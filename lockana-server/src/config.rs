@@ -390,8 +390,8 @@ impl Config {
                     "cluster_addr" => {
                         cluster_addr = Some(top_str(value, key)?);
                         report.notices.push(
-                            "`cluster_addr` is shown at start; Lockana has no cluster port \
-                             (one node)"
+                            "`cluster_addr` is shown at start and in sys/leader; Lockana has no \
+                             cluster port (HA standbys forward to `api_addr`)"
                                 .into(),
                         );
                     }

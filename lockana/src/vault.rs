@@ -1080,7 +1080,7 @@ impl Core {
         };
         let (token, entry) = self.tokens.create(&self.barrier, self.now(), t)?;
         let mut r = Response::empty();
-        r.auth = Some(entry.to_auth(Some(token), self.unix_now()));
+        r.auth = Some(entry.to_auth(Some(token)));
         r.mount_type = mount.kind.clone();
         r.warnings = warnings;
         Ok(r)

@@ -88,15 +88,27 @@ impl TokenEntry {
         }
     }
 
-    /// The `auth` block a login or create answers with.
-    pub(crate) fn to_auth(&self, token: Option<ClientToken>, now: u64) -> Auth {
+    /// The TTL granted at creation or at the last renewal (Vault's `lease_duration`):
+    /// measured from that instant, not from "now", so an answer that crosses a second
+    /// boundary still says 3600 for a one-hour token.
+    fn granted_ttl(&self) -> u64 {
+        if self.expire_time == 0 {
+            0
+        } else {
+            let from = self.creation_time.max(self.last_renewal);
+            self.expire_time.saturating_sub(from)
+        }
+    }
+
+    /// The `auth` block a login, create or renew answers with.
+    pub(crate) fn to_auth(&self, token: Option<ClientToken>) -> Auth {
         Auth {
             client_token: token,
             accessor: self.accessor.clone(),
             policies: self.policies.clone(),
             token_policies: self.policies.clone(),
             metadata: self.meta.clone(),
-            lease_duration: self.remaining_ttl(now),
+            lease_duration: self.granted_ttl(),
             renewable: self.renewable,
             entity_id: self.entity_id.clone(),
             token_type: "service".into(),
@@ -656,5 +668,35 @@ impl TokenStore {
     /// The hash a presented token id would have (for revoking by id).
     pub(crate) fn hash_of(&self, token: &str) -> Result<String> {
         self.hash(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(creation: u64, ttl: u64) -> TokenEntry {
+        serde_json::from_value(json!({
+            "hash": "h", "accessor": "a", "parent": "", "policies": ["default"],
+            "display_name": "token", "path": "auth/token/create",
+            "creation_time": creation, "ttl": ttl,
+            "expire_time": if ttl == 0 { 0 } else { creation + ttl },
+            "num_uses": 0, "orphan": true, "meta": null,
+        }))
+        .expect("a token entry")
+    }
+
+    /// `lease_duration` is the TTL granted, not what is left when the answer is built:
+    /// a create that crosses a second boundary on a loaded machine still says 3600.
+    #[test]
+    fn auth_lease_duration_is_the_granted_ttl() {
+        let mut e = entry(1_000, 3_600);
+        assert_eq!(e.to_auth(None).lease_duration, 3_600);
+        assert_eq!(e.lookup_data(None, 1_001)["ttl"], json!(3_599));
+        // A renewal at 2,000 for 600 s grants 600 s.
+        e.last_renewal = 2_000;
+        e.expire_time = 2_600;
+        assert_eq!(e.to_auth(None).lease_duration, 600);
+        assert_eq!(entry(1_000, 0).to_auth(None).lease_duration, 0);
     }
 }

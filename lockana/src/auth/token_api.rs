@@ -25,9 +25,9 @@ fn token_response(data: Map<String, Value>) -> Response {
     r
 }
 
-fn auth_response(core: &Core, token: Option<ClientToken>, entry: &TokenEntry) -> Response {
+fn auth_response(token: Option<ClientToken>, entry: &TokenEntry) -> Response {
     let mut r = Response::empty();
-    r.auth = Some(entry.to_auth(token, core.unix_now()));
+    r.auth = Some(entry.to_auth(token));
     r.mount_type = "token".into();
     r
 }
@@ -100,7 +100,7 @@ pub(crate) fn handle(
             let e = core.tokens.renew(&core.barrier, caller, inc, now)?;
             // Vault gives the renewed token back (clients read it from `auth`);
             // only renew-accessor leaves it out, since its caller may not hold it.
-            Ok(auth_response(core, req.token.clone(), &e))
+            Ok(auth_response(req.token.clone(), &e))
         }
         "renew" if write => {
             let inc = opt_duration(d, "increment")?.unwrap_or(0);
@@ -110,13 +110,13 @@ pub(crate) fn handle(
                 other => other,
             })?;
             let e = core.tokens.renew(&core.barrier, &e, inc, now)?;
-            Ok(auth_response(core, Some(t), &e))
+            Ok(auth_response(Some(t), &e))
         }
         "renew-accessor" if write => {
             let inc = opt_duration(d, "increment")?.unwrap_or(0);
             let e = by_accessor(core, d)?;
             let e = core.tokens.renew(&core.barrier, &e, inc, now)?;
-            Ok(auth_response(core, None, &e))
+            Ok(auth_response(None, &e))
         }
         "revoke-self" if write => {
             core.tokens.revoke_tree(&core.barrier, &caller.hash)?;
@@ -324,7 +324,7 @@ fn create(
             .unwrap_or_default(),
     };
     let (token, entry) = core.tokens.create(&core.barrier, core.now(), t)?;
-    Ok(auth_response(core, Some(token), &entry))
+    Ok(auth_response(Some(token), &entry))
 }
 
 const ROLE_PREFIX: &str = "sys/token/role/";

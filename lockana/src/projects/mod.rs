@@ -741,7 +741,7 @@ fn login(core: &Core, req: &Request) -> Result<Response> {
     };
     let (token, entry) = core.tokens.create(&core.barrier, core.now(), t)?;
     let mut r = Response::empty();
-    r.auth = Some(entry.to_auth(Some(token), core.unix_now()));
+    r.auth = Some(entry.to_auth(Some(token)));
     Ok(r)
 }
 
