@@ -264,6 +264,12 @@ def test_postgresql_example_from_the_docs(lockana_bin: Path, tmp_path: Path) -> 
     try:
         h = Http(srv.addr, None)
         token = init_unseal(h)
+        # With ha_enabled the unsealed node is a standby until it takes the lock (503 for
+        # a write meanwhile, as Vault's): wait for it to become active.
+        deadline = time.monotonic() + 15
+        while not requests.get(f"{srv.addr}/v1/sys/leader", timeout=10).json().get("is_self"):
+            assert time.monotonic() < deadline, "the only HA node never became active"
+            time.sleep(0.1)
         write_read(h, token, "pg-doc")
         assert int(psql(f"SELECT count(*) FROM {table}").strip()) > 0
         log = srv.log_path.read_text()

@@ -196,10 +196,18 @@ def test_one_active_and_standbys_forward(cluster: Cluster) -> None:
         got = hvac.Client(url=n.addr, token=cluster.root).secrets.kv.v2.read_secret_version(
             path="hello", raise_on_deleted_version=True)
         assert got["data"]["data"] == {"v": "1"}
-    status = requests.get(f"{standbys[1].addr}/v1/sys/ha-status", headers=cluster.h(), timeout=5)
-    assert status.status_code == 200, status.text
-    nodes = status.json()["data"]["nodes"]
-    assert sorted(x["api_address"] for x in nodes) == sorted(n.addr for n in cluster.nodes)
+    # Each node echoes every second once unsealed; on a loaded machine the first echo of
+    # a node can come late, so give the list a few seconds to fill.
+    want = sorted(n.addr for n in cluster.nodes)
+    deadline = time.monotonic() + 15
+    while True:
+        status = requests.get(f"{standbys[1].addr}/v1/sys/ha-status", headers=cluster.h(), timeout=5)
+        assert status.status_code == 200, status.text
+        nodes = status.json()["data"]["nodes"]
+        if sorted(x["api_address"] for x in nodes) == want or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert sorted(x["api_address"] for x in nodes) == want
     assert [x["api_address"] for x in nodes if x["active_node"]] == [active.addr]
     # Unauthenticated through a standby: the active node's 403, relayed.
     assert requests.get(f"{standbys[0].addr}/v1/secret/data/hello", timeout=5).status_code == 403
