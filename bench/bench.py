@@ -8,8 +8,10 @@ Markdown table with the Lockana/OpenBao ratio per row. Everything listens on
 127.0.0.1 and every server started here is stopped before exit, even on failure.
 
 Environment: BENCH_DURATION (seconds per run, default 3), BENCH_CONNS (default
-"1,16,64"), BENCH_ONLY (comma list of modes: dev,durable,hyper,transit), BENCH_OUT (results
-directory). Paths to the binaries come from run.sh (LOCKANA_BIN, BAO_BIN, HYPER_BIN).
+"1,16,64"), BENCH_ONLY (comma list of modes: dev,durable,hyper,transit,ha), BENCH_OUT (results
+directory), BENCH_PG_URL (PostgreSQL for the `ha` section, default
+postgres://postgres@127.0.0.1:5432/test). Paths to the binaries come from run.sh
+(LOCKANA_BIN, BAO_BIN, HYPER_BIN).
 """
 
 import base64
@@ -23,22 +25,27 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LUA = os.path.join(HERE, "lua", "vault.lua")
 DURATION = int(os.environ.get("BENCH_DURATION", "3"))
 CONNS = [int(c) for c in os.environ.get("BENCH_CONNS", "1,16,64").split(",")]
+# `ha` needs PostgreSQL, so it runs only when asked for.
 ONLY = set(os.environ.get("BENCH_ONLY", "dev,durable,hyper,transit").split(","))
 LOCKANA = os.environ["LOCKANA_BIN"]
 BAO = os.environ["BAO_BIN"]
 HYPER = os.environ.get("HYPER_BIN", "")
+PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/test")
 OUT = os.environ.get("BENCH_OUT") or tempfile.mkdtemp(prefix="lockana-bench-")
+os.makedirs(OUT, exist_ok=True)
 KEYS = 1000
 VALUE = "v" * 190  # {"value": "..."} is about 200 bytes of JSON
 TICK = os.sysconf("SC_CLK_TCK")
 
 PORTS = {"bao-dev": 18200, "lockana-dev": 18300, "bao-raft": 18210,
-         "lockana-redb": 18310, "hyper": 18400}
+         "lockana-redb": 18310, "hyper": 18400,
+         "lockana-pg": 18320, "lockana-ha-a": 18321, "lockana-ha-b": 18322}
 
 
 def log(msg):
@@ -237,6 +244,61 @@ listener "tcp" {{
     return p
 
 
+def psql(sql):
+    out = subprocess.run(["psql", PG_URL, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(f"psql failed: {out.stderr.strip()}")
+
+
+def start_lockana_pg(tmp, name, table, ha_table=None):
+    """A config-file node on PostgreSQL; with `ha_table`, an HA node on that lock table."""
+    port = PORTS[name]
+    ha = (f'  ha_enabled = "true"\n  ha_table = "{ha_table}"\n' if ha_table else "")
+    cfg = os.path.join(tmp, f"{name}.hcl")
+    with open(cfg, "w") as f:
+        f.write(f'''
+storage "postgresql" {{
+  connection_url = "{PG_URL}"
+  table = "{table}"
+{ha}}}
+listener "tcp" {{
+  address     = "127.0.0.1:{port}"
+  tls_disable = true
+}}
+api_addr = "http://127.0.0.1:{port}"
+''')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+    p = start(name, [LOCKANA, "server", "--config", cfg], env=env)
+    p.startup = wait_health(p.port, p.p, want=(200, 429, 472, 473, 501, 503))
+    return p
+
+
+def unseal(p, key):
+    status, body = call(p.port, "PUT", "/v1/sys/unseal", {"key": key})
+    assert status == 200 and not json.loads(body)["sealed"], (p.name, status, body)
+
+
+def start_ha_pair(tmp, table, ha_table):
+    """Two HA nodes on one table pair: `a` is unsealed first and waited for as the
+    active node, then `b` is unsealed and waited for as its standby (429 from
+    sys/health). kv-v2 is enabled at secret/ through the active node."""
+    a = start_lockana_pg(tmp, "lockana-ha-a", table, ha_table)
+    b = start_lockana_pg(tmp, "lockana-ha-b", table, ha_table)
+    status, body = call(a.port, "PUT", "/v1/sys/init", {"secret_shares": 1, "secret_threshold": 1},
+                        timeout=30)
+    assert status == 200, (a.name, status, body)
+    init = json.loads(body)
+    unseal(a, init["keys_base64"][0])
+    wait_health(a.port, a.p, want=(200,))
+    unseal(b, init["keys_base64"][0])
+    wait_health(b.port, b.p, want=(429,))
+    a.token = b.token = init["root_token"]
+    status, body = call(a.port, "POST", "/v1/sys/mounts/secret", {"type": "kv-v2"}, token=a.token)
+    assert status in (200, 204), (a.name, status, body)
+    return a, b
+
+
 def start_hyper(read_body, health_body):
     rf = os.path.join(OUT, "read-body.json")
     hf = os.path.join(OUT, "health-body.json")
@@ -372,11 +434,31 @@ def measure_pair(mode_name, bao, lockana, cases):
             for side, p in (("bao", bao), ("lockana", lockana)):
                 r = wrk(p, case, c)
                 row[side] = r
-                log(f"  {mode_name:8} {label:26} c={c:<3} {p.name:13} "
-                    f"{r['rps']:9.0f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:7.2f} ms  "
-                    f"cpu {r['cpu']:.2f}  rss {r['rss_mb']:.1f} MB"
-                    + (f"  non2xx={r['non2xx']}" if r["non2xx"] else "")
-                    + (f"  sockerr={r['sockerr']}" if r["sockerr"] else ""))
+                log_result(mode_name, label, c, p, r)
+            ROWS.append(row)
+
+
+def log_result(mode_name, label, c, p, r):
+    log(f"  {mode_name:8} {label:26} c={c:<3} {p.name:13} "
+        f"{r['rps']:9.0f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:7.2f} ms  "
+        f"cpu {r['cpu']:.2f}  rss {r['rss_mb']:.1f} MB"
+        + (f"  non2xx={r['non2xx']}" if r["non2xx"] else "")
+        + (f"  sockerr={r['sockerr']}" if r["sockerr"] else ""))
+
+
+def measure_ha(single, active, standby, cases):
+    """Each case through the single node, the active node and the standby, row by row."""
+    for case, label in cases:
+        for c in CONNS:
+            row = {"mode": "ha", "case": case, "label": label, "conns": c}
+            for side, p in (("single", single), ("active", active), ("standby", standby)):
+                # Through the standby the active node does the work too: its CPU is
+                # sampled over the same run.
+                cpu0, t0 = active.cpu_seconds(), time.perf_counter()
+                r = wrk(p, case, c)
+                r["active_cpu"] = (active.cpu_seconds() - cpu0) / (time.perf_counter() - t0)
+                row[side] = r
+                log_result("ha", label, c, p, r)
             ROWS.append(row)
 
 
@@ -444,6 +526,24 @@ def main():
             populate(lk.port, lk.token)
             measure_pair("durable", bao, lk, CASES)
             stop_all()
+        if "ha" in ONLY:
+            log("== ha: one node on PostgreSQL vs an HA pair (active + standby relaying)")
+            tag = uuid.uuid4().hex[:10]
+            tables = [f"lockana_bench_single_{tag}", f"lockana_bench_ha_{tag}",
+                      f"lockana_bench_ha_locks_{tag}"]
+            try:
+                single = start_lockana_pg(tmp, "lockana-pg", tables[0])
+                init_unseal_mount(single)
+                active, standby = start_ha_pair(tmp, tables[1], tables[2])
+                populate(single.port, single.token)
+                populate(active.port, active.token)
+                cases = [c for c in CASES if c[0] in ("read_spread", "write_spread")]
+                measure_ha(single, active, standby, cases)
+                st, body = call(standby.port, "GET", "/v1/sys/health")
+                assert st == 429, ("the standby is no longer a standby", st, body)
+            finally:
+                stop_all()
+                psql("; ".join(f"DROP TABLE IF EXISTS {t}" for t in tables))
     finally:
         stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -458,6 +558,38 @@ def report(rows, facts):
     hyper = {(r["case"], r["conns"]): r["hyper"] for r in rows if r["mode"] == "hyper"}
     out = []
     w = out.append
+    pairs = [r for r in rows if "bao" in r or "lockana_only" in r]
+    if pairs or hyper:
+        report_pairs(w, pairs, hyper, facts)
+    ha = [r for r in rows if r["mode"] == "ha"]
+    if ha:
+        report_ha(w, ha)
+    text = "\n".join(out)
+    print(text)
+    with open(os.path.join(OUT, "table.md"), "w") as f:
+        f.write(text + "\n")
+
+
+def report_ha(w, rows):
+    w(f"\nHA on PostgreSQL, wrk, {DURATION} s per run, loopback: one node without HA (its own "
+      "table) vs an HA pair on one table, through the active node and through the standby, "
+      "which relays every request to the active node. CPU in cores; through the standby "
+      "both nodes' CPU is shown (standby + active).\n")
+    w("| case | conns | single req/s | active req/s | standby req/s | standby / active "
+      "| active / single | single p50/p99 ms | active p50/p99 ms | standby p50/p99 ms "
+      "| CPU single | CPU active | CPU standby + active |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    flag = lambda x: f" ({x['non2xx']} non-2xx!)" if x["non2xx"] or x["sockerr"] else ""
+    for r in rows:
+        s, a, sb = r["single"], r["active"], r["standby"]
+        w(f"| {r['label']} | {r['conns']} | {s['rps']:.0f}{flag(s)} | {a['rps']:.0f}{flag(a)} | "
+          f"{sb['rps']:.0f}{flag(sb)} | **{sb['rps'] / max(a['rps'], 1e-9):.2f}** | "
+          f"{a['rps'] / max(s['rps'], 1e-9):.2f} | {s['p50']:.2f} / {s['p99']:.2f} | "
+          f"{a['p50']:.2f} / {a['p99']:.2f} | {sb['p50']:.2f} / {sb['p99']:.2f} | "
+          f"{s['cpu']:.2f} | {a['cpu']:.2f} | {sb['cpu']:.2f} + {sb['active_cpu']:.2f} |")
+
+
+def report_pairs(w, rows, hyper, facts):
     w(f"wrk, {DURATION} s per run, loopback; ratio = Lockana / OpenBao "
       "(req/s: higher is better; p99: lower is better)\n")
     w("| mode | case | conns | OpenBao req/s | Lockana req/s | ratio | OpenBao p50/p99 ms "
@@ -508,10 +640,6 @@ def report(rows, facts):
         w(f"| bare hyper peak RSS | | {g('hyper_idle_rss_mb'):.1f} MB | |")
     w(f"| release binary size | {g('binary_mb')['bao']:.1f} MB | "
       f"{g('binary_mb')['lockana']:.1f} MB | |")
-    text = "\n".join(out)
-    print(text)
-    with open(os.path.join(OUT, "table.md"), "w") as f:
-        f.write(text + "\n")
 
 
 if __name__ == "__main__":

@@ -37,12 +37,18 @@ if [ -z "${LOCKANA_BIN:-}" ]; then
   LOCKANA_BIN="$ROOT/target/release/lockana"
 fi
 
-echo "==> building the bare hyper baseline (bench/hyper-baseline)" >&2
-cargo build --release -q --manifest-path bench/hyper-baseline/Cargo.toml
-HYPER_BIN="$ROOT/bench/hyper-baseline/target/release/hyper-baseline"
+# Only the `hyper` section needs the bare hyper baseline (its own cargo project).
+HYPER_BIN=""
+case ",${BENCH_ONLY:-hyper}," in
+  *,hyper,*)
+    echo "==> building the bare hyper baseline (bench/hyper-baseline)" >&2
+    cargo build --release -q --manifest-path bench/hyper-baseline/Cargo.toml
+    HYPER_BIN="$ROOT/bench/hyper-baseline/target/release/hyper-baseline"
+    ;;
+esac
 
 # Nothing may already listen on the benchmark ports.
-for port in 18200 18210 18211 18300 18310 18400; do
+for port in 18200 18210 18211 18300 18310 18320 18321 18322 18400; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is in use; stop whatever listens there first" >&2
     exit 1
