@@ -148,7 +148,13 @@ impl Server {
         // Header and idle deadlines are kept by `ConnClock`, which also covers a
         // connection that never sends a byte (hyper's header timer starts only once
         // bytes arrive); hyper's own header timer stays off so one clock decides.
-        builder.http1().timer(TokioTimer::new());
+        // (hyper's default is 30 s once a timer is set, and it runs while a keep-alive
+        // connection waits for its next request: idle connections were closed after
+        // 30 s, not Vault's 5 minutes, and a client reusing one just then got no answer.)
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(None);
         let mut max_connections = limits.max_connections;
         if let Some(nofile) = open_file_limit()
             && nofile.saturating_sub(RESERVED_FDS) < max_connections

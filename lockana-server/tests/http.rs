@@ -674,3 +674,44 @@ fn sealed_vault_reports_itself_sealed_to_unauthenticated_scrapes() {
     let (status, _, _) = metrics_get(&vault, &Limits::default(), "/v1/sys/metrics", Some(ROOT));
     assert_eq!(status, 503);
 }
+
+/// A keep-alive connection idle for a minute is still served: only Vault's
+/// `http_idle_timeout` (5 minutes) closes it. hyper's own header timer (30 s by default,
+/// running while the connection waits for its next request) used to close it first, and
+/// a client that reused it just then got no answer. On tokio's paused clock, which jumps
+/// to the next timer whenever nothing else can run.
+#[test]
+fn idle_keep_alive_connection_outlives_a_minute() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (vault, _creds) = Vault::dev(Some(ROOT.into())).expect("dev vault");
+        let options = ServerOptions {
+            address: "127.0.0.1:0".parse().expect("addr"),
+            tls: None,
+            limits: Limits::default(),
+        };
+        let server = Server::bind(vault, options).await.expect("bind");
+        let addr = server.local_addr();
+        tokio::spawn(server.run(std::future::pending()));
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET /v1/sys/health HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        for round in 0..2 {
+            if round == 1 {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            conn.write_all(request.as_bytes()).await.expect("write");
+            let mut buf = vec![0u8; 4096];
+            let n = conn.read(&mut buf).await.expect("read");
+            let head = String::from_utf8_lossy(&buf[..n]);
+            assert!(
+                head.starts_with("HTTP/1.1 200"),
+                "round {round}: the connection answered {head:?}"
+            );
+        }
+    });
+}
