@@ -159,20 +159,30 @@ _SESSION_SERVERS: list = []
 _USES_SESSION_SERVERS = {"openbao", "lockana", "target", "pair", "openbao_server", "lockana_server"}
 
 
+# Once a session server is found dead or hung, later tests fail at once with the same
+# message rather than waiting on it again (the whole run must finish inside its timeout
+# for pytest to print the failures at all).
+_BROKEN: dict[str, str] = {}
+
+
 @pytest.fixture(autouse=True)
 def _session_servers_answer(request):
     if not _USES_SESSION_SERVERS & set(request.fixturenames):
         return
     for srv in _SESSION_SERVERS:
+        if srv.name in _BROKEN:
+            pytest.fail(_BROKEN[srv.name], pytrace=False)
         code = srv.proc.poll()
         if code is not None:
-            pytest.fail(f"the session's {srv.name} dev server has exited (code {code}); its log ends:\n"
-                        f"{srv.log_tail(60)}", pytrace=False)
+            _BROKEN[srv.name] = (f"the session's {srv.name} dev server has exited (code {code}); "
+                                 f"its log ends:\n{srv.log_tail(60)}")
+            pytest.fail(_BROKEN[srv.name], pytrace=False)
         try:
             requests.get(f"{srv.addr}/v1/sys/health", timeout=15)
         except requests.RequestException as e:
-            pytest.fail(f"the session's {srv.name} dev server does not answer sys/health ({e}); "
-                        f"its log ends:\n{srv.log_tail(60)}", pytrace=False)
+            _BROKEN[srv.name] = (f"the session's {srv.name} dev server does not answer sys/health ({e}); "
+                                 f"its log ends:\n{srv.log_tail(60)}")
+            pytest.fail(_BROKEN[srv.name], pytrace=False)
 
 
 @pytest.fixture(scope="session")
