@@ -1277,6 +1277,68 @@ const TOKEN_FIELDS: &[FieldDoc] = &[
     },
 ];
 
+/// Vault's `tokenutil` fields as a user or role path of an auth method takes them (all
+/// of them, unlike the JWT role's partial [`TOKEN_FIELDS`]), spliced between the path's
+/// own fields so the list keeps Vault's sorted order.
+macro_rules! with_token_fields {
+    ([$($before:expr),* $(,)?], [$($after:expr),* $(,)?]) => {
+        &[
+            $($before,)*
+            FieldDoc {
+                name: "token_bound_cidrs",
+                kind: "list",
+                description: "Comma separated string or JSON list of CIDR blocks.",
+            },
+            FieldDoc {
+                name: "token_explicit_max_ttl",
+                kind: "duration",
+                description: "If set, tokens created via this role carry an explicit maximum TTL.",
+            },
+            FieldDoc {
+                name: "token_max_ttl",
+                kind: "duration",
+                description: "The maximum lifetime of the generated token.",
+            },
+            FieldDoc {
+                name: "token_no_default_policy",
+                kind: "bool",
+                description: "If true, the 'default' policy will not automatically be added to generated tokens.",
+            },
+            FieldDoc {
+                name: "token_num_uses",
+                kind: "int",
+                description: "The maximum number of times a token may be used, a value of zero means unlimited.",
+            },
+            FieldDoc {
+                name: "token_period",
+                kind: "duration",
+                description: "If set, tokens created via this role will have no max lifetime; instead, their renewal period will be fixed to this value.",
+            },
+            FieldDoc {
+                name: "token_policies",
+                kind: "list",
+                description: "Comma-separated list of policies.",
+            },
+            FieldDoc {
+                name: "token_strictly_bind_ip",
+                kind: "bool",
+                description: "If true, CIDRs for the token will be strictly bound to the source IP address of the login request.",
+            },
+            FieldDoc {
+                name: "token_ttl",
+                kind: "duration",
+                description: "The initial ttl of the token to generate.",
+            },
+            FieldDoc {
+                name: "token_type",
+                kind: "string",
+                description: "The type of token to generate, service or batch.",
+            },
+            $($after,)*
+        ]
+    };
+}
+
 pub(crate) static USERPASS: BackendDoc = BackendDoc {
     description: "The userpass credential provider: users log in with a name and a password.",
     paths: &[
@@ -1294,88 +1356,40 @@ pub(crate) static USERPASS: BackendDoc = BackendDoc {
             operations: RW,
             synopsis: "Manage users allowed to authenticate.",
             description: "Creates, reads, updates and deletes a user with its password and token settings.",
-            fields: &[
-                FieldDoc {
-                    name: "bound_cidrs",
-                    kind: "list",
-                    description: "Deprecated: use token_bound_cidrs.",
-                },
-                FieldDoc {
-                    name: "max_ttl",
-                    kind: "duration",
-                    description: "Deprecated: use token_max_ttl.",
-                },
-                FieldDoc {
-                    name: "password",
-                    kind: "string",
-                    description: "Password for this user.",
-                },
-                FieldDoc {
-                    name: "password_hash",
-                    kind: "string",
-                    description: "Pre-hashed password for this user.",
-                },
-                FieldDoc {
-                    name: "policies",
-                    kind: "list",
-                    description: "Deprecated: use token_policies.",
-                },
-                FieldDoc {
-                    name: "token_bound_cidrs",
-                    kind: "list",
-                    description: "Comma separated string or JSON list of CIDR blocks.",
-                },
-                FieldDoc {
-                    name: "token_explicit_max_ttl",
-                    kind: "duration",
-                    description: "If set, tokens created via this role carry an explicit maximum TTL.",
-                },
-                FieldDoc {
-                    name: "token_max_ttl",
-                    kind: "duration",
-                    description: "The maximum lifetime of the generated token.",
-                },
-                FieldDoc {
-                    name: "token_no_default_policy",
-                    kind: "bool",
-                    description: "If true, the 'default' policy will not automatically be added to generated tokens.",
-                },
-                FieldDoc {
-                    name: "token_num_uses",
-                    kind: "int",
-                    description: "The maximum number of times a token may be used, a value of zero means unlimited.",
-                },
-                FieldDoc {
-                    name: "token_period",
-                    kind: "duration",
-                    description: "If set, tokens created via this role will have no max lifetime; instead, their renewal period will be fixed to this value.",
-                },
-                FieldDoc {
-                    name: "token_policies",
-                    kind: "list",
-                    description: "Comma-separated list of policies.",
-                },
-                FieldDoc {
-                    name: "token_strictly_bind_ip",
-                    kind: "bool",
-                    description: "If true, CIDRs for the token will be strictly bound to the source IP address of the login request.",
-                },
-                FieldDoc {
-                    name: "token_ttl",
-                    kind: "duration",
-                    description: "The initial ttl of the token to generate.",
-                },
-                FieldDoc {
-                    name: "token_type",
-                    kind: "string",
-                    description: "The type of token to generate, service or batch.",
-                },
-                FieldDoc {
+            fields: with_token_fields!(
+                [
+                    FieldDoc {
+                        name: "bound_cidrs",
+                        kind: "list",
+                        description: "Deprecated: use token_bound_cidrs.",
+                    },
+                    FieldDoc {
+                        name: "max_ttl",
+                        kind: "duration",
+                        description: "Deprecated: use token_max_ttl.",
+                    },
+                    FieldDoc {
+                        name: "password",
+                        kind: "string",
+                        description: "Password for this user.",
+                    },
+                    FieldDoc {
+                        name: "password_hash",
+                        kind: "string",
+                        description: "Pre-hashed password for this user.",
+                    },
+                    FieldDoc {
+                        name: "policies",
+                        kind: "list",
+                        description: "Deprecated: use token_policies.",
+                    },
+                ],
+                [FieldDoc {
                     name: "ttl",
                     kind: "duration",
                     description: "Deprecated: use token_ttl.",
-                },
-            ],
+                },]
+            ),
         },
         PathDoc {
             pattern: "users/{username}/password",
@@ -1452,103 +1466,56 @@ pub(crate) static APPROLE: BackendDoc = BackendDoc {
             operations: RW,
             synopsis: "Register an role with the backend.",
             description: "Creates, reads, updates and deletes a role (bind_secret_id, secret_id_num_uses, secret_id_ttl, CIDR bounds, token settings).",
-            fields: &[
-                FieldDoc {
-                    name: "bind_secret_id",
-                    kind: "bool",
-                    description: "Impose secret_id to be presented when logging in using this role.",
-                },
-                FieldDoc {
-                    name: "bound_cidr_list",
-                    kind: "list",
-                    description: "Deprecated: use secret_id_bound_cidrs.",
-                },
-                FieldDoc {
-                    name: "local_secret_ids",
-                    kind: "bool",
-                    description: "If set, the secret IDs generated using this role will be cluster local.",
-                },
-                FieldDoc {
-                    name: "period",
-                    kind: "duration",
-                    description: "Deprecated: use token_period.",
-                },
-                FieldDoc {
-                    name: "policies",
-                    kind: "list",
-                    description: "Deprecated: use token_policies.",
-                },
-                FieldDoc {
-                    name: "role_id",
-                    kind: "string",
-                    description: "Identifier of the role. Defaults to a UUID.",
-                },
-                FieldDoc {
-                    name: "secret_id_bound_cidrs",
-                    kind: "list",
-                    description: "Comma separated string or list of CIDR blocks. If set, specifies the blocks of IP addresses which can perform the login operation.",
-                },
-                FieldDoc {
-                    name: "secret_id_num_uses",
-                    kind: "int",
-                    description: "Number of times a SecretID can access the role, after which the SecretID will expire.",
-                },
-                FieldDoc {
-                    name: "secret_id_ttl",
-                    kind: "duration",
-                    description: "Duration after which the issued SecretID should expire.",
-                },
-                FieldDoc {
-                    name: "token_bound_cidrs",
-                    kind: "list",
-                    description: "Comma separated string or JSON list of CIDR blocks.",
-                },
-                FieldDoc {
-                    name: "token_explicit_max_ttl",
-                    kind: "duration",
-                    description: "If set, tokens created via this role carry an explicit maximum TTL.",
-                },
-                FieldDoc {
-                    name: "token_max_ttl",
-                    kind: "duration",
-                    description: "The maximum lifetime of the generated token.",
-                },
-                FieldDoc {
-                    name: "token_no_default_policy",
-                    kind: "bool",
-                    description: "If true, the 'default' policy will not automatically be added to generated tokens.",
-                },
-                FieldDoc {
-                    name: "token_num_uses",
-                    kind: "int",
-                    description: "The maximum number of times a token may be used, a value of zero means unlimited.",
-                },
-                FieldDoc {
-                    name: "token_period",
-                    kind: "duration",
-                    description: "If set, tokens created via this role will have no max lifetime; instead, their renewal period will be fixed to this value.",
-                },
-                FieldDoc {
-                    name: "token_policies",
-                    kind: "list",
-                    description: "Comma-separated list of policies.",
-                },
-                FieldDoc {
-                    name: "token_strictly_bind_ip",
-                    kind: "bool",
-                    description: "If true, CIDRs for the token will be strictly bound to the source IP address of the login request.",
-                },
-                FieldDoc {
-                    name: "token_ttl",
-                    kind: "duration",
-                    description: "The initial ttl of the token to generate.",
-                },
-                FieldDoc {
-                    name: "token_type",
-                    kind: "string",
-                    description: "The type of token to generate, service or batch.",
-                },
-            ],
+            fields: with_token_fields!(
+                [
+                    FieldDoc {
+                        name: "bind_secret_id",
+                        kind: "bool",
+                        description: "Impose secret_id to be presented when logging in using this role.",
+                    },
+                    FieldDoc {
+                        name: "bound_cidr_list",
+                        kind: "list",
+                        description: "Deprecated: use secret_id_bound_cidrs.",
+                    },
+                    FieldDoc {
+                        name: "local_secret_ids",
+                        kind: "bool",
+                        description: "If set, the secret IDs generated using this role will be cluster local.",
+                    },
+                    FieldDoc {
+                        name: "period",
+                        kind: "duration",
+                        description: "Deprecated: use token_period.",
+                    },
+                    FieldDoc {
+                        name: "policies",
+                        kind: "list",
+                        description: "Deprecated: use token_policies.",
+                    },
+                    FieldDoc {
+                        name: "role_id",
+                        kind: "string",
+                        description: "Identifier of the role. Defaults to a UUID.",
+                    },
+                    FieldDoc {
+                        name: "secret_id_bound_cidrs",
+                        kind: "list",
+                        description: "Comma separated string or list of CIDR blocks. If set, specifies the blocks of IP addresses which can perform the login operation.",
+                    },
+                    FieldDoc {
+                        name: "secret_id_num_uses",
+                        kind: "int",
+                        description: "Number of times a SecretID can access the role, after which the SecretID will expire.",
+                    },
+                    FieldDoc {
+                        name: "secret_id_ttl",
+                        kind: "duration",
+                        description: "Duration after which the issued SecretID should expire.",
+                    },
+                ],
+                []
+            ),
         },
         PathDoc {
             pattern: "role/{role_name}/role-id",
