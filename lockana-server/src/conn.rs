@@ -93,7 +93,7 @@ impl ConnClock {
 
     /// A request's headers are complete and it is being served. Returns when its
     /// first byte arrived, for its body's `http_read_timeout`.
-    pub(crate) fn request_started(&self) -> Instant {
+    fn request_started(&self) -> Instant {
         let mut s = self.state.lock();
         let started = match s.phase {
             Phase::Head { since } => since,
@@ -107,7 +107,7 @@ impl ConnClock {
     }
 
     /// A request has been answered; with none left the connection waits again.
-    pub(crate) fn request_finished(&self) {
+    fn request_finished(&self) {
         let mut s = self.state.lock();
         s.active = s.active.saturating_sub(1);
         if s.active == 0 {
@@ -153,6 +153,26 @@ impl ConnClock {
                 }
             }
         }
+    }
+}
+
+/// Keeps a connection's clock in its busy phase while held: by the request's future,
+/// and by a task still draining a body the answer did not need (its late bytes are not
+/// the start of a next request). The connection waits again when the last one drops.
+pub(crate) struct InFlight(Arc<ConnClock>);
+
+impl InFlight {
+    /// Marks a request started on `clock`; returns when its first byte arrived (for
+    /// its body's `http_read_timeout`) and the guard.
+    pub(crate) fn start(clock: &Arc<ConnClock>) -> (Instant, Arc<InFlight>) {
+        let started = clock.request_started();
+        (started, Arc::new(InFlight(Arc::clone(clock))))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_finished();
     }
 }
 

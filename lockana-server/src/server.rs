@@ -21,7 +21,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::config::DEFAULT_ADDRESS;
-use crate::conn::{Admission, ClockedIo, ConnCaps, ConnClock, open_file_limit};
+use crate::conn::{Admission, ClockedIo, ConnCaps, ConnClock, InFlight, open_file_limit};
 use crate::http::{Limits, RequestStart, dispatch};
 use crate::tls::{self, TlsFiles};
 
@@ -290,15 +290,6 @@ struct Conn {
     admission: Admission,
 }
 
-/// Marks a request finished on its connection's clock, however its future ends.
-struct InFlight(Arc<ConnClock>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.request_finished();
-    }
-}
-
 impl Conn {
     async fn serve<I>(self, io: I)
     where
@@ -341,9 +332,13 @@ impl Conn {
             .service_fn(move |mut req: http::Request<Incoming>| {
                 let vault = vault.clone();
                 let limits = Arc::clone(&limits);
-                let started = service_clock.request_started();
-                let in_flight = InFlight(Arc::clone(&service_clock));
-                req.extensions_mut().insert(RequestStart(started));
+                // Finished on the clock when the answer and any drain of its
+                // body are done, however their futures end.
+                let (started, in_flight) = InFlight::start(&service_clock);
+                req.extensions_mut().insert(RequestStart {
+                    at: started,
+                    in_flight: Some(Arc::clone(&in_flight)),
+                });
                 async move {
                     let resp = dispatch(vault, &limits, Some(remote), req).await;
                     drop(in_flight);

@@ -715,3 +715,105 @@ fn idle_keep_alive_connection_outlives_a_minute() {
         }
     });
 }
+
+/// A server with these limits, and a raw connection to it (on the caller's runtime).
+async fn raw_connection(limits: Limits) -> (tokio::net::TcpStream, SocketAddr) {
+    let (vault, _creds) = Vault::dev(Some(ROOT.into())).expect("dev vault");
+    let options = ServerOptions {
+        address: "127.0.0.1:0".parse().expect("addr"),
+        tls: None,
+        limits,
+    };
+    let server = Server::bind(vault, options).await.expect("bind");
+    let addr = server.local_addr();
+    tokio::spawn(server.run(std::future::pending()));
+    let conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    (conn, addr)
+}
+
+/// Reads one answer's head (status line and headers) and returns it.
+async fn read_answer(conn: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 8192];
+    let n = conn.read(&mut buf).await.unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// A real clock: a drain of a late body waits on the socket, and a paused clock would
+/// jump past its deadline meanwhile.
+fn real_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A request refused before its body is read (here a PATCH with the wrong
+/// Content-Type), whose body arrives after the answer: the connection stays usable.
+/// urllib3 sends headers and body in two writes, so under load the server answered
+/// first; the body was then dropped unread, hyper closed the connection without
+/// saying so, and the client's next request on it got "Remote end closed connection
+/// without response".
+#[test]
+fn connection_survives_a_body_that_arrives_after_an_early_answer() {
+    use tokio::io::AsyncWriteExt;
+    real_runtime().block_on(async {
+        let (mut conn, addr) = raw_connection(Limits::default()).await;
+        let body = br#"{"data":{"a":1}}"#;
+        let head = format!(
+            "PATCH /v1/secret/data/x HTTP/1.1\r\nHost: {addr}\r\nX-Vault-Token: {ROOT}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        conn.write_all(head.as_bytes()).await.expect("write head");
+        let answer = read_answer(&mut conn).await;
+        assert!(answer.starts_with("HTTP/1.1 415"), "{answer:?}");
+        assert!(!answer.contains("connection: close"), "{answer:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        conn.write_all(body).await.expect("write body");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let health = format!("GET /v1/sys/health HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        conn.write_all(health.as_bytes()).await.expect("write");
+        let answer = read_answer(&mut conn).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "the next request on the connection got {answer:?}"
+        );
+    });
+}
+
+/// The late bytes of a body refused unread do not start the header clock: the
+/// connection then idles under `http_idle_timeout`, not `http_read_header_timeout`
+/// (1 s here, so the test waits 2 s rather than Vault's 10 s).
+#[test]
+fn late_body_bytes_do_not_start_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    real_runtime().block_on(async {
+        let limits = Limits {
+            read_header_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        };
+        let (mut conn, addr) = raw_connection(limits).await;
+        let body = br#"{"value":"v"}"#;
+        // No token: refused (403) without reading the body.
+        let head = format!(
+            "POST /v1/secret/data/x HTTP/1.1\r\nHost: {addr}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        conn.write_all(head.as_bytes()).await.expect("write head");
+        let answer = read_answer(&mut conn).await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        conn.write_all(body).await.expect("write body");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let health = format!("GET /v1/sys/health HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        conn.write_all(health.as_bytes()).await.expect("write");
+        let answer = read_answer(&mut conn).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "after 2 s idle the connection answered {answer:?}"
+        );
+    });
+}

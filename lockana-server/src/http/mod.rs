@@ -18,10 +18,12 @@ pub use metrics::Telemetry;
 pub use rate::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, RateLimit};
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::conn::InFlight;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -198,11 +200,15 @@ impl Handler for Vault {
     }
 }
 
-/// When the request's first byte arrived, set by the connection (so
-/// `http_read_timeout` counts the headers too); absent, the body's clock starts when
-/// the request reaches [`dispatch`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RequestStart(pub(crate) Instant);
+/// Set by the connection: when the request's first byte arrived (so
+/// `http_read_timeout` counts the headers too), and its in-flight guard, which a drain
+/// of the body holds too. Absent, the body's clock starts when the request reaches
+/// [`dispatch`].
+#[derive(Clone)]
+pub(crate) struct RequestStart {
+    pub(crate) at: Instant,
+    pub(crate) in_flight: Option<Arc<InFlight>>,
+}
 
 /// Whether an operation may write (and so fsync); those run on the blocking pool.
 fn runs_blocking(op: Operation) -> bool {
@@ -291,6 +297,15 @@ where
         ));
     }
     let (parts, body) = req.into_parts();
+    let start = parts.extensions.get::<RequestStart>().cloned();
+    let started = start.as_ref().map_or_else(Instant::now, |s| s.at);
+    // Whatever answer comes first, a body it did not read is drained, not dropped.
+    let mut body = RequestBody {
+        body: Some(body),
+        limit: limits.max_request_size,
+        timeout: limits.read_timeout,
+        in_flight: start.and_then(|s| s.in_flight),
+    };
     let Some(mut path) = request::logical_path(parts.uri.path())? else {
         return Err(HttpError::empty(StatusCode::NOT_FOUND));
     };
@@ -326,16 +341,12 @@ where
                 } else {
                     limits.max_request_size
                 };
+                body.limit = limit;
                 if limits.ha.redirect {
-                    tokio::spawn(discard(body, limit, limits.read_timeout));
                     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
                     return forward::redirect(&leader, pq);
                 }
-                let started = parts
-                    .extensions
-                    .get::<RequestStart>()
-                    .map_or_else(Instant::now, |s| s.0);
-                let bytes = read_raw(body, limit, limits, started).await?;
+                let bytes = read_raw(&mut body, limits, started).await?;
                 return forward::relay(&limits.ha, &leader, &parts, bytes.into(), remote_addr)
                     .await;
             }
@@ -423,24 +434,20 @@ where
     {
         return Err(request::too_large(limit));
     }
-    let started = parts
-        .extensions
-        .get::<RequestStart>()
-        .map_or_else(Instant::now, |s| s.0);
+    body.limit = limit;
     logical.data = if !request::uses_body(&parts.method) || help {
         query.data
     } else if handler.refuses_whatever_the_body(&logical) {
         // No token that could serve this path: answer (the vault's own 403, audited)
         // without reading, let alone parsing, the body. The body is discarded in the
         // background so a client that sends it whole before reading still gets the
-        // answer rather than a reset.
-        tokio::spawn(discard(body, limit, limits.read_timeout));
+        // answer rather than a reset (`RequestBody`'s drop).
         serde_json::Map::new()
     } else if raw {
-        logical.raw_body = Some(read_raw(body, limit, limits, started).await?);
+        logical.raw_body = Some(read_raw(&mut body, limits, started).await?);
         serde_json::Map::new()
     } else {
-        read_json(body, limits, started).await?
+        read_json(&mut body, limits, started).await?
     };
 
     if logical.path == "sys/metrics"
@@ -478,7 +485,7 @@ where
 /// arrive, so a hostile body is refused after the first chunk that shows it rather
 /// than after buffering and parsing all of it.
 async fn read_json<B>(
-    mut body: B,
+    body: &mut RequestBody<B>,
     limits: &Limits,
     started: Instant,
 ) -> Result<serde_json::Map<String, serde_json::Value>, HttpError>
@@ -490,13 +497,11 @@ where
     let mut scanner = json::Scanner::new(limits.json);
     let mut buf: Vec<u8> = Vec::new();
     let deadline = (!limits.read_timeout.is_zero()).then(|| started + limits.read_timeout);
-    while let Some(chunk) = next_chunk(&mut body, deadline).await? {
+    while let Some(chunk) = body.next_chunk(deadline).await? {
         if buf.len() + chunk.len() > limit {
-            tokio::spawn(discard(body, limit, limits.read_timeout));
             return Err(request::too_large(limit));
         }
         if let Err(reason) = scanner.feed(&chunk) {
-            tokio::spawn(discard(body, limit, limits.read_timeout));
             return Err(request::too_complex(reason));
         }
         buf.extend_from_slice(&chunk);
@@ -504,43 +509,90 @@ where
     request::parse_scanned(&buf)
 }
 
-/// The next data chunk of a body (`None` at its end), within `http_read_timeout`.
-async fn next_chunk<B>(body: &mut B, deadline: Option<Instant>) -> Result<Option<Bytes>, HttpError>
+/// A request's body, read through [`RequestBody::next_chunk`]. Dropped before its end
+/// (any answer that did not need it: a refusal, an error, a redirect), what is left is
+/// read and dropped in the background (up to `limit` bytes, within `timeout`) while
+/// the connection counts as busy. hyper would otherwise close a connection whose body
+/// had not all arrived, after an answer that did not say so, and the client's next
+/// request on it would get no answer; a client that writes its whole body before
+/// reading gets the answer rather than a reset.
+struct RequestBody<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+{
+    /// `None` once abandoned: the connection then closes after the answer.
+    body: Option<B>,
+    limit: usize,
+    timeout: Duration,
+    in_flight: Option<Arc<InFlight>>,
+}
+
+impl<B> RequestBody<B>
 where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    loop {
-        let next = body.frame();
-        let frame = match deadline {
-            Some(at) => match tokio::time::timeout_at(at, next).await {
-                Ok(frame) => frame,
-                Err(_) => {
-                    // Vault's `http_read_timeout`: the connection closes (the body is
-                    // dropped unread), after this answer.
-                    return Err(HttpError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "timed out reading the request body",
-                    ));
-                }
-            },
-            None => next.await,
-        };
-        let Some(frame) = frame else {
+    /// The next data chunk (`None` at the end), within `http_read_timeout`.
+    async fn next_chunk(&mut self, deadline: Option<Instant>) -> Result<Option<Bytes>, HttpError> {
+        let Some(body) = self.body.as_mut() else {
             return Ok(None);
         };
-        let frame = frame.map_err(|_| HttpError::bad_request("failed to read the request body"))?;
-        if let Ok(chunk) = frame.into_data() {
-            return Ok(Some(chunk));
+        loop {
+            let next = body.frame();
+            let frame = match deadline {
+                Some(at) => match tokio::time::timeout_at(at, next).await {
+                    Ok(frame) => frame,
+                    Err(_) => {
+                        // Vault's `http_read_timeout`: the connection closes (the
+                        // body is dropped unread), after this answer.
+                        self.body = None;
+                        return Err(HttpError::new(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "timed out reading the request body",
+                        ));
+                    }
+                },
+                None => next.await,
+            };
+            let Some(frame) = frame else {
+                return Ok(None);
+            };
+            let frame =
+                frame.map_err(|_| HttpError::bad_request("failed to read the request body"))?;
+            if let Ok(chunk) = frame.into_data() {
+                return Ok(Some(chunk));
+            }
+            // Trailers: read on.
         }
-        // Trailers: read on.
     }
 }
 
-/// Reads a body as bytes (a snapshot to restore), up to `limit`.
+impl<B> Drop for RequestBody<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+{
+    fn drop(&mut self) {
+        let Some(body) = self.body.take() else {
+            return;
+        };
+        if body.is_end_stream() {
+            return;
+        }
+        // Outside a runtime (no connection to keep) the body is simply dropped.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(discard(
+                body,
+                self.limit,
+                self.timeout,
+                self.in_flight.take(),
+            ));
+        }
+    }
+}
+
+/// Reads a body as bytes (a snapshot to restore), up to its limit.
 async fn read_raw<B>(
-    mut body: B,
-    limit: usize,
+    body: &mut RequestBody<B>,
     limits: &Limits,
     started: Instant,
 ) -> Result<Vec<u8>, HttpError>
@@ -550,20 +602,18 @@ where
 {
     let deadline = (!limits.read_timeout.is_zero()).then(|| started + limits.read_timeout);
     let mut buf: Vec<u8> = Vec::new();
-    while let Some(chunk) = next_chunk(&mut body, deadline).await? {
-        if buf.len() + chunk.len() > limit {
-            tokio::spawn(discard(body, limit, limits.read_timeout));
-            return Err(request::too_large(limit));
+    while let Some(chunk) = body.next_chunk(deadline).await? {
+        if buf.len() + chunk.len() > body.limit {
+            return Err(request::too_large(body.limit));
         }
         buf.extend_from_slice(&chunk);
     }
     Ok(buf)
 }
 
-/// Reads and drops what is left of a refused body (up to `limit` bytes, within
-/// `timeout`), without keeping it: the client that writes its whole body before
-/// reading the answer then gets the answer, and the connection can be reused.
-async fn discard<B>(mut body: B, limit: usize, timeout: Duration)
+/// Reads and drops what is left of a body (up to `limit` bytes, within `timeout`),
+/// holding the connection busy meanwhile.
+async fn discard<B>(mut body: B, limit: usize, timeout: Duration, in_flight: Option<Arc<InFlight>>)
 where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
 {
@@ -584,6 +634,7 @@ where
         timeout
     };
     let _ = tokio::time::timeout(timeout, drain).await;
+    drop(in_flight);
 }
 
 #[cfg(test)]
