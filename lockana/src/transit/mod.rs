@@ -18,6 +18,9 @@ pub(crate) mod path_sign;
 pub(crate) mod path_tools;
 pub(crate) mod policy;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Map, Value};
@@ -38,11 +41,23 @@ fn new_transit(
     options: &mut std::collections::BTreeMap<String, String>,
 ) -> Result<(&'static str, std::sync::Arc<dyn crate::engine::Backend>)> {
     options.clear();
-    Ok(("transit", std::sync::Arc::new(TransitEngine)))
+    Ok(("transit", Arc::new(TransitEngine::default())))
 }
 
-/// Vault's transit secrets engine.
-pub(crate) struct TransitEngine;
+/// Vault's transit secrets engine: one per mount, with its keys' cache.
+#[derive(Default)]
+pub(crate) struct TransitEngine {
+    cache: KeyCache,
+}
+
+impl TransitEngine {
+    fn ctx<'a>(&'a self, ctx: &'a Ctx<'a>) -> TransitCtx<'a> {
+        TransitCtx {
+            ctx,
+            cache: &self.cache,
+        }
+    }
+}
 
 impl crate::engine::Backend for TransitEngine {
     fn doc(&self) -> &'static crate::help::BackendDoc {
@@ -50,14 +65,26 @@ impl crate::engine::Backend for TransitEngine {
     }
 
     fn handle(&self, ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<crate::engine::Answer> {
-        Ok(handle(ctx, req, rel)?.into())
+        Ok(handle(&self.ctx(ctx), req, rel)?.into())
     }
 
     fn existence(&self, ctx: &Ctx<'_>, rel: &str) -> Result<crate::engine::Existence> {
-        Ok(match existence_key(rel) {
+        Ok(match existence_name(rel) {
             None => crate::engine::Existence::NoCheck,
-            Some(k) => crate::engine::Existence::found(ctx.barrier.get(&ctx.key(&k))?.is_some()),
+            Some(name) => crate::engine::Existence::found(load(&self.ctx(ctx), name)?.is_some()),
         })
+    }
+
+    fn initialize(&self, ctx: &Ctx<'_>) -> Result<()> {
+        self.load(ctx)
+    }
+
+    /// The cache size configured when the mount was loaded applies until it is
+    /// loaded again (as OpenBao's `cache-config`).
+    fn load(&self, ctx: &Ctx<'_>) -> Result<()> {
+        let size: i64 = ctx.get_json(path_tools::CACHE_CONFIG)?.unwrap_or(0);
+        self.cache.set_size(usize::try_from(size).unwrap_or(0));
+        Ok(())
     }
 }
 
@@ -214,7 +241,7 @@ static DOC: crate::help::BackendDoc = crate::help::BackendDoc {
 };
 
 /// Serves a request to a transit mount; `rel` is the path below the mount.
-pub(crate) fn handle(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Response> {
+pub(crate) fn handle(ctx: &TransitCtx<'_>, req: &Request, rel: &str) -> Result<Response> {
     let mut resp = route(ctx, req, rel)?;
     resp.mount_type = "transit".into();
     // OpenBao's framework says so when a body field repeats a path parameter (hvac
@@ -236,13 +263,13 @@ pub(crate) fn has_existence_check(rel: &str) -> bool {
     matches!(segs.as_slice(), ["keys" | "encrypt", name] if valid_name(name))
 }
 
-/// The storage key whose presence decides create vs update for `rel`.
-pub(crate) fn existence_key(rel: &str) -> Option<String> {
+/// The key whose presence decides create vs update for `rel`.
+pub(crate) fn existence_name(rel: &str) -> Option<&str> {
     let (_, name) = rel.split_once('/')?;
-    has_existence_check(rel).then(|| format!("policy/{name}"))
+    has_existence_check(rel).then_some(name)
 }
 
-fn route(ctx: &Ctx<'_>, req: &Request, rel: &str) -> Result<Response> {
+fn route(ctx: &TransitCtx<'_>, req: &Request, rel: &str) -> Result<Response> {
     let segs: Vec<&str> = rel.split('/').collect();
     let op = req.operation;
     let write = matches!(op, Operation::Create | Operation::Update);
@@ -318,12 +345,120 @@ pub(crate) fn valid_name(name: &str) -> bool {
     word(first) && word(last) && name.chars().all(|c| word(c) || "-.".contains(c))
 }
 
-pub(crate) fn load(ctx: &Ctx<'_>, name: &str) -> Result<Option<Policy>> {
-    ctx.get_json(&format!("policy/{name}"))
+/// A transit request's context: the mount's [`Ctx`] and its keys' cache.
+pub(crate) struct TransitCtx<'a> {
+    ctx: &'a Ctx<'a>,
+    cache: &'a KeyCache,
 }
 
-pub(crate) fn save(ctx: &Ctx<'_>, p: &Policy) -> Result<()> {
-    ctx.apply(vec![ctx.put_op(&format!("policy/{}", p.name), p)?])
+impl<'a> std::ops::Deref for TransitCtx<'a> {
+    type Target = Ctx<'a>;
+
+    fn deref(&self) -> &Ctx<'a> {
+        self.ctx
+    }
+}
+
+/// The keys of one mount as decoded from storage, shared by its requests, as OpenBao's
+/// policy cache: without it every request read `policy/<name>` through the barrier
+/// (key-name encryption, AEAD open) and decoded its JSON and base64 key material.
+///
+/// Write-through: every change to a key is stored here under the key's lock, after
+/// its commit. A reader that missed inserts what it read only if no change or
+/// eviction happened since it looked (the generation), so it never puts back an older
+/// key. The engine (and its cache) is dropped at seal, step-down, snapshot restore and
+/// unmount, so what it holds never outlives the storage it came from.
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    inner: parking_lot::RwLock<KeyCacheInner>,
+}
+
+#[derive(Default)]
+struct KeyCacheInner {
+    generation: u64,
+    /// At most this many keys (0: no limit), as `cache-config`'s `size`.
+    size: usize,
+    keys: HashMap<String, Arc<Policy>>,
+}
+
+impl KeyCache {
+    fn set_size(&self, size: usize) {
+        self.inner.write().size = size;
+    }
+
+    /// The cached key, or the generation to fill with.
+    fn get(&self, name: &str) -> std::result::Result<Arc<Policy>, u64> {
+        let c = self.inner.read();
+        c.keys.get(name).cloned().ok_or(c.generation)
+    }
+
+    /// Inserts a key read from storage, unless anything changed since `generation`.
+    fn fill(&self, generation: u64, p: &Arc<Policy>) {
+        let mut c = self.inner.write();
+        if c.generation != generation {
+            return;
+        }
+        if c.size != 0 && c.keys.len() >= c.size && !c.keys.contains_key(&p.name) {
+            // Room for one more: drop any one (OpenBao's LRU drops the oldest).
+            if let Some(gone) = c.keys.keys().next().cloned() {
+                c.keys.remove(&gone);
+            }
+        }
+        c.keys.insert(p.name.clone(), Arc::clone(p));
+    }
+
+    /// A key as just committed (`None`: deleted). Callers hold the key's lock.
+    fn store(&self, name: &str, p: Option<Arc<Policy>>) {
+        let mut c = self.inner.write();
+        c.generation += 1;
+        match p {
+            Some(p) => {
+                c.keys.insert(name.to_owned(), p);
+            }
+            None => {
+                c.keys.remove(name);
+            }
+        }
+        if c.size != 0 && c.keys.len() > c.size {
+            let gone = c.keys.keys().find(|k| k.as_str() != name).cloned();
+            if let Some(gone) = gone {
+                c.keys.remove(&gone);
+            }
+        }
+    }
+}
+
+/// The key `name`, from the cache or storage.
+pub(crate) fn load(ctx: &TransitCtx<'_>, name: &str) -> Result<Option<Arc<Policy>>> {
+    let generation = match ctx.cache.get(name) {
+        Ok(hit) => return Ok(Some(hit)),
+        Err(generation) => generation,
+    };
+    let Some(p) = ctx.get_json::<Policy>(&format!("policy/{name}"))? else {
+        return Ok(None);
+    };
+    let p = Arc::new(p);
+    ctx.cache.fill(generation, &p);
+    Ok(Some(p))
+}
+
+/// The key `name` to change and [`save`]; callers hold its lock.
+pub(crate) fn load_owned(ctx: &TransitCtx<'_>, name: &str) -> Result<Option<Policy>> {
+    Ok(load(ctx, name)?.map(Arc::unwrap_or_clone))
+}
+
+/// Commits a key, then caches it; callers hold its lock.
+pub(crate) fn save(ctx: &TransitCtx<'_>, p: &Policy) -> Result<()> {
+    ctx.apply(vec![ctx.put_op(&format!("policy/{}", p.name), p)?])?;
+    ctx.cache.store(&p.name, Some(Arc::new(p.clone())));
+    Ok(())
+}
+
+/// Deletes a key, in storage and in the cache; callers hold its lock.
+pub(crate) fn remove(ctx: &TransitCtx<'_>, name: &str) -> Result<()> {
+    ctx.apply(vec![ctx.delete_op(&format!("policy/{name}"))])?;
+    ctx.cache.store(name, None);
+    Ok(())
 }
 
 /// A 400 with OpenBao's text.
@@ -468,10 +603,59 @@ mod tests {
 
     #[test]
     fn existence_checks_cover_keys_and_encrypt_only() {
-        assert_eq!(existence_key("keys/k").as_deref(), Some("policy/k"));
-        assert_eq!(existence_key("encrypt/k").as_deref(), Some("policy/k"));
-        assert!(existence_key("decrypt/k").is_none());
-        assert!(existence_key("keys/k/rotate").is_none());
+        assert_eq!(existence_name("keys/k"), Some("k"));
+        assert_eq!(existence_name("encrypt/k"), Some("k"));
+        assert!(existence_name("decrypt/k").is_none());
+        assert!(existence_name("keys/k/rotate").is_none());
+    }
+
+    fn policy(name: &str, latest_version: i64) -> Arc<Policy> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "name": name, "type": "aes256-gcm96", "derived": false,
+                "convergent_encryption": false, "keys": {}, "latest_version": latest_version,
+                "min_decryption_version": 1, "min_encryption_version": 0,
+                "min_available_version": 0, "deletion_allowed": false, "exportable": false,
+                "allow_plaintext_backup": false, "auto_rotate_period": 0,
+            }))
+            .expect("policy"),
+        )
+    }
+
+    #[test]
+    fn cache_never_takes_back_a_key_read_before_a_change() {
+        let cache = KeyCache::default();
+        let Err(generation) = cache.get("k") else {
+            panic!("empty cache hit")
+        };
+        // A writer commits version 2 while a reader still holds version 1 from storage.
+        cache.store("k", Some(policy("k", 2)));
+        cache.fill(generation, &policy("k", 1));
+        assert_eq!(cache.get("k").ok().map(|p| p.latest_version), Some(2));
+        cache.store("k", None);
+        let Err(generation) = cache.get("k") else {
+            panic!("deleted key still cached")
+        };
+        cache.fill(generation, &policy("k", 3));
+        assert_eq!(cache.get("k").ok().map(|p| p.latest_version), Some(3));
+    }
+
+    #[test]
+    fn cache_keeps_at_most_its_configured_size() {
+        let cache = KeyCache::default();
+        cache.set_size(10);
+        for i in 0..25 {
+            let name = format!("k{i}");
+            let generation = cache.get(&name).err().expect("miss");
+            cache.fill(generation, &policy(&name, 1));
+            cache.store(&format!("w{i}"), Some(policy(&format!("w{i}"), 1)));
+        }
+        let c = cache.inner.read();
+        assert_eq!(c.keys.len(), 10);
+        assert!(
+            c.keys.contains_key("w24"),
+            "the key just written was evicted"
+        );
     }
 
     #[test]

@@ -7,10 +7,9 @@ use serde_json::{Map, Value, json};
 use super::path_keys::{NewKey, create};
 use super::policy::{KeyType, OpError, Policy, Secret, random_bytes};
 use super::{
-    b64, b64_decode, bad, batch_input, batch_response, bool_field, int_field, item_str, load,
-    op_error, str_field,
+    TransitCtx, b64, b64_decode, bad, batch_input, batch_response, bool_field, int_field, item_str,
+    load, op_error, str_field,
 };
-use crate::kv::Ctx;
 use crate::{Response, Result};
 
 /// One item of a batch (or the single request).
@@ -217,7 +216,11 @@ fn encrypted(
     Ok(m)
 }
 
-pub(super) fn encrypt(ctx: &Ctx<'_>, name: &str, d: &Map<String, Value>) -> Result<Response> {
+pub(super) fn encrypt(
+    ctx: &TransitCtx<'_>,
+    name: &str,
+    d: &Map<String, Value>,
+) -> Result<Response> {
     let (batch, mut items) = items(d, "plaintext")?;
     let contexts = contexts(&mut items)?;
     for item in &mut items {
@@ -258,7 +261,7 @@ pub(super) fn encrypt(ctx: &Ctx<'_>, name: &str, d: &Map<String, Value>) -> Resu
                     warnings.push("Attempted creation of the key during the encrypt operation, but it was created beforehand".into());
                     p
                 }
-                None => create(
+                None => std::sync::Arc::new(create(
                     ctx,
                     name,
                     &NewKey {
@@ -270,7 +273,7 @@ pub(super) fn encrypt(ctx: &Ctx<'_>, name: &str, d: &Map<String, Value>) -> Resu
                         auto_rotate_period: 0,
                         key_size: 0,
                     },
-                )?,
+                )?),
             }
         }
     };
@@ -292,7 +295,11 @@ pub(super) fn encrypt(ctx: &Ctx<'_>, name: &str, d: &Map<String, Value>) -> Resu
     finish(d, batch, &[], true, results, refs, warnings)
 }
 
-pub(super) fn decrypt(ctx: &Ctx<'_>, name: &str, d: &Map<String, Value>) -> Result<Response> {
+pub(super) fn decrypt(
+    ctx: &TransitCtx<'_>,
+    name: &str,
+    d: &Map<String, Value>,
+) -> Result<Response> {
     let (batch, mut items) = items(d, "decrypt")?;
     let contexts = contexts(&mut items)?;
     let p = load(ctx, name)?.ok_or_else(|| bad("encryption key not found"))?;
@@ -320,7 +327,7 @@ pub(super) fn decrypt(ctx: &Ctx<'_>, name: &str, d: &Map<String, Value>) -> Resu
     )
 }
 
-pub(super) fn rewrap(ctx: &Ctx<'_>, name: &str, d: &Map<String, Value>) -> Result<Response> {
+pub(super) fn rewrap(ctx: &TransitCtx<'_>, name: &str, d: &Map<String, Value>) -> Result<Response> {
     let (batch, mut items) = items(d, "rewrap")?;
     let contexts = contexts(&mut items)?;
     let p = load(ctx, name)?.ok_or_else(|| bad("encryption key not found"))?;
@@ -339,7 +346,7 @@ pub(super) fn rewrap(ctx: &Ctx<'_>, name: &str, d: &Map<String, Value>) -> Resul
 }
 
 pub(super) fn datakey(
-    ctx: &Ctx<'_>,
+    ctx: &TransitCtx<'_>,
     kind: &str,
     name: &str,
     d: &Map<String, Value>,

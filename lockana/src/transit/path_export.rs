@@ -10,8 +10,10 @@ use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
 use super::policy::{KeyType, OpError, OpResult, Policy, VersionInfo, der, pem};
-use super::{b64, b64_decode, bad, bool_field, load, now, op_error, save, str_field, valid_name};
-use crate::kv::Ctx;
+use super::{
+    TransitCtx, b64, b64_decode, bad, bool_field, load, load_owned, now, op_error, save, str_field,
+    valid_name,
+};
 use crate::{Error, Response, Result};
 
 fn internal<E>(_: E) -> OpError {
@@ -19,7 +21,7 @@ fn internal<E>(_: E) -> OpError {
 }
 
 pub(super) fn export(
-    ctx: &Ctx<'_>,
+    ctx: &TransitCtx<'_>,
     kind: &str,
     name: &str,
     version: &str,
@@ -207,9 +209,9 @@ fn export_key(p: &Policy, ver: i64, kind: &str, format: &str) -> OpResult<String
     }
 }
 
-pub(super) fn backup(ctx: &Ctx<'_>, name: &str) -> Result<Response> {
+pub(super) fn backup(ctx: &TransitCtx<'_>, name: &str) -> Result<Response> {
     let _guard = ctx.lock(&format!("policy/{name}"));
-    let mut p = load(ctx, name)?.ok_or_else(|| bad(format!("key {name:?} not found")))?;
+    let mut p = load_owned(ctx, name)?.ok_or_else(|| bad(format!("key {name:?} not found")))?;
     if !p.exportable {
         return Err(bad("exporting is disallowed on the policy"));
     }
@@ -230,7 +232,11 @@ pub(super) fn backup(ctx: &Ctx<'_>, name: &str) -> Result<Response> {
     Ok(Response::with_data(m))
 }
 
-pub(super) fn restore(ctx: &Ctx<'_>, name: &str, d: &Map<String, Value>) -> Result<Response> {
+pub(super) fn restore(
+    ctx: &TransitCtx<'_>,
+    name: &str,
+    d: &Map<String, Value>,
+) -> Result<Response> {
     let backup = Zeroizing::new(str_field(d, "backup")?);
     let force = bool_field(d, "force")?;
     if backup.is_empty() {

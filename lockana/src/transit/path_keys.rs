@@ -7,14 +7,17 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use super::policy::{HMAC_MAX_KEY_SIZE, HMAC_MIN_KEY_SIZE, KeyType, Policy};
-use super::{bad, bool_field, int_field, load, now, op_error, save, str_field};
-use crate::kv::{Ctx, list_response};
+use super::{
+    TransitCtx, bad, bool_field, int_field, load, load_owned, now, op_error, remove, save,
+    str_field,
+};
+use crate::kv::list_response;
 use crate::{Response, Result};
 
 /// The smallest `auto_rotate_period` besides 0 (OpenBao: one hour).
 const MIN_AUTO_ROTATE: i64 = 3600;
 
-pub(super) fn list(ctx: &Ctx<'_>) -> Result<Response> {
+pub(super) fn list(ctx: &TransitCtx<'_>) -> Result<Response> {
     list_response(ctx.list("policy/")?)
 }
 
@@ -30,7 +33,7 @@ pub(super) struct NewKey {
 }
 
 /// Creates and stores a key (the caller holds the name's lock and saw it absent).
-pub(super) fn create(ctx: &Ctx<'_>, name: &str, k: &NewKey) -> Result<Policy> {
+pub(super) fn create(ctx: &TransitCtx<'_>, name: &str, k: &NewKey) -> Result<Policy> {
     let kind = k.kind;
     if k.convergent && !k.derived {
         return Err(bad(
@@ -77,7 +80,7 @@ pub(super) fn create(ctx: &Ctx<'_>, name: &str, k: &NewKey) -> Result<Policy> {
     Ok(p)
 }
 
-pub(super) fn write(ctx: &Ctx<'_>, name: &str, d: &Map<String, Value>) -> Result<Response> {
+pub(super) fn write(ctx: &TransitCtx<'_>, name: &str, d: &Map<String, Value>) -> Result<Response> {
     let derived = bool_field(d, "derived")?;
     let convergent = bool_field(d, "convergent_encryption")?;
     let type_name = match str_field(d, "type")?.as_str() {
@@ -141,7 +144,7 @@ fn auto_rotate(d: &Map<String, Value>) -> Result<Option<i64>> {
     Ok(crate::fields::opt_duration(d, "auto_rotate_period")?.map(|s| s as i64))
 }
 
-pub(super) fn read(ctx: &Ctx<'_>, name: &str, d: &Map<String, Value>) -> Result<Response> {
+pub(super) fn read(ctx: &TransitCtx<'_>, name: &str, d: &Map<String, Value>) -> Result<Response> {
     let Some(p) = load(ctx, name)? else {
         return Err(crate::Error::NotFound);
     };
@@ -235,7 +238,7 @@ pub(super) fn format_policy(p: &Policy, context: &[u8]) -> Result<Response> {
     Ok(Response::with_data(obj.clone()))
 }
 
-pub(super) fn delete(ctx: &Ctx<'_>, name: &str) -> Result<Response> {
+pub(super) fn delete(ctx: &TransitCtx<'_>, name: &str) -> Result<Response> {
     let _guard = ctx.lock(&format!("policy/{name}"));
     let Some(p) = load(ctx, name)? else {
         return Err(bad(format!(
@@ -247,22 +250,22 @@ pub(super) fn delete(ctx: &Ctx<'_>, name: &str) -> Result<Response> {
             "error deleting policy {name}: deletion is not allowed for this key"
         )));
     }
-    ctx.apply(vec![ctx.delete_op(&format!("policy/{name}"))])?;
+    remove(ctx, name)?;
     Ok(Response::empty())
 }
 
-pub(super) fn rotate(ctx: &Ctx<'_>, name: &str) -> Result<Response> {
+pub(super) fn rotate(ctx: &TransitCtx<'_>, name: &str) -> Result<Response> {
     let _guard = ctx.lock(&format!("policy/{name}"));
-    let mut p = load(ctx, name)?.ok_or_else(|| bad("key not found"))?;
+    let mut p = load_owned(ctx, name)?.ok_or_else(|| bad("key not found"))?;
     let (t, unix) = now(ctx);
     p.rotate(&t, unix).map_err(op_error)?;
     save(ctx, &p)?;
     format_policy(&p, &[])
 }
 
-pub(super) fn config(ctx: &Ctx<'_>, name: &str, d: &Map<String, Value>) -> Result<Response> {
+pub(super) fn config(ctx: &TransitCtx<'_>, name: &str, d: &Map<String, Value>) -> Result<Response> {
     let _guard = ctx.lock(&format!("policy/{name}"));
-    let mut p = load(ctx, name)?
+    let mut p = load_owned(ctx, name)?
         .ok_or_else(|| bad(format!("no existing key named {name} could be found")))?;
     let mut warning = None;
     let mut changed = false;
@@ -358,9 +361,9 @@ pub(super) fn config(ctx: &Ctx<'_>, name: &str, d: &Map<String, Value>) -> Resul
     Ok(resp)
 }
 
-pub(super) fn trim(ctx: &Ctx<'_>, name: &str, d: &Map<String, Value>) -> Result<Response> {
+pub(super) fn trim(ctx: &TransitCtx<'_>, name: &str, d: &Map<String, Value>) -> Result<Response> {
     let _guard = ctx.lock(&format!("policy/{name}"));
-    let mut p = load(ctx, name)?.ok_or_else(|| bad("invalid key name"))?;
+    let mut p = load_owned(ctx, name)?.ok_or_else(|| bad("invalid key name"))?;
     let Some(v) = int_field(d, "min_available_version")? else {
         return Err(bad("missing min_available_version"));
     };

@@ -5,8 +5,9 @@ use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq as _;
 
 use super::policy::{Hash, OpError, Policy, SaltLength, SignOpts, hmac_sum};
-use super::{b64, b64_decode, bad, batch_input, batch_response, int_field, load, str_field};
-use crate::kv::Ctx;
+use super::{
+    TransitCtx, b64, b64_decode, bad, batch_input, batch_response, int_field, load, str_field,
+};
 use crate::{Response, Result};
 
 /// One input of sign, verify or hmac: the batch item or the request's own fields.
@@ -143,7 +144,7 @@ fn reply(
 }
 
 pub(super) fn sign(
-    ctx: &Ctx<'_>,
+    ctx: &TransitCtx<'_>,
     name: &str,
     url_alg: &str,
     d: &Map<String, Value>,
@@ -183,7 +184,7 @@ pub(super) fn sign(
 }
 
 pub(super) fn verify(
-    ctx: &Ctx<'_>,
+    ctx: &TransitCtx<'_>,
     name: &str,
     url_alg: &str,
     d: &Map<String, Value>,
@@ -262,7 +263,7 @@ fn hmac_alg(url_alg: &str, d: &Map<String, Value>) -> Result<Hash> {
 }
 
 pub(super) fn hmac(
-    ctx: &Ctx<'_>,
+    ctx: &TransitCtx<'_>,
     name: &str,
     url_alg: &str,
     d: &Map<String, Value>,
@@ -299,7 +300,7 @@ pub(super) fn hmac(
 }
 
 fn hmac_verify(
-    ctx: &Ctx<'_>,
+    ctx: &TransitCtx<'_>,
     name: &str,
     url_alg: &str,
     d: &Map<String, Value>,

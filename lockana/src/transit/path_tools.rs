@@ -5,14 +5,15 @@ use serde_json::{Map, Value, json};
 use sha3::Digest as _;
 
 use super::policy::{Hash, random_bytes};
-use super::{b64, b64_decode, bad, int_field, op_error, str_field};
-use crate::kv::Ctx;
+use super::{TransitCtx, b64, b64_decode, bad, int_field, op_error, str_field};
 use crate::{Response, Result};
 
 /// Most bytes one `random` call returns (OpenBao's `APIMaxBytes`).
 const MAX_RANDOM_BYTES: i64 = 128 * 1024;
 /// Smallest non-zero cache size OpenBao accepts.
 const MIN_CACHE_SIZE: i64 = 10;
+/// Where `cache-config` keeps its size.
+pub(super) const CACHE_CONFIG: &str = "config/cache";
 
 fn is_source(s: &str) -> bool {
     matches!(s, "platform" | "seal" | "all")
@@ -112,23 +113,23 @@ pub(super) fn hash(url_alg: &str, d: &Map<String, Value>) -> Result<Response> {
     Ok(Response::with_data(m))
 }
 
-pub(super) fn cache_config_read(ctx: &Ctx<'_>) -> Result<Response> {
-    let size: i64 = ctx.get_json("config/cache")?.unwrap_or(0);
+pub(super) fn cache_config_read(ctx: &TransitCtx<'_>) -> Result<Response> {
+    let size: i64 = ctx.get_json(CACHE_CONFIG)?.unwrap_or(0);
     let mut m = Map::new();
     m.insert("size".into(), json!(size));
     Ok(Response::with_data(m))
 }
 
-/// Stores the cache size (Lockana keeps no key cache that could go stale, so the value
-/// is remembered for clients and has no other effect).
-pub(super) fn cache_config_write(ctx: &Ctx<'_>, d: &Map<String, Value>) -> Result<Response> {
+/// Stores the key cache's size (0: no limit); it applies when the mount is next loaded
+/// (at unseal), as in OpenBao.
+pub(super) fn cache_config_write(ctx: &TransitCtx<'_>, d: &Map<String, Value>) -> Result<Response> {
     let size = int_field(d, "size")?.unwrap_or(0);
     if size != 0 && size < MIN_CACHE_SIZE {
         return Err(bad(format!(
             "size must be 0 or a value greater or equal to {MIN_CACHE_SIZE}"
         )));
     }
-    ctx.apply(vec![ctx.put_op("config/cache", &size)?])?;
+    ctx.apply(vec![ctx.put_op(CACHE_CONFIG, &size)?])?;
     let mut m = Map::new();
     m.insert("size".into(), json!(size));
     Ok(Response::with_data(m))

@@ -170,3 +170,65 @@ fn snapshots_need_an_unsealed_vault() {
     ));
     assert!(matches!(a.restore(&snap, true), Err(Error::Sealed)));
 }
+
+/// Transit keys are cached per mount; a restore drops the cache with the mount table,
+/// so the restored key is the one served: its rotation after the snapshot is gone,
+/// and a ciphertext made with the lost version no longer decrypts.
+#[test]
+fn restore_serves_the_restored_transit_key_not_a_cached_one() {
+    let a = Node::new(StorageConfig::Memory);
+    a.ok(Update, "sys/mounts/transit", json!({"type": "transit"}));
+    a.ok(Update, "transit/keys/k", json!({}));
+    let plaintext = json!({"plaintext": "aGVsbG8="});
+    let v1 = a.ok(Update, "transit/encrypt/k", plaintext.clone());
+    assert_eq!(v1.data.as_ref().unwrap()["key_version"], 1);
+    let snap = a.save();
+    a.ok(Update, "transit/keys/k/rotate", json!({}));
+    let v2 = a.ok(Update, "transit/encrypt/k", plaintext.clone());
+    let v2_ct = v2.data.as_ref().unwrap()["ciphertext"].clone();
+    assert!(v2_ct.as_str().unwrap().starts_with("vault:v2:"), "{v2_ct}");
+    a.restore(&snap, false).unwrap();
+    assert_eq!(a.read("transit/keys/k").unwrap()["latest_version"], 1);
+    let again = a.ok(Update, "transit/encrypt/k", plaintext);
+    assert_eq!(again.data.as_ref().unwrap()["key_version"], 1);
+    let lost =
+        a.call(Request::new(Update, "transit/decrypt/k").with_data(json!({"ciphertext": v2_ct})));
+    assert!(
+        matches!(lost, Err(Error::InvalidRequest(_))),
+        "a ciphertext of the lost version decrypted: {:?}",
+        lost.map(|r| r.data)
+    );
+}
+
+/// Changes to a transit key are seen by the next request at once (the cache is
+/// written through): rotation, a new minimum version, deletion and re-creation.
+#[test]
+fn transit_key_changes_are_served_at_once() {
+    let a = Node::new(StorageConfig::Memory);
+    a.ok(Update, "sys/mounts/transit", json!({"type": "transit"}));
+    let pt = json!({"plaintext": "aGVsbG8="});
+    let v1 = a.ok(Update, "transit/encrypt/k", pt.clone());
+    let v1_ct = v1.data.as_ref().unwrap()["ciphertext"].clone();
+    a.ok(Update, "transit/keys/k/rotate", json!({}));
+    let v2 = a.ok(Update, "transit/encrypt/k", pt.clone());
+    assert_eq!(v2.data.as_ref().unwrap()["key_version"], 2);
+    a.ok(
+        Update,
+        "transit/keys/k/config",
+        json!({"min_decryption_version": 2, "deletion_allowed": true}),
+    );
+    let old = a.call(
+        Request::new(Update, "transit/decrypt/k").with_data(json!({"ciphertext": v1_ct.clone()})),
+    );
+    assert!(matches!(old, Err(Error::InvalidRequest(_))));
+    a.ok(Delete, "transit/keys/k", json!({}));
+    // Encrypting to a deleted key creates a new one, at version 1.
+    let fresh = a.ok(Update, "transit/encrypt/k", pt);
+    assert_eq!(fresh.data.as_ref().unwrap()["key_version"], 1);
+    let gone =
+        a.call(Request::new(Update, "transit/decrypt/k").with_data(json!({"ciphertext": v1_ct})));
+    assert!(
+        matches!(gone, Err(Error::InvalidRequest(_))),
+        "the deleted key's ciphertext decrypted"
+    );
+}
