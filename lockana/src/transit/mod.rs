@@ -79,8 +79,7 @@ impl crate::engine::Backend for TransitEngine {
         self.load(ctx)
     }
 
-    /// The cache size configured when the mount was loaded applies until it is
-    /// loaded again (as OpenBao's `cache-config`).
+    /// The cache size `cache-config` stored.
     fn load(&self, ctx: &Ctx<'_>) -> Result<()> {
         let size: i64 = ctx.get_json(path_tools::CACHE_CONFIG)?.unwrap_or(0);
         self.cache.set_size(usize::try_from(size).unwrap_or(0));
@@ -382,8 +381,17 @@ struct KeyCacheInner {
 }
 
 impl KeyCache {
+    /// Bounds the cache from now on, dropping keys beyond the new size.
     fn set_size(&self, size: usize) {
-        self.inner.write().size = size;
+        let mut c = self.inner.write();
+        c.size = size;
+        if size != 0 && c.keys.len() > size {
+            c.generation += 1;
+            let gone: Vec<String> = c.keys.keys().skip(size).cloned().collect();
+            for name in gone {
+                c.keys.remove(&name);
+            }
+        }
     }
 
     /// The cached key, or the generation to fill with.
@@ -650,11 +658,26 @@ mod tests {
             cache.fill(generation, &policy(&name, 1));
             cache.store(&format!("w{i}"), Some(policy(&format!("w{i}"), 1)));
         }
-        let c = cache.inner.read();
-        assert_eq!(c.keys.len(), 10);
-        assert!(
-            c.keys.contains_key("w24"),
-            "the key just written was evicted"
+        {
+            let c = cache.inner.read();
+            assert_eq!(c.keys.len(), 10);
+            assert!(
+                c.keys.contains_key("w24"),
+                "the key just written was evicted"
+            );
+        }
+        cache.set_size(12);
+        assert_eq!(cache.inner.read().keys.len(), 10);
+        cache.set_size(0);
+        for i in 0..25 {
+            cache.store(&format!("u{i}"), Some(policy(&format!("u{i}"), 1)));
+        }
+        assert_eq!(cache.inner.read().keys.len(), 35, "size 0 means no limit");
+        cache.set_size(10);
+        assert_eq!(
+            cache.inner.read().keys.len(),
+            10,
+            "a smaller size applies at once"
         );
     }
 

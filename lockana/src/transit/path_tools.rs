@@ -120,8 +120,7 @@ pub(super) fn cache_config_read(ctx: &TransitCtx<'_>) -> Result<Response> {
     Ok(Response::with_data(m))
 }
 
-/// Stores the key cache's size (0: no limit); it applies when the mount is next loaded
-/// (at unseal), as in OpenBao.
+/// Stores the key cache's size (0: no limit) and applies it at once, as OpenBao.
 pub(super) fn cache_config_write(ctx: &TransitCtx<'_>, d: &Map<String, Value>) -> Result<Response> {
     let size = int_field(d, "size")?.unwrap_or(0);
     if size != 0 && size < MIN_CACHE_SIZE {
@@ -130,6 +129,7 @@ pub(super) fn cache_config_write(ctx: &TransitCtx<'_>, d: &Map<String, Value>) -
         )));
     }
     ctx.apply(vec![ctx.put_op(CACHE_CONFIG, &size)?])?;
+    ctx.cache.set_size(usize::try_from(size).unwrap_or(0));
     let mut m = Map::new();
     m.insert("size".into(), json!(size));
     Ok(Response::with_data(m))
