@@ -21,6 +21,7 @@
 //!   http_read_header_timeout = "10s"
 //!   http_read_timeout        = "30s"
 //!   http_idle_timeout        = "5m"
+//!   http_write_timeout       = "0"   # none
 //!   # open connections (Lockana-only)
 //!   max_connections            = 4096
 //!   max_connections_per_client = 256
@@ -214,6 +215,8 @@ pub struct ListenerConfig {
     pub read_timeout: Duration,
     /// `http_idle_timeout` (zero: falls back as in Vault).
     pub idle_timeout: Duration,
+    /// `http_write_timeout` (zero: none).
+    pub write_timeout: Duration,
     /// `max_connections`: open connections at once.
     pub max_connections: usize,
     /// `max_connections_per_client`: open connections at once per address (0: no cap).
@@ -541,6 +544,7 @@ impl Config {
                 read_header_timeout: self.listener.read_header_timeout,
                 read_timeout: self.listener.read_timeout,
                 idle_timeout: self.listener.idle_timeout,
+                write_timeout: self.listener.write_timeout,
                 max_connections: self.listener.max_connections,
                 max_connections_per_client: self.listener.max_connections_per_client,
                 telemetry: Telemetry {
@@ -953,6 +957,7 @@ fn parse_listener(
             "http_read_header_timeout",
             "http_read_timeout",
             "http_idle_timeout",
+            "http_write_timeout",
             "max_connections",
             "max_connections_per_client",
             "telemetry",
@@ -1085,6 +1090,7 @@ fn parse_listener(
     let read_header_timeout = timeout("http_read_header_timeout", DEFAULT_READ_HEADER_TIMEOUT)?;
     let read_timeout = timeout("http_read_timeout", DEFAULT_READ_TIMEOUT)?;
     let idle_timeout = timeout("http_idle_timeout", DEFAULT_IDLE_TIMEOUT)?;
+    let write_timeout = timeout("http_write_timeout", Duration::ZERO)?;
     let max_connections = match get_count(ctx, body, "max_connections")? {
         None => DEFAULT_MAX_CONNECTIONS,
         Some(0) => {
@@ -1105,6 +1111,7 @@ fn parse_listener(
         read_header_timeout,
         read_timeout,
         idle_timeout,
+        write_timeout,
         max_connections,
         max_connections_per_client,
         unauthenticated_metrics_access: parse_listener_telemetry(
@@ -1709,6 +1716,7 @@ mod tests {
         assert_eq!(l.read_header_timeout, Duration::from_secs(10));
         assert_eq!(l.read_timeout, Duration::from_secs(30));
         assert_eq!(l.idle_timeout, Duration::from_secs(300));
+        assert_eq!(l.write_timeout, Duration::ZERO);
         assert_eq!(l.max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(
             l.max_connections_per_client,
@@ -1729,6 +1737,7 @@ mod tests {
               http_read_header_timeout = "2s"
               http_read_timeout = 3
               http_idle_timeout = "0"
+              http_write_timeout = "1m"
               max_connections = 50
               max_connections_per_client = 5
             }
@@ -1750,6 +1759,7 @@ mod tests {
         );
         assert_eq!(l.read_header_timeout, Duration::from_secs(2));
         assert_eq!(l.read_timeout, Duration::from_secs(3));
+        assert_eq!(l.write_timeout, Duration::from_secs(60));
         // Vault: no idle timeout falls back to the read timeout
         assert_eq!(l.effective_idle_timeout(), Duration::from_secs(3));
         assert_eq!((l.max_connections, l.max_connections_per_client), (50, 5));

@@ -8,6 +8,9 @@
 //! when requests start and end, and a watchdog beside the connection closes it when
 //! the phase it is in outlives its deadline (Vault's `http_read_header_timeout` and
 //! `http_idle_timeout`; `http_read_timeout` for the body is kept by the request).
+//! With `http_write_timeout`, an answer must also be written within it of its
+//! request's headers: the IO records when a write waits on a client that is not
+//! reading, and the watchdog closes the connection once that deadline passes.
 
 use std::collections::HashMap;
 use std::io;
@@ -40,6 +43,10 @@ enum Phase {
 struct State {
     phase: Phase,
     active: usize,
+    /// When the answer to the latest request must be written by (`http_write_timeout`).
+    write_by: Option<Instant>,
+    /// A write is waiting for the client to read.
+    write_blocked: bool,
 }
 
 /// One connection's deadlines, shared by its IO, its service and its watchdog.
@@ -49,6 +56,7 @@ pub(crate) struct ConnClock {
     changed: Notify,
     header_timeout: Duration,
     idle_timeout: Duration,
+    write_timeout: Duration,
 }
 
 /// Why the watchdog closed a connection.
@@ -59,11 +67,18 @@ pub(crate) enum Expired {
     Header,
     /// Idle between requests for longer than `http_idle_timeout`.
     Idle,
+    /// An answer not written (or still being served) `http_write_timeout` after its
+    /// request's headers.
+    Write,
 }
 
 impl ConnClock {
     /// A clock for a connection accepted now; zero durations mean no deadline.
-    pub(crate) fn new(header_timeout: Duration, idle_timeout: Duration) -> Arc<ConnClock> {
+    pub(crate) fn new(
+        header_timeout: Duration,
+        idle_timeout: Duration,
+        write_timeout: Duration,
+    ) -> Arc<ConnClock> {
         Arc::new(ConnClock {
             state: Mutex::new(State {
                 phase: Phase::Waiting {
@@ -71,11 +86,20 @@ impl ConnClock {
                     first: true,
                 },
                 active: 0,
+                write_by: None,
+                write_blocked: false,
             }),
             changed: Notify::new(),
             header_timeout,
             idle_timeout,
+            write_timeout,
         })
+    }
+
+    /// A write started or stopped waiting for the client to read.
+    fn write_blocked(&self, blocked: bool) {
+        self.state.lock().write_blocked = blocked;
+        self.changed.notify_one();
     }
 
     /// Bytes arrived: a waiting connection now has a request on its way.
@@ -101,6 +125,10 @@ impl ConnClock {
         };
         s.phase = Phase::Busy;
         s.active += 1;
+        if !self.write_timeout.is_zero() {
+            // Go's WriteTimeout runs from the end of the request's headers.
+            s.write_by = Some(Instant::now() + self.write_timeout);
+        }
         drop(s);
         self.changed.notify_one();
         started
@@ -122,14 +150,25 @@ impl ConnClock {
 
     fn deadline(&self) -> Option<(Instant, Expired)> {
         let s = self.state.lock();
-        let (since, limit, why) = match s.phase {
+        let phase = match s.phase {
             Phase::Waiting { since, first: true } | Phase::Head { since } => {
-                (since, self.header_timeout, Expired::Header)
+                Some((since, self.header_timeout, Expired::Header))
             }
-            Phase::Waiting { since, .. } => (since, self.idle_timeout, Expired::Idle),
-            Phase::Busy => return None,
-        };
-        (!limit.is_zero()).then(|| (since + limit, why))
+            Phase::Waiting { since, .. } => Some((since, self.idle_timeout, Expired::Idle)),
+            Phase::Busy => None,
+        }
+        .filter(|(_, limit, _)| !limit.is_zero())
+        .map(|(since, limit, why)| (since + limit, why));
+        // The answer's deadline holds while it is being served or written; an answer
+        // written in full leaves no write waiting.
+        let write = s
+            .write_by
+            .filter(|_| matches!(s.phase, Phase::Busy) || s.write_blocked)
+            .map(|at| (at, Expired::Write));
+        match (phase, write) {
+            (Some(p), Some(w)) => Some(if w.0 < p.0 { w } else { p }),
+            (p, w) => p.or(w),
+        }
     }
 
     /// Completes when the connection has outlived the deadline of its phase.
@@ -180,11 +219,30 @@ impl Drop for InFlight {
 pub(crate) struct ClockedIo<I> {
     inner: I,
     clock: Arc<ConnClock>,
+    /// What the clock was last told of writes waiting (told only on a change).
+    write_blocked: bool,
 }
 
 impl<I> ClockedIo<I> {
     pub(crate) fn new(inner: I, clock: Arc<ConnClock>) -> Self {
-        ClockedIo { inner, clock }
+        ClockedIo {
+            inner,
+            clock,
+            write_blocked: false,
+        }
+    }
+
+    /// Tells the clock when writes start or stop waiting for the client, if it keeps
+    /// a write deadline.
+    fn wrote<T>(&mut self, polled: Poll<T>) -> Poll<T> {
+        if !self.clock.write_timeout.is_zero() {
+            let blocked = polled.is_pending();
+            if blocked != self.write_blocked {
+                self.write_blocked = blocked;
+                self.clock.write_blocked(blocked);
+            }
+        }
+        polled
     }
 }
 
@@ -209,11 +267,13 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for ClockedIo<I> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.wrote(polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -225,7 +285,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for ClockedIo<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -419,7 +480,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn silent_connection_expires_at_the_header_timeout() {
-        let clock = ConnClock::new(Duration::from_secs(10), Duration::from_secs(300));
+        let clock = ConnClock::new(
+            Duration::from_secs(10),
+            Duration::from_secs(300),
+            Duration::ZERO,
+        );
         let started = tokio::time::Instant::now();
         assert_eq!(clock.expired().await, Expired::Header);
         assert!(started.elapsed() >= Duration::from_secs(10));
@@ -427,7 +492,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_connection_expires_at_the_idle_timeout_not_before() {
-        let clock = ConnClock::new(Duration::from_secs(10), Duration::from_secs(60));
+        let clock = ConnClock::new(
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            Duration::ZERO,
+        );
         clock.bytes_read();
         clock.request_started();
         clock.request_finished();
@@ -437,8 +506,83 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn answer_not_written_in_time_expires_at_the_write_timeout() {
+        let clock = ConnClock::new(
+            Duration::from_secs(10),
+            Duration::from_secs(300),
+            Duration::from_secs(30),
+        );
+        clock.bytes_read();
+        let started = tokio::time::Instant::now();
+        let (_, in_flight) = InFlight::start(&clock);
+        drop(in_flight);
+        // Answered, but its write waits on a client that does not read.
+        clock.write_blocked(true);
+        assert_eq!(clock.expired().await, Expired::Write);
+        assert!(started.elapsed() >= Duration::from_secs(30));
+        assert!(started.elapsed() < Duration::from_secs(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn written_answer_leaves_only_the_idle_timeout() {
+        let clock = ConnClock::new(
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        );
+        clock.bytes_read();
+        let started = tokio::time::Instant::now();
+        let (_, in_flight) = InFlight::start(&clock);
+        drop(in_flight);
+        clock.write_blocked(true);
+        clock.write_blocked(false);
+        assert_eq!(clock.expired().await, Expired::Idle);
+        assert!(started.elapsed() >= Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answer_still_being_served_expires_at_the_write_timeout() {
+        let clock = ConnClock::new(
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            Duration::from_secs(20),
+        );
+        let (_, _in_flight) = InFlight::start(&clock);
+        let started = tokio::time::Instant::now();
+        assert_eq!(clock.expired().await, Expired::Write);
+        assert!(started.elapsed() >= Duration::from_secs(20));
+    }
+
+    /// The IO tells the clock when a write waits and when it goes through.
+    #[tokio::test(start_paused = true)]
+    async fn io_reports_writes_that_wait_on_the_client() {
+        use tokio::io::AsyncWriteExt;
+        let clock = ConnClock::new(Duration::ZERO, Duration::ZERO, Duration::from_secs(5));
+        let (near, mut far) = tokio::io::duplex(16);
+        let mut io = ClockedIo::new(near, Arc::clone(&clock));
+        let (_, in_flight) = InFlight::start(&clock);
+        drop(in_flight);
+        let write = tokio::spawn(async move {
+            let _ = io.write_all(&[7u8; 64]).await;
+            io
+        });
+        // The far side reads nothing: the write waits, and the deadline closes it.
+        assert_eq!(clock.expired().await, Expired::Write);
+        let mut sink = vec![0u8; 64];
+        tokio::io::AsyncReadExt::read_exact(&mut far, &mut sink)
+            .await
+            .expect("read");
+        let _io = write.await.expect("writer");
+        assert!(!clock.state.lock().write_blocked);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn busy_connection_never_expires() {
-        let clock = ConnClock::new(Duration::from_secs(1), Duration::from_secs(1));
+        let clock = ConnClock::new(
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            Duration::ZERO,
+        );
         clock.request_started();
         let waited = tokio::time::timeout(Duration::from_secs(3600), clock.expired()).await;
         assert!(waited.is_err(), "a connection serving a request was closed");

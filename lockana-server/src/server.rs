@@ -303,7 +303,11 @@ impl Conn {
             remote,
             admission,
         } = self;
-        let clock = ConnClock::new(limits.read_header_timeout, limits.effective_idle_timeout());
+        let clock = ConnClock::new(
+            limits.read_header_timeout,
+            limits.effective_idle_timeout(),
+            limits.write_timeout,
+        );
         let io = ClockedIo::new(io, Arc::clone(&clock));
         let service_clock = Arc::clone(&clock);
         // Only method, path, status and latency are traced: never the query string

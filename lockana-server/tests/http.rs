@@ -817,3 +817,56 @@ fn late_body_bytes_do_not_start_the_header_timeout() {
         );
     });
 }
+
+/// `http_write_timeout`: a client that asks for a large answer and stops reading is
+/// let go once the deadline passes, rather than holding its connection (and the
+/// answer's memory) until the idle timeout.
+#[test]
+fn client_that_stops_reading_is_cut_at_the_write_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    real_runtime().block_on(async {
+        let limits = Limits {
+            write_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        };
+        let (mut writer, addr) = raw_connection(limits).await;
+        // Six strings of 1 MB: more than the socket buffers hold on both sides.
+        let big = "x".repeat(1_000_000);
+        let data: serde_json::Map<String, Value> =
+            (0..6).map(|i| (format!("f{i}"), json!(big))).collect();
+        let body = serde_json::to_vec(&json!({ "data": data })).expect("json");
+        let head = format!(
+            "POST /v1/secret/data/big HTTP/1.1\r\nHost: {addr}\r\nX-Vault-Token: {ROOT}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        writer.write_all(head.as_bytes()).await.expect("write");
+        writer.write_all(&body).await.expect("write");
+        let answer = read_answer(&mut writer).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("rcvbuf");
+        let mut reader = socket.connect(addr).await.expect("connect");
+        let get = format!(
+            "GET /v1/secret/data/big HTTP/1.1\r\nHost: {addr}\r\nX-Vault-Token: {ROOT}\r\n\r\n"
+        );
+        reader.write_all(get.as_bytes()).await.expect("write");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Now read: what the buffers held, then the end of a closed connection.
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        let closed = loop {
+            match tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break true,
+                Ok(Ok(n)) => total += n,
+                Err(_) => break false,
+            }
+        };
+        assert!(closed, "the connection was still open after {total} bytes");
+        assert!(
+            total < 6_000_000,
+            "the whole answer was written: {total} bytes"
+        );
+    });
+}

@@ -69,6 +69,10 @@ pub struct Limits {
     /// `http_idle_timeout`: how long a kept-alive connection may wait for its next
     /// request; zero: `read_timeout`, then `read_header_timeout`, as in Vault.
     pub idle_timeout: Duration,
+    /// `http_write_timeout`: time from the end of a request's headers to the end of
+    /// writing its answer; past it the connection is closed (a client that stops
+    /// reading is let go). Zero, Vault's default: none.
+    pub write_timeout: Duration,
     /// Open connections allowed at once; past it new ones are closed at accept.
     pub max_connections: usize,
     /// Open connections allowed at once from one client address (0: no cap);
@@ -120,6 +124,7 @@ impl Default for Limits {
             read_header_timeout: DEFAULT_READ_HEADER_TIMEOUT,
             read_timeout: DEFAULT_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            write_timeout: Duration::ZERO,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             rate_limit: RateLimit::default(),
