@@ -106,6 +106,13 @@ pub(crate) trait Backend: Send + Sync {
         Ok(Existence::NoCheck)
     }
 
+    /// Whether serving `op` on `rel` may write to storage (and so wait on an fsync).
+    /// Every operation but a read or list may, unless the engine knows better (a pure
+    /// computation, such as transit's encrypt of an existing key).
+    fn may_write(&self, _rel: &str, op: Operation) -> bool {
+        !matches!(op, Operation::Read | Operation::List)
+    }
+
     /// Whether each token sees its own corner of the mount's storage (cubbyhole).
     fn per_token_storage(&self) -> bool {
         false

@@ -261,6 +261,25 @@ impl Vault {
         self.core.refuses_whatever_the_body(req)
     }
 
+    /// Whether serving `req` may write to storage itself (and so wait on an fsync),
+    /// beyond what every request may write (audit, a limited-use token's count): a
+    /// server runs those where blocking is allowed and the rest inline. A mount's
+    /// engine says for its paths (reads and lists do not write unless it says so;
+    /// other operations do unless it declares them pure computations, as transit's
+    /// encrypt, decrypt, sign); elsewhere every operation but a read or list may. A
+    /// response to wrap always does.
+    pub fn may_write(&self, req: &Request) -> bool {
+        if req.wrap_ttl.is_some() {
+            return true;
+        }
+        let path = req.path.trim_start_matches('/');
+        self.core
+            .with_mount(path, |mount, rel| {
+                mount.backend().may_write(rel, req.operation)
+            })
+            .unwrap_or(!matches!(req.operation, Operation::Read | Operation::List))
+    }
+
     /// Whether a write to `path` (below `/v1/`) takes its body as bytes, passed in
     /// [`Request::raw_body`], rather than JSON: a snapshot to restore.
     pub fn takes_raw_body(path: &str) -> bool {

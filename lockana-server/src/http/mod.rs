@@ -185,11 +185,21 @@ pub(crate) trait Handler: Clone + Send + Sync + 'static {
     fn routing(&self) -> lockana::Routing {
         lockana::Routing::Local
     }
+
+    /// Whether `handle` may write to storage (and so fsync) for this request beyond
+    /// what every request may: then it runs on the blocking pool.
+    fn may_write(&self, req: &lockana::Request) -> bool {
+        !matches!(req.operation, Operation::Read | Operation::List)
+    }
 }
 
 impl Handler for Vault {
     fn handle(&self, req: lockana::Request) -> lockana::Result<lockana::Response> {
         Vault::handle(self, req)
+    }
+
+    fn may_write(&self, req: &lockana::Request) -> bool {
+        Vault::may_write(self, req)
     }
 
     fn refuses_whatever_the_body(&self, req: &lockana::Request) -> bool {
@@ -213,11 +223,6 @@ impl Handler for Vault {
 pub(crate) struct RequestStart {
     pub(crate) at: Instant,
     pub(crate) in_flight: Option<Arc<InFlight>>,
-}
-
-/// Whether an operation may write (and so fsync); those run on the blocking pool.
-fn runs_blocking(op: Operation) -> bool {
-    !matches!(op, Operation::Read | Operation::List)
 }
 
 /// Answers one HTTP request the way a listener does (limits, translation, the vault,
@@ -470,7 +475,7 @@ where
         return metrics::answer(&handler, &limits.telemetry, logical, accept);
     }
     // A code check stores the used step (fsync) even on a read.
-    let result = if runs_blocking(operation) || logical.totp_code.is_some() {
+    let result = if handler.may_write(&logical) || logical.totp_code.is_some() {
         tokio::task::spawn_blocking(move || handler.handle(logical))
             .await
             .map_err(|_| {

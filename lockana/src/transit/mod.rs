@@ -75,6 +75,27 @@ impl crate::engine::Backend for TransitEngine {
         })
     }
 
+    /// Encrypting, decrypting, signing and the rest compute without writing; only
+    /// an encrypt to a key not yet known here may create it (OpenBao's upsert). A
+    /// backup (a read) records its time in the key.
+    fn may_write(&self, rel: &str, op: Operation) -> bool {
+        if matches!(op, Operation::Read | Operation::List) {
+            return rel.starts_with("backup/");
+        }
+        let mut segs = rel.split('/');
+        match (segs.next(), segs.next()) {
+            (Some("encrypt"), Some(name)) => self.cache.get(name).is_err(),
+            (
+                Some(
+                    "decrypt" | "rewrap" | "datakey" | "sign" | "verify" | "hmac" | "hash"
+                    | "random",
+                ),
+                _,
+            ) => false,
+            _ => true,
+        }
+    }
+
     fn initialize(&self, ctx: &Ctx<'_>) -> Result<()> {
         self.load(ctx)
     }
@@ -679,6 +700,42 @@ mod tests {
             10,
             "a smaller size applies at once"
         );
+    }
+
+    #[test]
+    fn only_an_encrypt_to_an_unknown_key_may_write_among_the_computations() {
+        use crate::engine::Backend as _;
+        let engine = TransitEngine::default();
+        for rel in [
+            "decrypt/k",
+            "rewrap/k",
+            "datakey/plaintext/k",
+            "sign/k",
+            "verify/k/sha2-256",
+            "hmac/k",
+            "hash",
+            "random/32",
+        ] {
+            assert!(!engine.may_write(rel, Operation::Update), "{rel}");
+        }
+        assert!(
+            engine.may_write("encrypt/k", Operation::Update),
+            "unknown key: may create it"
+        );
+        engine.cache.store("k", Some(policy("k", 1)));
+        assert!(!engine.may_write("encrypt/k", Operation::Update));
+        for rel in [
+            "keys/k",
+            "keys/k/rotate",
+            "keys/k/config",
+            "restore",
+            "cache-config",
+        ] {
+            assert!(engine.may_write(rel, Operation::Update), "{rel}");
+        }
+        assert!(engine.may_write("keys/k", Operation::Delete));
+        assert!(!engine.may_write("export/encryption-key/k", Operation::Read));
+        assert!(engine.may_write("backup/k", Operation::Read));
     }
 
     #[test]
