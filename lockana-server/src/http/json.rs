@@ -146,7 +146,23 @@ impl Scanner {
 
     /// Feeds the next bytes of the body.
     pub(crate) fn feed(&mut self, bytes: &[u8]) -> Result<(), TooComplex> {
-        for &b in bytes {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.in_string && !self.escaped && self.hex_left == 0 {
+                // Plain string bytes up to the next quote or backslash count one each.
+                let rest = &bytes[i..];
+                let plain = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+                self.string_len += plain;
+                if self.string_len > self.limits.max_string_length {
+                    return Err(TooComplex::StringLength);
+                }
+                i += plain;
+                if i == bytes.len() {
+                    break;
+                }
+            }
+            let b = bytes[i];
+            i += 1;
             if self.in_string {
                 self.string_byte(b)?;
                 continue;
@@ -371,6 +387,27 @@ mod tests {
             let mut s = Scanner::new(tight);
             let whole = s.feed(&body[..split]).and_then(|()| s.feed(&body[split..]));
             assert_eq!(whole, Err(TooComplex::Strings), "split at {split}");
+        }
+    }
+
+    /// Long plain runs are skipped in one step; the count stays exact at every split.
+    #[test]
+    fn string_length_is_exact_however_a_long_string_is_split() {
+        let limits = JsonLimits {
+            max_string_length: 40,
+            ..loose()
+        };
+        let fits = format!(r#"{{"k":"{}\n{}"}}"#, "x".repeat(20), "y".repeat(19));
+        let over = format!(r#"{{"k":"{}\n{}"}}"#, "x".repeat(20), "y".repeat(20));
+        for split in 0..fits.len() {
+            let mut s = Scanner::new(limits);
+            let b = fits.as_bytes();
+            let r = s.feed(&b[..split]).and_then(|()| s.feed(&b[split..]));
+            assert_eq!(r, Ok(()), "split at {split}");
+            let mut s = Scanner::new(limits);
+            let b = over.as_bytes();
+            let r = s.feed(&b[..split]).and_then(|()| s.feed(&b[split..]));
+            assert_eq!(r, Err(TooComplex::StringLength), "split at {split}");
         }
     }
 
