@@ -884,10 +884,25 @@ impl Barrier {
         &self.storage
     }
 
-    /// The storage key a logical path is written under.
+    /// The storage key a logical path is written under (for tests).
     #[cfg(test)]
     pub(crate) fn physical(&self, path: &str) -> String {
-        self.names().and_then(|n| n.encode(path)).expect("unsealed")
+        self.storage_key(path).expect("unsealed")
+    }
+
+    /// The storage key a logical path is written under, or for a path ending in `/`
+    /// the stored form of that directory (every key below it starts with it). The
+    /// clear key-hierarchy entries are stored under their own names.
+    pub(crate) fn storage_key(&self, path: &str) -> Result<String> {
+        if CLEAR_KEYS.contains(&path) {
+            return Ok(path.to_owned());
+        }
+        let names = self.names()?;
+        if path.ends_with('/') {
+            names.encode_dir(path)
+        } else {
+            names.encode(path)
+        }
     }
 }
 
