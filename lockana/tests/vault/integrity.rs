@@ -479,3 +479,28 @@ fn unseal_fails_and_stays_sealed(pg: &PgVault, f: &Fixture, key: &str, kind: Int
         .unwrap();
     assert_eq!(r["sealed"], json!(true));
 }
+
+/// A damaged keyring once answered the right shares with "the unseal key shares did
+/// not combine into the right key", and a missing one with "corrupt record in
+/// storage": the root key opened, so the shares were right, and it is an integrity
+/// error naming the keyring (offline verification says the same). Sealed throughout.
+#[test]
+fn damaged_or_missing_keyring_leaves_the_vault_sealed_with_an_integrity_error() {
+    for kind in [IntegrityKind::Authentication, IntegrityKind::Missing] {
+        let mut pg = PgVault::new();
+        let f = build(pg.storage());
+        // The key hierarchy is read before unseal, so its names stay in the clear.
+        let [keyring] = pg.stored_names(&f, ["core/keyring"]);
+        assert_eq!(keyring, "core/keyring");
+        if kind == IntegrityKind::Missing {
+            pg.delete(&keyring);
+        } else {
+            assert_eq!(pg.damage(&keyring), 1);
+        }
+        unseal_fails_and_stays_sealed(&pg, &f, "core/keyring", kind);
+        match Vault::verify_storage(pg.storage(), &f.keys[..2], &mut |_, _| {}) {
+            Err(Error::Integrity(e)) => assert_eq!(e.key(), Some("core/keyring")),
+            other => panic!("verify-storage: {:?}", other.map(|_| ())),
+        }
+    }
+}
