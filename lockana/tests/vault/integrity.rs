@@ -504,3 +504,35 @@ fn damaged_or_missing_keyring_leaves_the_vault_sealed_with_an_integrity_error() 
         }
     }
 }
+
+/// A missing audit salt was once made anew at unseal: every HMAC already in the audit
+/// logs stopped matching (`sys/audit-hash` answered other values), silently. A vault
+/// that has had one (its first unseal wrote it, with the checkpoint signing key) now
+/// stays sealed with an integrity error naming it, audit device or not.
+#[test]
+fn missing_audit_salt_leaves_the_vault_sealed_with_an_integrity_error() {
+    let mut pg = PgVault::new();
+    let f = build(pg.storage());
+    let [salt] = pg.stored_names(&f, ["core/audit-salt"]);
+    pg.delete(&salt);
+    unseal_fails_and_stays_sealed(&pg, &f, "core/audit-salt", IntegrityKind::Missing);
+}
+
+/// A vault with no audit state (initialized and never unsealed, or written before
+/// audit salts) still unseals, and gets the salt and the signing key together: from
+/// then on a missing salt is damage.
+#[test]
+fn vault_without_audit_keys_unseals_and_gets_both_together() {
+    let mut pg = PgVault::new();
+    let f = build(pg.storage());
+    let [salt, signing] = pg.stored_names(&f, ["core/audit-salt", "core/audit-signing-key"]);
+    pg.delete(&salt);
+    pg.delete(&signing);
+    let vault = unsealed(pg.storage(), &f);
+    assert_eq!(read_everything(&vault, &f), Ok(0));
+    vault.close().unwrap();
+    let keys = pg.keys();
+    assert!(keys.contains(&salt) && keys.contains(&signing));
+    pg.delete(&salt);
+    unseal_fails_and_stays_sealed(&pg, &f, "core/audit-salt", IntegrityKind::Missing);
+}
