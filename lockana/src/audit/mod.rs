@@ -36,8 +36,8 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
 use self::entry::{Hashing, Kind};
 use self::sink::{Sink, Target};
 use crate::auth::token::TokenEntry;
-use crate::barrier::{Barrier, random_key};
-use crate::{Error, Request, Response, Result, StorageError, Vault};
+use crate::barrier::{Barrier, Op, random_key};
+use crate::{Error, IntegrityError, IntegrityKind, Request, Response, Result, StorageError, Vault};
 
 pub use self::chain::{
     ChainBreak, ChainSummary, VerifyOptions, audit_key_id, verify_audit_chain, verify_audit_log,
@@ -630,28 +630,7 @@ impl AuditBroker {
 
     /// After unseal: the salt, the table and the declared devices, opened.
     pub(crate) fn load(&self, barrier: &Barrier) -> Result<()> {
-        let salt = match barrier.get(SALT_PATH)? {
-            Some(b) if b.len() == 32 => {
-                let mut k = Zeroizing::new([0u8; 32]);
-                k.copy_from_slice(&b);
-                k
-            }
-            Some(_) => return Err(StorageError::Corrupt.into()),
-            None => {
-                let k = random_key()?;
-                barrier.put(SALT_PATH, &k[..])?;
-                k
-            }
-        };
-        let signer = match barrier.get(SIGNING_KEY_PATH)? {
-            Some(seed) if seed.len() == 32 => Signer::from_seed(&seed)?,
-            Some(_) => return Err(StorageError::Corrupt.into()),
-            None => {
-                let seed = random_key()?;
-                barrier.put(SIGNING_KEY_PATH, &seed[..])?;
-                Signer::from_seed(&seed[..])?
-            }
-        };
+        let (salt, signer) = load_keys(barrier)?;
         let heads = load_heads(barrier)?;
         let mut configs = load_table(barrier)?;
         for d in self.declared.lock().iter() {
@@ -864,6 +843,58 @@ fn enabled_marker() -> String {
     .to_string()
 }
 
+/// The salt and the checkpoint signing key, made on the first unseal (of a vault
+/// that has neither) in one atomic write: a vault with either has had its salt.
+///
+/// A missing salt is damage once the vault shows it had one: the signing key (always
+/// written with or after the salt), the device table or the chain heads (only ever
+/// written while a loaded salt was held). A new salt would silently make every HMAC
+/// in the audit logs unmatchable (`sys/audit-hash` answering other values), so the
+/// unseal fails instead and the vault stays sealed. A vault with none of these
+/// (initialized and never unsealed, or by a version before audit state existed) gets
+/// them now. A salt present without a signing key is a vault from before signed
+/// checkpoints: the key is added.
+fn load_keys(barrier: &Barrier) -> Result<(Zeroizing<[u8; 32]>, Signer)> {
+    let stored_salt = barrier.get(SALT_PATH)?;
+    let stored_seed = barrier.get(SIGNING_KEY_PATH)?;
+    let mut new = Vec::new();
+    let salt = match stored_salt {
+        Some(b) => key32(SALT_PATH, &b)?,
+        None => {
+            if stored_seed.is_some()
+                || barrier.get(TABLE_PATH)?.is_some()
+                || barrier.get(HEADS_PATH)?.is_some()
+            {
+                return Err(IntegrityError::at(SALT_PATH, IntegrityKind::Missing).into());
+            }
+            let k = random_key()?;
+            new.push(Op::Put(SALT_PATH.to_owned(), k.to_vec()));
+            k
+        }
+    };
+    let seed = match stored_seed {
+        Some(b) => key32(SIGNING_KEY_PATH, &b)?,
+        None => {
+            let k = random_key()?;
+            new.push(Op::Put(SIGNING_KEY_PATH.to_owned(), k.to_vec()));
+            k
+        }
+    };
+    let signer = Signer::from_seed(&seed[..])?;
+    if !new.is_empty() {
+        barrier.apply(new)?;
+    }
+    Ok((salt, signer))
+}
+
+/// A stored 32-byte key; any other length is damage.
+fn key32(path: &str, bytes: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+    let k: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| IntegrityError::at(path, IntegrityKind::Malformed))?;
+    Ok(Zeroizing::new(k))
+}
+
 fn load_table(barrier: &Barrier) -> Result<Vec<DeviceConfig>> {
     match barrier.get(TABLE_PATH)? {
         None => Ok(Vec::new()),
@@ -922,5 +953,92 @@ impl Vault {
     /// stays enabled and requests fail closed until it can write again.
     pub fn reopen_audit_devices(&self) -> Result<()> {
         self.core.audit.reopen(&self.core.barrier)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::barrier::Cipher;
+    use crate::storage::MemoryBackend;
+
+    fn unsealed() -> Barrier {
+        let b = Barrier::new(Arc::new(MemoryBackend::default()));
+        let (key, _) = b.initialize(1, 1, Cipher::default(), 0).unwrap();
+        b.unseal_with_key(&key[..]).unwrap();
+        b
+    }
+
+    fn missing_salt(r: Result<(Zeroizing<[u8; 32]>, Signer)>) -> bool {
+        matches!(r, Err(Error::Integrity(e))
+            if e.key() == Some(SALT_PATH) && e.kind() == IntegrityKind::Missing)
+    }
+
+    /// The first unseal writes the salt and the signing key together; later unseals
+    /// read the same ones.
+    #[test]
+    fn audit_keys_are_made_once_and_together() {
+        let b = unsealed();
+        let (salt, signer) = load_keys(&b).unwrap();
+        assert!(b.get(SALT_PATH).unwrap().is_some());
+        assert!(b.get(SIGNING_KEY_PATH).unwrap().is_some());
+        let (again, signer2) = load_keys(&b).unwrap();
+        assert_eq!(salt[..], again[..]);
+        assert_eq!(signer.key_id, signer2.key_id);
+    }
+
+    /// A missing salt was once made anew at unseal, so the audit logs' HMACs stopped
+    /// matching: wherever the vault shows it had a salt, that is damage.
+    #[test]
+    fn audit_salt_missing_after_the_vault_had_one_is_an_integrity_error() {
+        for evidence in [SIGNING_KEY_PATH, TABLE_PATH, HEADS_PATH] {
+            let b = unsealed();
+            load_keys(&b).unwrap();
+            b.apply(vec![Op::Delete(SALT_PATH.into())]).unwrap();
+            if evidence != SIGNING_KEY_PATH {
+                b.apply(vec![
+                    Op::Delete(SIGNING_KEY_PATH.into()),
+                    Op::Put(evidence.into(), b"{}".to_vec()),
+                ])
+                .unwrap();
+            }
+            assert!(missing_salt(load_keys(&b)), "with {evidence}");
+            assert!(b.get(SALT_PATH).unwrap().is_none(), "nothing was written");
+        }
+    }
+
+    /// A vault from before signed checkpoints has a salt and no signing key: it gets
+    /// one, and keeps its salt. One with neither (never unsealed) gets both.
+    #[test]
+    fn older_vaults_get_the_audit_keys_they_lack() {
+        let b = unsealed();
+        let (salt, _) = load_keys(&b).unwrap();
+        b.apply(vec![Op::Delete(SIGNING_KEY_PATH.into())]).unwrap();
+        let (kept, _) = load_keys(&b).unwrap();
+        assert_eq!(salt[..], kept[..]);
+        assert!(b.get(SIGNING_KEY_PATH).unwrap().is_some());
+        b.apply(vec![
+            Op::Delete(SALT_PATH.into()),
+            Op::Delete(SIGNING_KEY_PATH.into()),
+        ])
+        .unwrap();
+        load_keys(&b).unwrap();
+        assert!(b.get(SALT_PATH).unwrap().is_some());
+    }
+
+    #[test]
+    fn audit_keys_of_the_wrong_length_are_malformed() {
+        for path in [SALT_PATH, SIGNING_KEY_PATH] {
+            let b = unsealed();
+            load_keys(&b).unwrap();
+            b.put(path, b"short").unwrap();
+            match load_keys(&b) {
+                Err(Error::Integrity(e)) => {
+                    assert_eq!(e.key(), Some(path));
+                    assert_eq!(e.kind(), IntegrityKind::Malformed);
+                }
+                other => panic!("{path}: {:?}", other.map(|_| ())),
+            }
+        }
     }
 }

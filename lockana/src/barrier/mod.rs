@@ -215,6 +215,16 @@ struct Progress {
     nonce: String,
 }
 
+/// Whether the root key a keyring is opened with is known to be this vault's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RootKey {
+    /// Opened from the stored root key, or held since: a keyring it does not open
+    /// was damaged.
+    Known,
+    /// Tried on storage that may be another vault's (a snapshot restore).
+    Tried,
+}
+
 /// One step of a storage walk ([`Barrier::verify`]).
 #[derive(Default)]
 pub(crate) struct VerifyChunk {
@@ -473,24 +483,40 @@ impl Barrier {
         let wrapped_root = self
             .storage
             .get(ROOT_KEY_PATH)?
-            .ok_or(crate::StorageError::Corrupt)?;
+            .ok_or_else(|| integrity(ROOT_KEY_PATH, IntegrityKind::Missing))?;
+        // A root key that does not open reads as wrong shares: the two look the same.
         let root =
             Zeroizing::new(cipher.open(&unseal_key, &wrapped_root, ROOT_KEY_PATH.as_bytes())?);
-        let root = as_key(&root).map_err(|_| crate::StorageError::Corrupt)?;
+        let root = as_key(&root).map_err(|_| integrity(ROOT_KEY_PATH, IntegrityKind::Malformed))?;
         // With the root key open, the unseal key was right: whatever fails from here
         // on is damage, not a wrong key.
-        self.open_with_root(cipher, root)
+        self.open_with_root(cipher, root, RootKey::Known)
     }
 
-    /// Opens the stored keyring with `root`. Fails with a barrier error when `root`
-    /// is not the key that wrapped it.
-    fn open_with_root(&self, cipher: Cipher, root: Zeroizing<[u8; 32]>) -> Result<()> {
+    /// Opens the stored keyring with `root`. A keyring that does not open is damage
+    /// when the root key is [`RootKey::Known`] to be right, and a barrier error (not
+    /// the key that wrapped it) when it is only [`RootKey::Tried`].
+    fn open_with_root(
+        &self,
+        cipher: Cipher,
+        root: Zeroizing<[u8; 32]>,
+        how: RootKey,
+    ) -> Result<()> {
         let wrapped_ring = self
             .storage
             .get(KEYRING_PATH)?
-            .ok_or(crate::StorageError::Corrupt)?;
-        let ring = Zeroizing::new(cipher.open(&root, &wrapped_ring, KEYRING_PATH.as_bytes())?);
-        let (ring, fresh_names) = Keyring::decode(&ring, root)?;
+            .ok_or_else(|| integrity(KEYRING_PATH, IntegrityKind::Missing))?;
+        let ring = match cipher.open(&root, &wrapped_ring, KEYRING_PATH.as_bytes()) {
+            Ok(ring) => Zeroizing::new(ring),
+            Err(e) if how == RootKey::Known => return Err(decrypt_failure(KEYRING_PATH, e)),
+            Err(e) => return Err(e.into()),
+        };
+        let (ring, fresh_names) = Keyring::decode(&ring, root).map_err(|e| match e {
+            Error::Storage(crate::StorageError::Corrupt) => {
+                integrity(KEYRING_PATH, IntegrityKind::Malformed)
+            }
+            other => other,
+        })?;
         if fresh_names {
             self.encrypt_stored_names(&ring)?;
         }
@@ -552,7 +578,7 @@ impl Barrier {
         if config.cipher() != cipher {
             return Ok(false);
         }
-        match self.open_with_root(cipher, root) {
+        match self.open_with_root(cipher, root, RootKey::Tried) {
             Ok(()) => Ok(true),
             Err(Error::Barrier(_)) => Ok(false),
             Err(e) => Err(e),
@@ -758,7 +784,7 @@ impl Barrier {
     pub(crate) fn reload_keyring(&self) -> Result<()> {
         let (cipher, root) = self.held_root()?;
         *self.config.write() = None;
-        self.open_with_root(cipher, root)
+        self.open_with_root(cipher, root, RootKey::Known)
     }
 
     /// Drops all key material.
@@ -884,10 +910,25 @@ impl Barrier {
         &self.storage
     }
 
-    /// The storage key a logical path is written under.
+    /// The storage key a logical path is written under (for tests).
     #[cfg(test)]
     pub(crate) fn physical(&self, path: &str) -> String {
-        self.names().and_then(|n| n.encode(path)).expect("unsealed")
+        self.storage_key(path).expect("unsealed")
+    }
+
+    /// The storage key a logical path is written under, or for a path ending in `/`
+    /// the stored form of that directory (every key below it starts with it). The
+    /// clear key-hierarchy entries are stored under their own names.
+    pub(crate) fn storage_key(&self, path: &str) -> Result<String> {
+        if CLEAR_KEYS.contains(&path) {
+            return Ok(path.to_owned());
+        }
+        let names = self.names()?;
+        if path.ends_with('/') {
+            names.encode_dir(path)
+        } else {
+            names.encode(path)
+        }
     }
 }
 
@@ -1319,6 +1360,56 @@ mod tests {
         b.unseal_with_key(&key[..]).unwrap();
         assert_eq!(b.raw().scan("").unwrap(), before);
         assert_eq!(b.get("sys/policy/ops").unwrap().unwrap(), b"v");
+    }
+
+    /// A damaged keyring once read as wrong shares (flipped) or a bare "corrupt
+    /// record" (missing): the root key opened, so the shares were right, and it is an
+    /// integrity error naming the keyring. The barrier stays sealed.
+    #[test]
+    fn damaged_or_missing_keyring_is_an_integrity_error_not_wrong_shares() {
+        for missing in [false, true] {
+            let b = Barrier::new(Arc::new(MemoryBackend::default()));
+            let (_, shares) = b.initialize(3, 2, Cipher::default(), 0).unwrap();
+            if missing {
+                b.raw().delete(KEYRING_PATH).unwrap();
+            } else {
+                let mut ring = b.raw().get(KEYRING_PATH).unwrap().unwrap();
+                let mid = ring.len() / 2;
+                ring[mid] ^= 0x04;
+                b.raw().put(KEYRING_PATH, &ring).unwrap();
+            }
+            b.submit_share(shares[0].clone()).unwrap();
+            match b.submit_share(shares[1].clone()) {
+                Err(Error::Integrity(e)) => {
+                    assert_eq!(e.key(), Some(KEYRING_PATH));
+                    let want = if missing {
+                        IntegrityKind::Missing
+                    } else {
+                        IntegrityKind::Authentication
+                    };
+                    assert_eq!(e.kind(), want);
+                }
+                other => panic!("missing {missing}: {:?}", other.map(|_| ())),
+            }
+            assert!(b.is_sealed() && !b.has_keyring());
+            assert_eq!(b.progress().0, 0);
+        }
+    }
+
+    /// Wrong shares still read as wrong shares: only a root key that opened makes a
+    /// keyring failure damage.
+    #[test]
+    fn wrong_shares_are_not_reported_as_damage() {
+        let b = Barrier::new(Arc::new(MemoryBackend::default()));
+        let (_, shares) = b.initialize(3, 2, Cipher::default(), 0).unwrap();
+        let other = Barrier::new(Arc::new(MemoryBackend::default()));
+        let (_, foreign) = other.initialize(3, 2, Cipher::default(), 0).unwrap();
+        b.submit_share(shares[0].clone()).unwrap();
+        assert!(matches!(
+            b.submit_share(foreign[1].clone()),
+            Err(Error::InvalidRequest(_))
+        ));
+        assert!(b.is_sealed());
     }
 
     #[test]

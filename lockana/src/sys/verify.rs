@@ -39,6 +39,17 @@ impl StorageReport {
 }
 
 impl Vault {
+    /// Test support: the storage key (the backend's row name) a logical key is stored
+    /// under, or for a key ending in `/` the stored form of that directory, a prefix
+    /// of every row below it. Names are encrypted at rest, so a test that damages rows
+    /// finds them through this (integrity errors and verify-storage name the logical
+    /// keys). Needs the keyring open, except for the key-hierarchy entries read before
+    /// unseal, which keep their names.
+    #[doc(hidden)]
+    pub fn storage_key(&self, logical: &str) -> Result<String> {
+        self.core.barrier.storage_key(logical)
+    }
+
     /// Checks a stopped vault's storage offline: opens it, opens the keyring with the
     /// unseal key shares (hex or base64; at least the threshold, or the whole key when
     /// the threshold is one), and walks every entry. The vault is never unsealed and

@@ -742,6 +742,8 @@ fn open_retry(db: &Path) -> Vault {
 
 #[derive(Clone, Debug)]
 struct Hit {
+    // Read by the Telegram test only.
+    #[cfg_attr(not(feature = "telegram"), expect(dead_code))]
     path: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,

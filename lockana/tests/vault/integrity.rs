@@ -261,15 +261,16 @@ impl PgVault {
         }
     }
 
-    /// Flips one bit in the middle of every value whose key starts with `prefix`.
+    /// Flips one bit in the middle of every value whose storage key starts with
+    /// `prefix` (a plain prefix: `_`, which encrypted names hold, is no wildcard).
     fn damage(&mut self, prefix: &str) -> u64 {
         self.sql
             .execute(
                 &format!(
-                    "UPDATE {} SET value = set_byte(value, length(value) / 2, get_byte(value, length(value) / 2) # 1) WHERE key LIKE $1",
+                    "UPDATE {} SET value = set_byte(value, length(value) / 2, get_byte(value, length(value) / 2) # 1) WHERE left(key, length($1)) = $1",
                     self.table
                 ),
-                &[&format!("{prefix}%")],
+                &[&prefix],
             )
             .unwrap()
     }
@@ -285,12 +286,23 @@ impl PgVault {
     }
 
     fn delete(&mut self, key: &str) {
-        self.sql
+        let n = self
+            .sql
             .execute(
                 &format!("DELETE FROM {} WHERE key = $1", self.table),
                 &[&key],
             )
             .unwrap();
+        assert_eq!(n, 1, "one row stored under {key}");
+    }
+
+    /// The storage keys (names are encrypted at rest) of logical keys of `f`'s
+    /// vault, or of a directory for one ending in `/`, from a vault unsealed for it.
+    fn stored_names<const N: usize>(&self, f: &Fixture, logical: [&str; N]) -> [String; N] {
+        let vault = unsealed(self.storage(), f);
+        let names = logical.map(|k| vault.storage_key(k).unwrap());
+        vault.close().unwrap();
+        names
     }
 }
 
@@ -319,11 +331,11 @@ fn integrity_key(r: lockana::Result<lockana::Response>) -> String {
 /// A damaged token entry once answered 403 "permission denied" to its holder: it is
 /// an integrity error naming the token's storage key, and other tokens still work.
 #[test]
-#[ignore = "damages rows by their clear storage names; key names are encrypted at rest now (to adapt)"]
 fn damaged_token_entry_is_an_integrity_error_not_permission_denied() {
     let mut pg = PgVault::new();
     let f = build(pg.storage());
-    assert!(pg.damage("sys/token/id/") >= 2);
+    let [tokens] = pg.stored_names(&f, ["sys/token/id/"]);
+    assert!(pg.damage(&tokens) >= 2);
     let vault = unsealed(pg.storage(), &f);
     let key = integrity_key(call(
         &vault,
@@ -341,7 +353,6 @@ fn damaged_token_entry_is_an_integrity_error_not_permission_denied() {
 /// A damaged secret reads as an integrity error naming its key; the others read
 /// right, and `verify-storage` (online and offline) lists exactly the damaged keys.
 #[test]
-#[ignore = "damages rows by their clear storage names; key names are encrypted at rest now (to adapt)"]
 fn damaged_secret_is_reported_by_reads_and_by_verify_storage() {
     let mut pg = PgVault::new();
     let f = build(pg.storage());
@@ -360,18 +371,21 @@ fn damaged_secret_is_reported_by_reads_and_by_verify_storage() {
     drop(vault);
     let clean = Vault::verify_storage(pg.storage(), &f.keys[1..], &mut |_, _| {}).unwrap();
     assert!(clean.is_clean() && clean.checked == clean.total && clean.total > 10);
-    let victims: Vec<String> = pg
+    let mut victims: Vec<String> = pg
         .keys()
         .into_iter()
         .filter(|k| !before.contains(k))
         .collect();
+    victims.sort(); // byte order, not the database's collation
     assert!(!victims.is_empty());
     for k in &victims {
         assert!(pg.damage(k) >= 1);
     }
     let vault = unsealed(pg.storage(), &f);
+    // Errors name logical keys; the damaged rows are stored under encrypted names.
+    let stored = |key: &str| vault.storage_key(key).unwrap();
     let key = integrity_key(call(&vault, Read, "secret/data/victim", &f.root, json!({})));
-    assert!(victims.contains(&key), "{key}");
+    assert!(victims.contains(&stored(&key)), "{key}");
     for (path, v) in SECRETS {
         let r = call(&vault, Read, path, &f.root, json!({})).unwrap();
         assert_eq!(Value::Object(r.data.unwrap())["data"]["v"], v);
@@ -401,8 +415,13 @@ fn damaged_secret_is_reported_by_reads_and_by_verify_storage() {
         }
         after = d["next"].clone();
     }
-    let want: Vec<Value> = victims.iter().map(|k| json!(k)).collect();
-    assert_eq!(corrupt, want);
+    let corrupt: Vec<String> = corrupt
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    let mut found: Vec<String> = corrupt.iter().map(|k| stored(k)).collect();
+    found.sort();
+    assert_eq!(found, victims, "exactly the damaged rows: {corrupt:?}");
     assert!(matches!(
         call(&vault, Update, "sys/storage/verify", &f.user, json!({})),
         Err(Error::PermissionDenied)
@@ -419,7 +438,7 @@ fn damaged_secret_is_reported_by_reads_and_by_verify_storage() {
         .filter_map(|e| e.key())
         .map(str::to_owned)
         .collect();
-    assert_eq!(keys, victims);
+    assert_eq!(keys, corrupt);
     assert_eq!(report.corrupt[0].kind(), IntegrityKind::Authentication);
 }
 
@@ -427,17 +446,23 @@ fn damaged_secret_is_reported_by_reads_and_by_verify_storage() {
 /// into "permission denied". Now the unseal fails with an integrity error naming the
 /// salt, and the vault stays sealed: status and requests agree.
 #[test]
-#[ignore = "damages rows by their clear storage names; key names are encrypted at rest now (to adapt)"]
 fn missing_token_salt_leaves_the_vault_sealed_with_an_integrity_error() {
     let mut pg = PgVault::new();
     let f = build(pg.storage());
-    pg.delete("sys/token/salt");
+    let [salt] = pg.stored_names(&f, ["sys/token/salt"]);
+    pg.delete(&salt);
+    unseal_fails_and_stays_sealed(&pg, &f, "sys/token/salt", IntegrityKind::Missing);
+}
+
+/// Unseals `f`'s vault with the right shares: the last one must fail with an
+/// integrity error at `key`, and the vault stay sealed: status and requests agree.
+fn unseal_fails_and_stays_sealed(pg: &PgVault, f: &Fixture, key: &str, kind: IntegrityKind) {
     let vault = Vault::open(pg.storage()).unwrap();
     vault.unseal(&f.keys[0]).unwrap();
     match vault.unseal(&f.keys[1]) {
         Err(Error::Integrity(e)) => {
-            assert_eq!(e.key(), Some("sys/token/salt"));
-            assert_eq!(e.kind(), IntegrityKind::Missing);
+            assert_eq!(e.key(), Some(key));
+            assert_eq!(e.kind(), kind);
         }
         other => panic!("{:?}", other.map(|_| ())),
     }
@@ -447,4 +472,67 @@ fn missing_token_salt_leaves_the_vault_sealed_with_an_integrity_error() {
         call(&vault, Read, "secret/data/db", &f.root, json!({})),
         Err(Error::Sealed)
     ));
+    let r = vault
+        .handle(Request::new(Read, "sys/seal-status"))
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(r["sealed"], json!(true));
+}
+
+/// A damaged keyring once answered the right shares with "the unseal key shares did
+/// not combine into the right key", and a missing one with "corrupt record in
+/// storage": the root key opened, so the shares were right, and it is an integrity
+/// error naming the keyring (offline verification says the same). Sealed throughout.
+#[test]
+fn damaged_or_missing_keyring_leaves_the_vault_sealed_with_an_integrity_error() {
+    for kind in [IntegrityKind::Authentication, IntegrityKind::Missing] {
+        let mut pg = PgVault::new();
+        let f = build(pg.storage());
+        // The key hierarchy is read before unseal, so its names stay in the clear.
+        let [keyring] = pg.stored_names(&f, ["core/keyring"]);
+        assert_eq!(keyring, "core/keyring");
+        if kind == IntegrityKind::Missing {
+            pg.delete(&keyring);
+        } else {
+            assert_eq!(pg.damage(&keyring), 1);
+        }
+        unseal_fails_and_stays_sealed(&pg, &f, "core/keyring", kind);
+        match Vault::verify_storage(pg.storage(), &f.keys[..2], &mut |_, _| {}) {
+            Err(Error::Integrity(e)) => assert_eq!(e.key(), Some("core/keyring")),
+            other => panic!("verify-storage: {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+/// A missing audit salt was once made anew at unseal: every HMAC already in the audit
+/// logs stopped matching (`sys/audit-hash` answered other values), silently. A vault
+/// that has had one (its first unseal wrote it, with the checkpoint signing key) now
+/// stays sealed with an integrity error naming it, audit device or not.
+#[test]
+fn missing_audit_salt_leaves_the_vault_sealed_with_an_integrity_error() {
+    let mut pg = PgVault::new();
+    let f = build(pg.storage());
+    let [salt] = pg.stored_names(&f, ["core/audit-salt"]);
+    pg.delete(&salt);
+    unseal_fails_and_stays_sealed(&pg, &f, "core/audit-salt", IntegrityKind::Missing);
+}
+
+/// A vault with no audit state (initialized and never unsealed, or written before
+/// audit salts) still unseals, and gets the salt and the signing key together: from
+/// then on a missing salt is damage.
+#[test]
+fn vault_without_audit_keys_unseals_and_gets_both_together() {
+    let mut pg = PgVault::new();
+    let f = build(pg.storage());
+    let [salt, signing] = pg.stored_names(&f, ["core/audit-salt", "core/audit-signing-key"]);
+    pg.delete(&salt);
+    pg.delete(&signing);
+    let vault = unsealed(pg.storage(), &f);
+    assert_eq!(read_everything(&vault, &f), Ok(0));
+    vault.close().unwrap();
+    let keys = pg.keys();
+    assert!(keys.contains(&salt) && keys.contains(&signing));
+    pg.delete(&salt);
+    unseal_fails_and_stays_sealed(&pg, &f, "core/audit-salt", IntegrityKind::Missing);
 }
