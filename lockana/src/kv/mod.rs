@@ -5,7 +5,7 @@ pub(crate) mod v2;
 
 use std::time::SystemTime;
 
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::{ReentrantMutex, ReentrantMutexGuard};
 use serde_json::{Map, Value};
 
 use std::collections::BTreeMap;
@@ -121,7 +121,7 @@ impl Ctx<'_> {
     }
 
     /// Serializes writers of one key (read-modify-write of KV v2 metadata).
-    pub(crate) fn lock(&self, rel: &str) -> MutexGuard<'_, ()> {
+    pub(crate) fn lock(&self, rel: &str) -> KeyGuard<'_> {
         self.locks.lock(&self.key(rel))
     }
 }
@@ -129,16 +129,23 @@ impl Ctx<'_> {
 /// Striped locks: writers of the same key serialize, others rarely contend. A writer
 /// holds its stripe across the fsync, so stripes are plenty (1,024) to keep 64
 /// concurrent writers of different keys from waiting on each other.
-pub(crate) struct KeyLocks(Vec<Mutex<()>>);
+///
+/// A stripe is re-entrant: a thread that holds one key's lock and takes another's
+/// (an AppRole role, then the mount's salt) would otherwise wait on itself whenever
+/// both keys fall in the same stripe, one time in 1,024.
+pub(crate) struct KeyLocks(Vec<ReentrantMutex<()>>);
+
+/// A held [`KeyLocks`] stripe.
+pub(crate) type KeyGuard<'a> = ReentrantMutexGuard<'a, ()>;
 
 impl Default for KeyLocks {
     fn default() -> Self {
-        KeyLocks((0..1024).map(|_| Mutex::new(())).collect())
+        KeyLocks((0..1024).map(|_| ReentrantMutex::new(())).collect())
     }
 }
 
 impl KeyLocks {
-    pub(crate) fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
+    pub(crate) fn lock(&self, key: &str) -> KeyGuard<'_> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut h);
@@ -182,4 +189,49 @@ pub(crate) fn list_response(keys: Vec<String>) -> Result<crate::Response> {
     let mut m = Map::new();
     m.insert("keys".into(), Value::from(keys));
     Ok(crate::Response::with_data(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two keys in the same stripe, taken one inside the other on one thread (an
+    /// AppRole role, then its mount's salt): this used to wait forever.
+    #[test]
+    fn nested_keys_in_one_stripe_do_not_deadlock() {
+        let locks = std::sync::Arc::new(KeyLocks::default());
+        let stripe = |k: &str| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            k.hash(&mut h);
+            (h.finish() as usize) % 1024
+        };
+        let outer = "auth/approle/salt";
+        let inner = (0..100_000)
+            .map(|i| format!("auth/approle/role/r{i}"))
+            .find(|k| stripe(k) == stripe(outer))
+            .expect("a colliding key");
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let held = std::sync::Arc::clone(&locks);
+        std::thread::spawn(move || {
+            let _a = held.lock(&inner);
+            let _b = held.lock(outer);
+            let _ = done_tx.send(());
+        });
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a thread waited on its own stripe");
+        // Other threads still wait for a held stripe.
+        let _g = locks.lock(outer);
+        let other = std::sync::Arc::clone(&locks);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _g = other.lock(outer);
+            let _ = tx.send(());
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(200))
+                .is_err()
+        );
+    }
 }

@@ -407,7 +407,7 @@ pub(crate) fn secret_exists(ctx: &Ctx<'_>, key: &str) -> Result<bool> {
 }
 
 /// Holds `key`'s write lock (writers of its versions wait).
-pub(crate) fn lock_secret<'a>(ctx: &'a Ctx<'_>, key: &str) -> parking_lot::MutexGuard<'a, ()> {
+pub(crate) fn lock_secret<'a>(ctx: &'a Ctx<'_>, key: &str) -> super::KeyGuard<'a> {
     ctx.lock(&meta_key(key))
 }
 
