@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 // tokio's clock, so tests can run it paused.
 use tokio::time::Instant;
 
@@ -53,7 +53,6 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct ConnClock {
     state: Mutex<State>,
-    changed: Notify,
     header_timeout: Duration,
     idle_timeout: Duration,
     write_timeout: Duration,
@@ -89,7 +88,6 @@ impl ConnClock {
                 write_by: None,
                 write_blocked: false,
             }),
-            changed: Notify::new(),
             header_timeout,
             idle_timeout,
             write_timeout,
@@ -99,7 +97,6 @@ impl ConnClock {
     /// A write started or stopped waiting for the client to read.
     fn write_blocked(&self, blocked: bool) {
         self.state.lock().write_blocked = blocked;
-        self.changed.notify_one();
     }
 
     /// Bytes arrived: a waiting connection now has a request on its way.
@@ -110,8 +107,6 @@ impl ConnClock {
             // byte just before the deadline buys nothing.
             let since = if first { since } else { Instant::now() };
             s.phase = Phase::Head { since };
-            drop(s);
-            self.changed.notify_one();
         }
     }
 
@@ -129,8 +124,6 @@ impl ConnClock {
             // Go's WriteTimeout runs from the end of the request's headers.
             s.write_by = Some(Instant::now() + self.write_timeout);
         }
-        drop(s);
-        self.changed.notify_one();
         started
     }
 
@@ -144,8 +137,6 @@ impl ConnClock {
                 first: false,
             };
         }
-        drop(s);
-        self.changed.notify_one();
     }
 
     fn deadline(&self) -> Option<(Instant, Expired)> {
@@ -172,25 +163,28 @@ impl ConnClock {
     }
 
     /// Completes when the connection has outlived the deadline of its phase.
+    ///
+    /// Nothing wakes the watchdog when the phase changes (that cost a task wake-up and
+    /// a new timer per change, three per request); it looks again at least every
+    /// `check`, the shortest deadline in use, and sleeps no further than the deadline
+    /// it sees. That is enough: a deadline set after the watchdog last looked is at
+    /// least `check` after that moment, so it wakes up in time to see it.
     pub(crate) async fn expired(&self) -> Expired {
+        let shortest = [self.header_timeout, self.idle_timeout, self.write_timeout]
+            .into_iter()
+            .filter(|d| !d.is_zero())
+            .min();
+        let Some(check) = shortest else {
+            return std::future::pending().await;
+        };
         loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            // Registered before reading the deadline, so no change is missed.
-            changed.as_mut().enable();
-            match self.deadline() {
-                None => changed.await,
-                Some((at, why)) => {
-                    tokio::select! {
-                        () = changed => {}
-                        () = tokio::time::sleep_until(at) => {
-                            if self.deadline().is_some_and(|(now_at, _)| now_at <= Instant::now()) {
-                                return why;
-                            }
-                        }
-                    }
-                }
-            }
+            let now = Instant::now();
+            let next = match self.deadline() {
+                Some((at, why)) if at <= now => return why,
+                Some((at, _)) => at.min(now + check),
+                None => now + check,
+            };
+            tokio::time::sleep_until(next).await;
         }
     }
 }
@@ -574,6 +568,33 @@ mod tests {
             .expect("read");
         let _io = write.await.expect("writer");
         assert!(!clock.state.lock().write_blocked);
+    }
+
+    /// A partial request on a connection idle for minutes is cut at the header
+    /// deadline, though nothing told the watchdog the phase changed.
+    #[tokio::test(start_paused = true)]
+    async fn header_deadline_set_while_idle_is_kept_on_time() {
+        let clock = ConnClock::new(
+            Duration::from_secs(10),
+            Duration::from_secs(300),
+            Duration::ZERO,
+        );
+        clock.bytes_read();
+        let (_, in_flight) = InFlight::start(&clock);
+        drop(in_flight);
+        let watchdog = {
+            let clock = Arc::clone(&clock);
+            tokio::spawn(async move { clock.expired().await })
+        };
+        tokio::time::sleep(Duration::from_secs(203)).await;
+        let partial_at = tokio::time::Instant::now();
+        clock.bytes_read();
+        assert_eq!(watchdog.await.expect("watchdog"), Expired::Header);
+        let cut_after = partial_at.elapsed();
+        assert!(
+            cut_after >= Duration::from_secs(10) && cut_after <= Duration::from_secs(11),
+            "cut {cut_after:?} after the partial request"
+        );
     }
 
     #[tokio::test(start_paused = true)]
