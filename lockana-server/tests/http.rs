@@ -749,6 +749,36 @@ fn real_runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// Sends a request's head alone, reads the early answer (which must start with
+/// `want`), sends the body late, waits `idle`, and returns the answer to a health
+/// check sent next on the same connection.
+fn late_body_then_health(
+    limits: Limits,
+    head: &str,
+    body: &[u8],
+    want: &str,
+    idle: Duration,
+) -> String {
+    use tokio::io::AsyncWriteExt;
+    real_runtime().block_on(async {
+        let (mut conn, addr) = raw_connection(limits).await;
+        let head = format!(
+            "{head}\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        conn.write_all(head.as_bytes()).await.expect("write head");
+        let answer = read_answer(&mut conn).await;
+        assert!(answer.starts_with(want), "{answer:?}");
+        assert!(!answer.contains("connection: close"), "{answer:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        conn.write_all(body).await.expect("write body");
+        tokio::time::sleep(idle).await;
+        let health = format!("GET /v1/sys/health HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        conn.write_all(health.as_bytes()).await.expect("write");
+        read_answer(&mut conn).await
+    })
+}
+
 /// A request refused before its body is read (here a PATCH with the wrong
 /// Content-Type), whose body arrives after the answer: the connection stays usable.
 /// urllib3 sends headers and body in two writes, so under load the server answered
@@ -757,30 +787,17 @@ fn real_runtime() -> tokio::runtime::Runtime {
 /// without response".
 #[test]
 fn connection_survives_a_body_that_arrives_after_an_early_answer() {
-    use tokio::io::AsyncWriteExt;
-    real_runtime().block_on(async {
-        let (mut conn, addr) = raw_connection(Limits::default()).await;
-        let body = br#"{"data":{"a":1}}"#;
-        let head = format!(
-            "PATCH /v1/secret/data/x HTTP/1.1\r\nHost: {addr}\r\nX-Vault-Token: {ROOT}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        conn.write_all(head.as_bytes()).await.expect("write head");
-        let answer = read_answer(&mut conn).await;
-        assert!(answer.starts_with("HTTP/1.1 415"), "{answer:?}");
-        assert!(!answer.contains("connection: close"), "{answer:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        conn.write_all(body).await.expect("write body");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let health = format!("GET /v1/sys/health HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-        conn.write_all(health.as_bytes()).await.expect("write");
-        let answer = read_answer(&mut conn).await;
-        assert!(
-            answer.starts_with("HTTP/1.1 200"),
-            "the next request on the connection got {answer:?}"
-        );
-    });
+    let answer = late_body_then_health(
+        Limits::default(),
+        &format!("PATCH /v1/secret/data/x HTTP/1.1\r\nX-Vault-Token: {ROOT}"),
+        br#"{"data":{"a":1}}"#,
+        "HTTP/1.1 415",
+        Duration::from_millis(50),
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "the next request on the connection got {answer:?}"
+    );
 }
 
 /// The late bytes of a body refused unread do not start the header clock: the
@@ -788,34 +805,22 @@ fn connection_survives_a_body_that_arrives_after_an_early_answer() {
 /// (1 s here, so the test waits 2 s rather than Vault's 10 s).
 #[test]
 fn late_body_bytes_do_not_start_the_header_timeout() {
-    use tokio::io::AsyncWriteExt;
-    real_runtime().block_on(async {
-        let limits = Limits {
-            read_header_timeout: Duration::from_secs(1),
-            ..Limits::default()
-        };
-        let (mut conn, addr) = raw_connection(limits).await;
-        let body = br#"{"value":"v"}"#;
-        // No token: refused (403) without reading the body.
-        let head = format!(
-            "POST /v1/secret/data/x HTTP/1.1\r\nHost: {addr}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        conn.write_all(head.as_bytes()).await.expect("write head");
-        let answer = read_answer(&mut conn).await;
-        assert!(answer.starts_with("HTTP/1.1 403"), "{answer:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        conn.write_all(body).await.expect("write body");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let health = format!("GET /v1/sys/health HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-        conn.write_all(health.as_bytes()).await.expect("write");
-        let answer = read_answer(&mut conn).await;
-        assert!(
-            answer.starts_with("HTTP/1.1 200"),
-            "after 2 s idle the connection answered {answer:?}"
-        );
-    });
+    let limits = Limits {
+        read_header_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    // No token: refused (403) without reading the body.
+    let answer = late_body_then_health(
+        limits,
+        "POST /v1/secret/data/x HTTP/1.1",
+        br#"{"value":"v"}"#,
+        "HTTP/1.1 403",
+        Duration::from_secs(2),
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "after 2 s idle the connection answered {answer:?}"
+    );
 }
 
 /// `http_write_timeout`: a client that asks for a large answer and stops reading is
