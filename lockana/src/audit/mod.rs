@@ -628,6 +628,12 @@ impl AuditBroker {
         Ok(())
     }
 
+    /// Whether any device is enabled: then every request writes its chain heads
+    /// behind the barrier (an fsync), reads included.
+    pub(crate) fn is_enabled(&self) -> bool {
+        !self.state.read().devices.is_empty()
+    }
+
     /// After unseal: the salt, the table and the declared devices, opened.
     pub(crate) fn load(&self, barrier: &Barrier) -> Result<()> {
         let (salt, signer) = load_keys(barrier)?;

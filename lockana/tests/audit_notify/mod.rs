@@ -1313,3 +1313,27 @@ fn path_help_needs_a_token_and_is_audited() {
     // One request and one response entry for each of the two help calls.
     assert_eq!(logged.len(), 4, "{logged:?}");
 }
+
+/// With an audit device every request stores its chain heads (an fsync) before the
+/// answer, reads and transit's computations included: a server must run them where
+/// blocking is allowed.
+#[test]
+fn every_request_may_write_once_an_audit_device_is_enabled() {
+    let (v, t) = dev();
+    call(
+        &v,
+        &t,
+        Update,
+        "sys/mounts/transit",
+        json!({"type": "transit"}),
+    )
+    .unwrap();
+    call(&v, &t, Update, "transit/keys/k", json!({})).unwrap();
+    let read = Request::new(Read, "secret/data/x");
+    let decrypt = Request::new(Update, "transit/decrypt/k");
+    let write = Request::new(Update, "secret/data/x");
+    assert!(!v.may_write(&read) && !v.may_write(&decrypt) && v.may_write(&write));
+    let dir = tempfile::tempdir().unwrap();
+    enable_file(&v, &t, "file", &dir.path().join("audit.log"), json!({}));
+    assert!(v.may_write(&read) && v.may_write(&decrypt) && v.may_write(&write));
+}
