@@ -978,6 +978,11 @@ pub(crate) fn integrity(key: &str, kind: IntegrityKind) -> Error {
     IntegrityError::at(key, kind).into()
 }
 
+/// The JSON record stored at `key`; one that does not decode is damage naming the key.
+pub(crate) fn decode_record<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|_| integrity(key, IntegrityKind::Malformed))
+}
+
 /// A stored value that does not decrypt under a key the vault holds.
 fn decrypt_failure(key: &str, e: BarrierError) -> Error {
     integrity(
