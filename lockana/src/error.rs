@@ -121,7 +121,8 @@ pub enum IntegrityKind {
     /// A stored value failed authentication: damaged, tampered with, or moved from
     /// another key.
     Authentication,
-    /// A stored value is not a ciphertext this vault wrote (bad version or length).
+    /// A stored value is not a ciphertext this vault wrote (bad version or length), or
+    /// a stored record does not decode.
     Malformed,
     /// A stored value names a key term the keyring does not hold.
     UnknownTerm,
@@ -139,7 +140,9 @@ impl IntegrityKind {
             IntegrityKind::Authentication => {
                 "the stored value failed authentication (damaged, tampered with or moved)"
             }
-            IntegrityKind::Malformed => "the stored value is not a valid ciphertext",
+            IntegrityKind::Malformed => {
+                "the stored value is malformed (not a ciphertext or record this vault wrote)"
+            }
             IntegrityKind::UnknownTerm => "the stored value names an unknown key term",
             IntegrityKind::Missing => "a required entry is missing",
             IntegrityKind::EnginePanic => "the storage engine failed on damaged data",

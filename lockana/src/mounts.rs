@@ -356,7 +356,7 @@ impl MountTable {
     pub(crate) fn load_from(barrier: &Barrier, key: &'static str) -> Result<Self> {
         let mut entries: Vec<MountEntry> = match barrier.get(key)? {
             None => Vec::new(),
-            Some(b) => serde_json::from_slice(&b).map_err(|_| crate::StorageError::Corrupt)?,
+            Some(b) => crate::barrier::decode_record(key, &b)?,
         };
         let registry = if key == AUTH_PATH {
             AUTH_METHODS

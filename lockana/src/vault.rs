@@ -1193,4 +1193,75 @@ mod tests {
             assert!(check_path(p).is_ok(), "{p:?}");
         }
     }
+
+    fn integrity_at(r: Result<impl Sized>) -> (String, crate::IntegrityKind) {
+        match r {
+            Err(Error::Integrity(e)) => (e.key().unwrap_or_default().to_owned(), e.kind()),
+            Err(other) => panic!("want an integrity error, got {other:?}"),
+            Ok(_) => panic!("want an integrity error, got a success"),
+        }
+    }
+
+    /// A record that decrypts but does not decode (a bug, a downgrade, a restore of
+    /// the wrong thing) once read as the bare "corrupt record in storage": it is an
+    /// integrity error naming its storage key, through the engines' `Ctx::get_json`,
+    /// identity's `get_json` and the token role store.
+    #[test]
+    fn undecodable_records_are_integrity_errors_naming_their_key() {
+        let (vault, creds) = Vault::dev(None).unwrap();
+        let core = &vault.core;
+        let malformed = crate::IntegrityKind::Malformed;
+
+        let mounts = core.mounts.read();
+        let mount = mounts.get("secret/").unwrap();
+        let ctx = core.ctx(mount, mount.view_prefix());
+        let key = ctx.key("engine/record");
+        core.barrier.put(&key, b"{not json").unwrap();
+        assert_eq!(
+            integrity_at(ctx.get_json::<serde_json::Value>("engine/record")),
+            (key, malformed)
+        );
+        drop(mounts);
+
+        core.barrier.put("identity/x/record", b"\xff").unwrap();
+        assert_eq!(
+            integrity_at(crate::identity::get_json::<serde_json::Value>(
+                core,
+                "identity/x/record"
+            )),
+            ("identity/x/record".to_owned(), malformed)
+        );
+
+        let root = creds.root_token.expose().to_owned();
+        let call = |op, path: &str| {
+            vault.handle(
+                Request::new(op, path)
+                    .with_token(root.clone())
+                    .with_data(serde_json::json!({"allowed_policies": "default"})),
+            )
+        };
+        call(Operation::Update, "auth/token/roles/r").unwrap();
+        core.barrier.put("sys/token/role/r", b"[]").unwrap();
+        assert_eq!(
+            integrity_at(call(Operation::Read, "auth/token/roles/r")),
+            ("sys/token/role/r".to_owned(), malformed)
+        );
+    }
+
+    /// Records loaded at unseal (the mount table, a policy) that do not decode leave
+    /// the vault sealed with an integrity error naming the record.
+    #[test]
+    fn undecodable_record_loaded_at_unseal_leaves_the_vault_sealed_naming_it() {
+        for key in ["core/mounts", "sys/policy/default", "core/audit"] {
+            let (vault, creds) = Vault::dev(None).unwrap();
+            vault.core.barrier.put(key, b"{not json").unwrap();
+            vault.seal().unwrap();
+            assert_eq!(
+                integrity_at(vault.unseal(&creds.unseal_key_base64)),
+                (key.to_owned(), crate::IntegrityKind::Malformed),
+                "{key}"
+            );
+            assert!(vault.seal_status().sealed, "{key}");
+        }
+    }
 }

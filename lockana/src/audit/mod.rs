@@ -904,14 +904,14 @@ fn key32(path: &str, bytes: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
 fn load_table(barrier: &Barrier) -> Result<Vec<DeviceConfig>> {
     match barrier.get(TABLE_PATH)? {
         None => Ok(Vec::new()),
-        Some(b) => Ok(serde_json::from_slice(&b).map_err(|_| StorageError::Corrupt)?),
+        Some(b) => crate::barrier::decode_record(TABLE_PATH, &b),
     }
 }
 
 fn load_heads(barrier: &Barrier) -> Result<BTreeMap<String, Head>> {
     let stored: BTreeMap<String, StoredHead> = match barrier.get(HEADS_PATH)? {
         None => BTreeMap::new(),
-        Some(b) => serde_json::from_slice(&b).map_err(|_| StorageError::Corrupt)?,
+        Some(b) => crate::barrier::decode_record(HEADS_PATH, &b)?,
     };
     Ok(stored
         .into_iter()

@@ -79,6 +79,11 @@ fn ct_eq(a: &str, b: &str) -> bool {
     subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()).into()
 }
 
+/// A stored salt that is not hex: damage naming its storage key.
+fn salt_damaged(ctx: &Ctx<'_>) -> crate::Error {
+    crate::barrier::integrity(&ctx.key("salt"), crate::IntegrityKind::Malformed)
+}
+
 /// The mount's HMAC key, created on first use.
 fn salt(ctx: &Ctx<'_>) -> Result<Zeroizing<Vec<u8>>> {
     #[derive(Serialize, Deserialize)]
@@ -87,13 +92,13 @@ fn salt(ctx: &Ctx<'_>) -> Result<Zeroizing<Vec<u8>>> {
     }
     if let Some(s) = ctx.get_json::<Salt>("salt")? {
         return Ok(Zeroizing::new(
-            hex::decode(&s.key).map_err(|_| crate::StorageError::Corrupt)?,
+            hex::decode(&s.key).map_err(|_| salt_damaged(ctx))?,
         ));
     }
     let _g = ctx.lock("salt");
     if let Some(s) = ctx.get_json::<Salt>("salt")? {
         return Ok(Zeroizing::new(
-            hex::decode(&s.key).map_err(|_| crate::StorageError::Corrupt)?,
+            hex::decode(&s.key).map_err(|_| salt_damaged(ctx))?,
         ));
     }
     let key = crate::barrier::random_key()?;
@@ -953,5 +958,27 @@ mod tests {
         let v6 = Cidr::parse("fd00::/8").unwrap();
         assert!(v6.contains("fd12::1".parse().unwrap()));
         assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+    }
+
+    /// A stored salt that is not hex is damage naming the salt's storage key, not
+    /// the bare "corrupt record in storage".
+    #[test]
+    fn stored_salt_that_is_not_hex_is_an_integrity_error_naming_it() {
+        let (vault, _) = crate::Vault::dev(None).unwrap();
+        let core = &vault.core;
+        let mounts = core.mounts.read();
+        let mount = mounts.get("secret/").unwrap();
+        let ctx = core.ctx(mount, mount.view_prefix());
+        core.barrier
+            .put(&ctx.key("salt"), br#"{"key":"not hex"}"#)
+            .unwrap();
+        match salt(&ctx) {
+            Err(crate::Error::Integrity(e)) => {
+                assert_eq!(e.key(), Some(ctx.key("salt").as_str()));
+                assert_eq!(e.kind(), crate::IntegrityKind::Malformed);
+            }
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("a salt from damaged storage"),
+        }
     }
 }

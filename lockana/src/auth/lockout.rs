@@ -226,7 +226,7 @@ impl Lockouts {
             let Some(bytes) = barrier.get(&path)? else {
                 continue;
             };
-            let s: Stored = serde_json::from_slice(&bytes).map_err(|_| StorageError::Corrupt)?;
+            let s: Stored = crate::barrier::decode_record(&path, &bytes)?;
             let e = s.entry();
             if e.stale(now) {
                 stale.push(Op::Delete(path));

@@ -433,11 +433,11 @@ impl TokenStore {
         if let Some(e) = self.cache.read().get(hash) {
             return Ok(Some(e.clone()));
         }
-        let Some(bytes) = barrier.get(&format!("{ID_PREFIX}{hash}"))? else {
+        let key = format!("{ID_PREFIX}{hash}");
+        let Some(bytes) = barrier.get(&key)? else {
             return Ok(None);
         };
-        let mut entry: TokenEntry =
-            serde_json::from_slice(&bytes).map_err(|_| crate::StorageError::Corrupt)?;
+        let mut entry: TokenEntry = crate::barrier::decode_record(&key, &bytes)?;
         entry.hash = hash.to_owned();
         let entry = Arc::new(entry);
         self.cache.write().insert(hash.to_owned(), entry.clone());
@@ -486,7 +486,8 @@ impl TokenStore {
         let Some(hash) = barrier.get(&key)? else {
             return Ok(None);
         };
-        let hash = String::from_utf8(hash).map_err(|_| crate::StorageError::Corrupt)?;
+        let hash = String::from_utf8(hash)
+            .map_err(|_| crate::barrier::integrity(&key, crate::IntegrityKind::Malformed))?;
         self.live(barrier, &hash, now)
     }
 

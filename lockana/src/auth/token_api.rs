@@ -352,14 +352,10 @@ fn role_name(name: &str) -> Result<String> {
 }
 
 fn load_role(core: &Core, name: &str) -> Result<Option<Role>> {
-    match core
-        .barrier
-        .get(&format!("{ROLE_PREFIX}{}", role_name(name)?))?
-    {
+    let key = format!("{ROLE_PREFIX}{}", role_name(name)?);
+    match core.barrier.get(&key)? {
         None => Ok(None),
-        Some(b) => Ok(Some(
-            serde_json::from_slice(&b).map_err(|_| crate::StorageError::Corrupt)?,
-        )),
+        Some(b) => Ok(Some(crate::barrier::decode_record(&key, &b)?)),
     }
 }
 

@@ -323,7 +323,7 @@ impl Barrier {
         let blob = self
             .storage
             .get(SEAL_WRAPPED_KEY_PATH)?
-            .ok_or(crate::StorageError::Corrupt)?;
+            .ok_or_else(|| integrity(SEAL_WRAPPED_KEY_PATH, IntegrityKind::Missing))?;
         let key = seal
             .unwrap(&blob, SEAL_WRAPPED_KEY_PATH.as_bytes())
             .map_err(|e| Error::Refused(e.to_string().into()))?;
@@ -392,8 +392,10 @@ impl Barrier {
         match self.storage.get(SEAL_CONFIG_PATH)? {
             None => Ok(None),
             Some(b) => {
-                let c: Arc<SealConfig> =
-                    Arc::new(serde_json::from_slice(&b).map_err(|_| crate::StorageError::Corrupt)?);
+                let c: Arc<SealConfig> = Arc::new(
+                    serde_json::from_slice(&b)
+                        .map_err(|_| integrity(SEAL_CONFIG_PATH, IntegrityKind::Malformed))?,
+                );
                 *self.config.write() = Some(c.clone());
                 Ok(Some(c))
             }
@@ -969,9 +971,16 @@ fn wrong_key(e: Error) -> Error {
     }
 }
 
-fn integrity(key: &str, kind: IntegrityKind) -> Error {
+/// An integrity failure of the entry at `key`, logged with the key (never the value).
+/// For any record read from storage that is missing or does not decode.
+pub(crate) fn integrity(key: &str, kind: IntegrityKind) -> Error {
     tracing::error!(key = %key, "storage integrity failure");
     IntegrityError::at(key, kind).into()
+}
+
+/// The JSON record stored at `key`; one that does not decode is damage naming the key.
+pub(crate) fn decode_record<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|_| integrity(key, IntegrityKind::Malformed))
 }
 
 /// A stored value that does not decrypt under a key the vault holds.

@@ -4,9 +4,11 @@
 
 use zeroize::Zeroizing;
 
-use super::{Barrier, ROOT_KEY_PATH, SEAL_CONFIG_PATH, Share, as_key, random_key, shamir};
+use super::{
+    Barrier, ROOT_KEY_PATH, SEAL_CONFIG_PATH, Share, as_key, integrity, random_key, shamir,
+};
 use crate::storage::BatchOp;
-use crate::{Error, Result};
+use crate::{Error, IntegrityKind, Result};
 
 /// A freshly generated unseal key and its shares; nothing is stored yet.
 pub(crate) struct NewUnsealKey {
@@ -30,7 +32,7 @@ impl Barrier {
         let wrapped = self
             .storage
             .get(ROOT_KEY_PATH)?
-            .ok_or(crate::StorageError::Corrupt)?;
+            .ok_or_else(|| integrity(ROOT_KEY_PATH, IntegrityKind::Missing))?;
         let Ok(root) = config
             .cipher()
             .open(&candidate, &wrapped, ROOT_KEY_PATH.as_bytes())
@@ -166,5 +168,48 @@ mod tests {
         let reopened = Barrier::new(storage);
         reopened.unseal_with_key(&old_key[..]).unwrap();
         assert!(!reopened.verify_unseal_key(&new.key[..]).unwrap());
+    }
+
+    /// Checking shares against a vault whose wrapped root key is gone reports the
+    /// damage by key, not a bare "corrupt record".
+    #[test]
+    fn missing_root_key_on_verify_is_an_integrity_error_naming_it() {
+        let storage: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+        let b = Barrier::new(storage.clone());
+        let (key, _) = b.initialize(1, 1, Cipher::default(), 0).unwrap();
+        b.unseal_with_key(&key[..]).unwrap();
+        storage.delete(ROOT_KEY_PATH).unwrap();
+        match b.verify_unseal_key(&key[..]) {
+            Err(Error::Integrity(e)) => {
+                assert_eq!(e.key(), Some(ROOT_KEY_PATH));
+                assert_eq!(e.kind(), IntegrityKind::Missing);
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
+    /// A seal configuration that does not decode is damage naming its key: unseal,
+    /// rekey and seal-status must not read it as a bare "corrupt record".
+    #[test]
+    fn malformed_seal_config_is_an_integrity_error_naming_it() {
+        let storage: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+        let (key, _) = Barrier::new(storage.clone())
+            .initialize(1, 1, Cipher::default(), 0)
+            .unwrap();
+        let mut config = storage.get(SEAL_CONFIG_PATH).unwrap().unwrap();
+        config.truncate(config.len() / 2);
+        storage.put(SEAL_CONFIG_PATH, &config).unwrap();
+        let b = Barrier::new(storage);
+        match b.seal_config() {
+            Err(Error::Integrity(e)) => {
+                assert_eq!(e.key(), Some(SEAL_CONFIG_PATH));
+                assert_eq!(e.kind(), IntegrityKind::Malformed);
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        assert!(matches!(
+            b.unseal_with_key(&key[..]),
+            Err(Error::Integrity(_))
+        ));
     }
 }

@@ -273,4 +273,25 @@ mod tests {
             .to_string();
         assert!(e.contains("seal migration is not supported"), "{e}");
     }
+
+    /// A sealed vault whose stored copy of the unseal key is gone is damaged storage
+    /// naming the key, not a seal that cannot unwrap.
+    #[test]
+    fn missing_seal_wrapped_key_is_an_integrity_error_naming_it() {
+        let storage: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+        let k1 = || StaticSeal::new(key("k1", 1), None).unwrap();
+        barrier(&storage, k1())
+            .initialize(3, 2, Cipher::default(), 0)
+            .unwrap();
+        storage.delete(SEAL_WRAPPED_KEY_PATH).unwrap();
+        let b = barrier(&storage, k1());
+        match b.unseal_with_seal() {
+            Err(crate::Error::Integrity(e)) => {
+                assert_eq!(e.key(), Some(SEAL_WRAPPED_KEY_PATH));
+                assert_eq!(e.kind(), crate::IntegrityKind::Missing);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!b.has_keyring());
+    }
 }

@@ -56,9 +56,7 @@ pub(crate) fn get_json<T: serde::de::DeserializeOwned>(
 ) -> Result<Option<T>> {
     match core.barrier.get(key)? {
         None => Ok(None),
-        Some(b) => Ok(Some(
-            serde_json::from_slice(&b).map_err(|_| crate::StorageError::Corrupt)?,
-        )),
+        Some(b) => Ok(Some(crate::barrier::decode_record(key, &b)?)),
     }
 }
 

@@ -94,12 +94,13 @@ impl Ctx<'_> {
         k
     }
 
+    /// The JSON record at `rel`; one that does not decode is an integrity error
+    /// naming its storage key.
     pub(crate) fn get_json<T: serde::de::DeserializeOwned>(&self, rel: &str) -> Result<Option<T>> {
-        match self.barrier.get(&self.key(rel))? {
+        let key = self.key(rel);
+        match self.barrier.get(&key)? {
             None => Ok(None),
-            Some(b) => Ok(Some(
-                serde_json::from_slice(&b).map_err(|_| crate::StorageError::Corrupt)?,
-            )),
+            Some(b) => Ok(Some(crate::barrier::decode_record(&key, &b)?)),
         }
     }
 

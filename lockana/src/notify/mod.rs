@@ -185,8 +185,7 @@ impl Notifier {
             let Some(bytes) = barrier.get(&key)? else {
                 continue;
             };
-            let v: Map<String, Value> =
-                serde_json::from_slice(&bytes).map_err(|_| StorageError::Corrupt)?;
+            let v: Map<String, Value> = crate::barrier::decode_record(&key, &bytes)?;
             let name = key.trim_start_matches(CHANNELS).to_owned();
             match Channel::parse(&v) {
                 Ok(c) => {
@@ -202,7 +201,7 @@ impl Notifier {
             let Some(bytes) = barrier.get(&key)? else {
                 continue;
             };
-            let r: Route = serde_json::from_slice(&bytes).map_err(|_| StorageError::Corrupt)?;
+            let r: Route = crate::barrier::decode_record(&key, &bytes)?;
             routes.insert(key.trim_start_matches(ROUTES).to_owned(), r);
         }
         let deletes = std::mem::take(&mut self.shared.queue.lock().pending_deletes);
@@ -214,7 +213,7 @@ impl Notifier {
             let Some(bytes) = barrier.get(&key)? else {
                 continue;
             };
-            let v: Value = serde_json::from_slice(&bytes).map_err(|_| StorageError::Corrupt)?;
+            let v: Value = crate::barrier::decode_record(&key, &bytes)?;
             let event = v.get("event").and_then(Event::from_json);
             let channel = v.get("channel").and_then(Value::as_str);
             match (event, channel) {

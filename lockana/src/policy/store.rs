@@ -33,8 +33,7 @@ impl PolicyStore {
             let Some(bytes) = barrier.get(&key)? else {
                 continue;
             };
-            let s: Stored =
-                serde_json::from_slice(&bytes).map_err(|_| crate::StorageError::Corrupt)?;
+            let s: Stored = crate::barrier::decode_record(&key, &bytes)?;
             // A stored policy always parsed when written; if a newer parser refuses it,
             // keep the vault usable and log the name.
             match parse(&s.name, &s.raw) {

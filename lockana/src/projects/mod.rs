@@ -159,22 +159,22 @@ pub(crate) fn load(core: &Core, name: &str) -> Result<Option<ProjectRecord>> {
 }
 
 fn load_in(barrier: &crate::barrier::Barrier, name: &str) -> Result<Option<ProjectRecord>> {
-    match barrier.get(&config_key(name))? {
+    let key = config_key(name);
+    match barrier.get(&key)? {
         None => Ok(None),
-        Some(b) => Ok(Some(
-            serde_json::from_slice(&b).map_err(|_| crate::StorageError::Corrupt)?,
-        )),
+        Some(b) => Ok(Some(crate::barrier::decode_record(&key, &b)?)),
     }
 }
 
 pub(crate) fn last_step(core: &Core, name: &str) -> Result<Option<u64>> {
-    match core.barrier.get(&step_key(name))? {
+    let key = step_key(name);
+    match core.barrier.get(&key)? {
         None => Ok(None),
         Some(b) => Ok(Some(
             std::str::from_utf8(&b)
                 .ok()
                 .and_then(|s| s.parse().ok())
-                .ok_or(crate::StorageError::Corrupt)?,
+                .ok_or_else(|| crate::barrier::integrity(&key, crate::IntegrityKind::Malformed))?,
         )),
     }
 }

@@ -56,7 +56,7 @@ fn config(core: &Core) -> Result<RotationConfig> {
     }
     let c = match core.barrier.get(CONFIG_PATH)? {
         None => RotationConfig::default(),
-        Some(b) => serde_json::from_slice(&b).map_err(|_| crate::StorageError::Corrupt)?,
+        Some(b) => crate::barrier::decode_record(CONFIG_PATH, &b)?,
     };
     *core.operator.rotation.0.write() = Some(c);
     Ok(c)

@@ -134,11 +134,9 @@ fn invalid() -> Error {
 }
 
 fn load(core: &Core, hash: &str) -> Result<Stored> {
-    let bytes = core
-        .barrier
-        .get(&format!("{STORE_PREFIX}{hash}"))?
-        .ok_or_else(invalid)?;
-    serde_json::from_slice(&bytes).map_err(|_| crate::StorageError::Corrupt.into())
+    let key = format!("{STORE_PREFIX}{hash}");
+    let bytes = core.barrier.get(&key)?.ok_or_else(invalid)?;
+    crate::barrier::decode_record(&key, &bytes)
 }
 
 /// `sys/wrapping/unwrap`: the wrapped answer, once.
