@@ -593,6 +593,55 @@ pub(crate) static TOTP: BackendDoc = BackendDoc {
     ],
 };
 
+/// The body of `sys/mounts/<path>` and `sys/auth/<path>` (enabling a mount).
+const ENABLE_FIELDS: &[FieldDoc] = &[
+    FieldDoc {
+        name: "config",
+        kind: "map",
+        description: "Configuration for this mount, such as default_lease_ttl and max_lease_ttl.",
+    },
+    FieldDoc {
+        name: "description",
+        kind: "string",
+        description: "User-friendly description for this mount.",
+    },
+    FieldDoc {
+        name: "external_entropy_access",
+        kind: "bool",
+        description: "Whether to give the mount access to the external entropy source.",
+    },
+    FieldDoc {
+        name: "local",
+        kind: "bool",
+        description: "Mark the mount as a local mount, which is not replicated.",
+    },
+    FieldDoc {
+        name: "options",
+        kind: "map",
+        description: "The options to pass into the backend. Should be a json object with string keys and values.",
+    },
+    FieldDoc {
+        name: "plugin_name",
+        kind: "string",
+        description: "Name of the plugin to mount based from the name registered in the plugin catalog.",
+    },
+    FieldDoc {
+        name: "plugin_version",
+        kind: "string",
+        description: "The semantic version of the plugin to use.",
+    },
+    FieldDoc {
+        name: "seal_wrap",
+        kind: "bool",
+        description: "Whether to turn on seal wrapping for the mount.",
+    },
+    FieldDoc {
+        name: "type",
+        kind: "string",
+        description: "The type of the backend. Example: \"kv\"",
+    },
+];
+
 /// The fields of `sys/mounts/<path>/tune` and `sys/auth/<path>/tune`.
 const TUNE_FIELDS: &[FieldDoc] = &[
     FieldDoc {
@@ -682,53 +731,7 @@ static SYSTEM: BackendDoc = BackendDoc {
             operations: &[Read, Create, Update, Delete],
             synopsis: "Mount a new backend at a new path.",
             description: "Enables (type, description, config, options), reads, tunes (<path>/tune, also auth/<path>/tune) or disables a secrets engine.",
-            fields: &[
-                FieldDoc {
-                    name: "config",
-                    kind: "map",
-                    description: "Configuration for this mount, such as default_lease_ttl and max_lease_ttl.",
-                },
-                FieldDoc {
-                    name: "description",
-                    kind: "string",
-                    description: "User-friendly description for this mount.",
-                },
-                FieldDoc {
-                    name: "external_entropy_access",
-                    kind: "bool",
-                    description: "Whether to give the mount access to the external entropy source.",
-                },
-                FieldDoc {
-                    name: "local",
-                    kind: "bool",
-                    description: "Mark the mount as a local mount, which is not replicated.",
-                },
-                FieldDoc {
-                    name: "options",
-                    kind: "map",
-                    description: "The options to pass into the backend. Should be a json object with string keys and values.",
-                },
-                FieldDoc {
-                    name: "plugin_name",
-                    kind: "string",
-                    description: "Name of the plugin to mount based from the name registered in the plugin catalog.",
-                },
-                FieldDoc {
-                    name: "plugin_version",
-                    kind: "string",
-                    description: "The semantic version of the plugin to use.",
-                },
-                FieldDoc {
-                    name: "seal_wrap",
-                    kind: "bool",
-                    description: "Whether to turn on seal wrapping for the mount.",
-                },
-                FieldDoc {
-                    name: "type",
-                    kind: "string",
-                    description: "The type of the backend. Example: \"kv\"",
-                },
-            ],
+            fields: ENABLE_FIELDS,
         },
         PathDoc {
             pattern: "auth",
@@ -752,53 +755,7 @@ static SYSTEM: BackendDoc = BackendDoc {
             operations: &[Read, Create, Update, Delete],
             synopsis: "Enable a new credential backend with a name.",
             description: "Enables, reads, tunes (<path>/tune) or disables an auth method.",
-            fields: &[
-                FieldDoc {
-                    name: "config",
-                    kind: "map",
-                    description: "Configuration for this mount, such as default_lease_ttl and max_lease_ttl.",
-                },
-                FieldDoc {
-                    name: "description",
-                    kind: "string",
-                    description: "User-friendly description for this mount.",
-                },
-                FieldDoc {
-                    name: "external_entropy_access",
-                    kind: "bool",
-                    description: "Whether to give the mount access to the external entropy source.",
-                },
-                FieldDoc {
-                    name: "local",
-                    kind: "bool",
-                    description: "Mark the mount as a local mount, which is not replicated.",
-                },
-                FieldDoc {
-                    name: "options",
-                    kind: "map",
-                    description: "The options to pass into the backend. Should be a json object with string keys and values.",
-                },
-                FieldDoc {
-                    name: "plugin_name",
-                    kind: "string",
-                    description: "Name of the plugin to mount based from the name registered in the plugin catalog.",
-                },
-                FieldDoc {
-                    name: "plugin_version",
-                    kind: "string",
-                    description: "The semantic version of the plugin to use.",
-                },
-                FieldDoc {
-                    name: "seal_wrap",
-                    kind: "bool",
-                    description: "Whether to turn on seal wrapping for the mount.",
-                },
-                FieldDoc {
-                    name: "type",
-                    kind: "string",
-                    description: "The type of the backend. Example: \"kv\"",
-                },
-            ],
+            fields: ENABLE_FIELDS,
         },
         PathDoc {
             pattern: "policies/acl",

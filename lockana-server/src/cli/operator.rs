@@ -314,13 +314,7 @@ fn init(
         .or_else(|| answer.get("keys"))
         .and_then(Value::as_array)
         .context("the sys/init answer has no keys")?;
-    for (i, key) in keys.iter().enumerate() {
-        println!("Unseal Key {}: {}", i + 1, key.as_str().unwrap_or_default());
-    }
-    let root = answer
-        .get("root_token")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let root = print_keys(&answer, "Unseal Key", keys);
     println!(
         "\nInitial Root Token: {root}\n\n\
 Vault initialized with {shares} key shares and a key threshold of {threshold}. Please securely
@@ -335,6 +329,18 @@ It is possible to generate new unseal keys, provided you have a quorum of
 existing unseal keys shares. See \"bao operator rekey\" (or \"vault operator rekey\")."
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `init`'s key shares as the CLI does (`<label> 1: ...`), and returns the
+/// answer's root token for the text that follows.
+fn print_keys<'a>(answer: &'a Value, label: &str, keys: &[Value]) -> &'a str {
+    for (i, key) in keys.iter().enumerate() {
+        println!("{label} {}: {}", i + 1, key.as_str().unwrap_or_default());
+    }
+    answer
+        .get("root_token")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// `operator init` against a vault with an auto-unseal seal: recovery keys.
@@ -363,17 +369,7 @@ fn print_recovery_init(
         .get("recovery_keys_base64")
         .and_then(Value::as_array)
         .context("the sys/init answer has no recovery keys")?;
-    for (i, key) in keys.iter().enumerate() {
-        println!(
-            "Recovery Key {}: {}",
-            i + 1,
-            key.as_str().unwrap_or_default()
-        );
-    }
-    let root = answer
-        .get("root_token")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let root = print_keys(answer, "Recovery Key", keys);
     println!(
         "\nInitial Root Token: {root}\n\n\
 Success! Vault is initialized

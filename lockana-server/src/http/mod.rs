@@ -23,11 +23,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::conn::InFlight;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use lockana::{Connection, Operation, Vault};
+
+use crate::conn::InFlight;
 
 pub(crate) use response::HttpResponse;
 
@@ -313,6 +314,7 @@ where
     let mut body = RequestBody {
         body: Some(body),
         limit: limits.max_request_size,
+        deadline: (!limits.read_timeout.is_zero()).then(|| started + limits.read_timeout),
         timeout: limits.read_timeout,
         in_flight: start.and_then(|s| s.in_flight),
     };
@@ -356,7 +358,7 @@ where
                     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
                     return forward::redirect(&leader, pq);
                 }
-                let bytes = read_raw(&mut body, limits, started).await?;
+                let bytes = read_raw(&mut body).await?;
                 return forward::relay(&limits.ha, &leader, &parts, bytes.into(), remote_addr)
                     .await;
             }
@@ -454,10 +456,10 @@ where
         // answer rather than a reset (`RequestBody`'s drop).
         serde_json::Map::new()
     } else if raw {
-        logical.raw_body = Some(read_raw(&mut body, limits, started).await?);
+        logical.raw_body = Some(read_raw(&mut body).await?);
         serde_json::Map::new()
     } else {
-        read_json(&mut body, limits, started).await?
+        read_json(&mut body, limits.json).await?
     };
 
     if logical.path == "sys/metrics"
@@ -496,20 +498,17 @@ where
 /// than after buffering and parsing all of it.
 async fn read_json<B>(
     body: &mut RequestBody<B>,
-    limits: &Limits,
-    started: Instant,
+    json_limits: json::JsonLimits,
 ) -> Result<serde_json::Map<String, serde_json::Value>, HttpError>
 where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let limit = limits.max_request_size;
-    let mut scanner = json::Scanner::new(limits.json);
+    let mut scanner = json::Scanner::new(json_limits);
     let mut buf: Vec<u8> = Vec::new();
-    let deadline = (!limits.read_timeout.is_zero()).then(|| started + limits.read_timeout);
-    while let Some(chunk) = body.next_chunk(deadline).await? {
-        if buf.len() + chunk.len() > limit {
-            return Err(request::too_large(limit));
+    while let Some(chunk) = body.next_chunk().await? {
+        if buf.len() + chunk.len() > body.limit {
+            return Err(request::too_large(body.limit));
         }
         if let Err(reason) = scanner.feed(&chunk) {
             return Err(request::too_complex(reason));
@@ -533,6 +532,10 @@ where
     /// `None` once abandoned: the connection then closes after the answer.
     body: Option<B>,
     limit: usize,
+    /// When the whole request must have arrived (`http_read_timeout` from its first
+    /// byte); `None`: no deadline.
+    deadline: Option<Instant>,
+    /// How long a drain may take (from when it starts).
     timeout: Duration,
     in_flight: Option<Arc<InFlight>>,
 }
@@ -543,7 +546,8 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     /// The next data chunk (`None` at the end), within `http_read_timeout`.
-    async fn next_chunk(&mut self, deadline: Option<Instant>) -> Result<Option<Bytes>, HttpError> {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, HttpError> {
+        let deadline = self.deadline;
         let Some(body) = self.body.as_mut() else {
             return Ok(None);
         };
@@ -601,18 +605,13 @@ where
 }
 
 /// Reads a body as bytes (a snapshot to restore), up to its limit.
-async fn read_raw<B>(
-    body: &mut RequestBody<B>,
-    limits: &Limits,
-    started: Instant,
-) -> Result<Vec<u8>, HttpError>
+async fn read_raw<B>(body: &mut RequestBody<B>) -> Result<Vec<u8>, HttpError>
 where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let deadline = (!limits.read_timeout.is_zero()).then(|| started + limits.read_timeout);
     let mut buf: Vec<u8> = Vec::new();
-    while let Some(chunk) = body.next_chunk(deadline).await? {
+    while let Some(chunk) = body.next_chunk().await? {
         if buf.len() + chunk.len() > body.limit {
             return Err(request::too_large(body.limit));
         }

@@ -84,7 +84,7 @@ impl crate::engine::Backend for TransitEngine {
         }
         let mut segs = rel.split('/');
         match (segs.next(), segs.next()) {
-            (Some("encrypt"), Some(name)) => self.cache.get(name).is_err(),
+            (Some("encrypt"), Some(name)) => !self.cache.contains(name),
             (
                 Some(
                     "decrypt" | "rewrap" | "datakey" | "sign" | "verify" | "hmac" | "hash"
@@ -413,6 +413,10 @@ impl KeyCache {
                 c.keys.remove(&name);
             }
         }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.inner.read().keys.contains_key(name)
     }
 
     /// The cached key, or the generation to fill with.
